@@ -17,7 +17,7 @@ endif
 
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter $(if $(WERROR),-Werror)
 CFLAGS  ?=
-ALL_CFLAGS = -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -fPIC -MMD -MP -Isnapshot -Imodes $(CFLAGS)
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -fPIC -MMD -MP -Isnapshot -Imodes $(CFLAGS)
 LDFLAGS ?=
 LIBS     = -luring -larchive -lxxhash -lcrypto -lz -lzstd -lpthread
 

@@ -49,6 +49,9 @@ struct ls_walk_options {
 	bool rehash;                /**< full mode: ignore the stat cache */
 	const char *const *excludes; /**< paths relative to ROOT, normalised by the caller or not */
 	size_t n_excludes;
+	const char *const *skip_paths; /**< never walked nor recorded, not part of the manifest's
+					    settings: the run's own outputs inside ROOT */
+	size_t n_skip;
 	ls_log_fn *log;
 	void *log_ctx;
 };

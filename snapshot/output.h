@@ -8,6 +8,8 @@
 
 #include "layersnap.h"
 
+#include <sys/types.h>
+
 struct ls_output {
 	int fd;              /**< write here */
 	bool atomic;         /**< true: temporary file renamed on commit */

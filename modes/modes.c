@@ -1,0 +1,76 @@
+#include "modes.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const struct ls_mode_ops *ls_mode_ops_of(enum ls_mode mode)
+{
+	switch (mode) {
+	case LS_MODE_TIME:
+		return &ls_mode_time;
+	case LS_MODE_REDO:
+		return &ls_mode_redo;
+	case LS_MODE_FULL:
+		break;
+	}
+	return &ls_mode_full;
+}
+
+const char *ls_mode_name(enum ls_mode mode)
+{
+	return ls_mode_ops_of(mode)->name;
+}
+
+int ls_mode_parse(const char *s, enum ls_mode *out)
+{
+	static const struct ls_mode_ops *const all[] = { &ls_mode_time, &ls_mode_redo, &ls_mode_full };
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (strcmp(s, all[i]->name) == 0) {
+			*out = all[i]->mode;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+unsigned int ls_mode_diff_fields(const struct ls_mode_ops *ops, const ls_manifest *ma,
+				 const struct ls_rec *a, const ls_manifest *mb, const struct ls_rec *b,
+				 bool mtime_seconds)
+{
+	unsigned int f = ops->fields, d = 0;
+	bool is_dir = S_ISDIR(a->mode);
+	if (f & LS_F_MTIME) {
+		int64_t x = a->mtime_ns, y = b->mtime_ns;
+		if (mtime_seconds) {
+			/* floor division: layers carry whole seconds */
+			x = x >= 0 ? x / 1000000000 : -((-x + 999999999) / 1000000000);
+			y = y >= 0 ? y / 1000000000 : -((-y + 999999999) / 1000000000);
+		}
+		if (x != y)
+			d |= LS_F_MTIME;
+	}
+	/* A directory's size is file-system bookkeeping, not content. */
+	if ((f & LS_F_SIZE) && !is_dir && a->size != b->size)
+		d |= LS_F_SIZE;
+	if ((f & LS_F_PERM) && (a->mode & 07777) != (b->mode & 07777))
+		d |= LS_F_PERM;
+	if ((f & LS_F_OWNER) && (a->uid != b->uid || a->gid != b->gid))
+		d |= LS_F_OWNER;
+	if (f & LS_F_TARGET) {
+		if (S_ISLNK(a->mode) && (a->link_len != b->link_len ||
+		    memcmp(ls_rec_link(ma, a), ls_rec_link(mb, b), a->link_len) != 0))
+			d |= LS_F_TARGET;
+		if ((S_ISCHR(a->mode) || S_ISBLK(a->mode)) && a->rdev != b->rdev)
+			d |= LS_F_TARGET;
+	}
+	if ((f & LS_F_HASH) && S_ISREG(a->mode)) {
+		if (!(a->mode & LS_REC_HASHED) || !(b->mode & LS_REC_HASHED) ||
+		    memcmp(a->hash, b->hash, sizeof(a->hash)) != 0)
+			d |= LS_F_HASH;
+	}
+	if ((f & LS_F_XATTRS) && (a->xattr_len != b->xattr_len ||
+	    memcmp(ls_rec_xattrs(ma, a), ls_rec_xattrs(mb, b), a->xattr_len) != 0))
+		d |= LS_F_XATTRS;
+	return d;
+}

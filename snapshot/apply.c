@@ -1,0 +1,1237 @@
+/*
+ * layersnap apply: extracts an OCI layer onto a directory (DESIGN.md "Apply").
+ *
+ * Safety model: ROOT is opened once.  Every entry's parent directory is
+ * resolved beneath it with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+ * RESOLVE_NO_MAGICLINKS) (or, on kernels without openat2, an equivalent walk
+ * of openat(O_PATH | O_NOFOLLOW) one component at a time), and the last
+ * component is only touched through *at() calls that do not follow it.  Paths
+ * with "..", absolute paths, paths through a symlink (an old one or one made
+ * earlier in the layer) and duplicate entries are refused before anything of
+ * that entry is written; entries applied before stay applied.
+ *
+ * Whiteouts follow the OCI image spec: they hide what lower layers put there,
+ * never what this layer made.  The layer's own paths (and their ancestors) are
+ * kept in a set; an explicit whiteout `DIR/.wh.NAME` removes DIR/NAME unless the
+ * layer made it, and an opaque whiteout `DIR/.wh..wh..opq` removes every child
+ * of DIR the layer did not make (looking inside directories the layer made).
+ *
+ * Metadata per entry: owner, mode, xattrs, times.  Directory times (and, when
+ * not root, a directory mode that would lock us out) are applied at the end,
+ * deepest first, to directories that are still the ones the layer made.
+ *
+ * Statistics: entries counts every tar entry read, whiteouts the explicit and
+ * opaque whiteouts among them, skipped the entries not applied (device nodes
+ * when not root, AUFS metadata).
+ */
+#define _GNU_SOURCE
+#include "layersnap.h"
+#include "error.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define WH_PREFIX ".wh."
+#define WH_META_PREFIX ".wh..wh."
+#define WH_OPAQUE ".wh..wh..opq"
+#define READ_BLOCK 65536
+#define SHOWN_MAX 400   /* bytes of an entry name quoted in a message */
+
+/* ---- string sets -------------------------------------------------------- */
+
+/* Open-addressing hash map of owned strings to indexes (or a plain set). */
+struct pathset {
+	char **keys;
+	size_t *vals;
+	size_t cap;   /* power of two, or 0 */
+	size_t len;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h ^ (h >> 29);
+}
+
+static size_t pathset_slot(char *const *keys, size_t cap, const char *key)
+{
+	size_t i = (size_t)hash_str(key) & (cap - 1);
+	while (keys[i] && strcmp(keys[i], key) != 0)
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+/* True when key is present; its value goes to *val (if not NULL). */
+static bool pathset_get(const struct pathset *s, const char *key, size_t *val)
+{
+	if (!s->cap)
+		return false;
+	size_t i = pathset_slot(s->keys, s->cap, key);
+	if (s->keys[i] && val)
+		*val = s->vals[i];
+	return s->keys[i] != NULL;
+}
+
+static bool pathset_has(const struct pathset *s, const char *key)
+{
+	return pathset_get(s, key, NULL);
+}
+
+static int pathset_grow(struct pathset *s)
+{
+	size_t cap = s->cap ? s->cap * 2 : 64;
+	char **keys = calloc(cap, sizeof(*keys));
+	size_t *vals = calloc(cap, sizeof(*vals));
+	if (!keys || !vals) {
+		free(keys);
+		free(vals);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < s->cap; i++) {
+		if (!s->keys[i])
+			continue;
+		size_t j = pathset_slot(keys, cap, s->keys[i]);
+		keys[j] = s->keys[i];
+		vals[j] = s->vals[i];
+	}
+	free(s->keys);
+	free(s->vals);
+	s->keys = keys;
+	s->vals = vals;
+	s->cap = cap;
+	return 0;
+}
+
+/* Adds a copy of key with val: 1 if it was new, 0 if present (value kept),
+ * -ENOMEM. */
+static int pathset_put(struct pathset *s, const char *key, size_t val)
+{
+	if ((s->len + 1) * 2 > s->cap && pathset_grow(s) < 0)
+		return -ENOMEM;
+	size_t i = pathset_slot(s->keys, s->cap, key);
+	if (s->keys[i])
+		return 0;
+	if (!(s->keys[i] = strdup(key)))
+		return -ENOMEM;
+	s->vals[i] = val;
+	s->len++;
+	return 1;
+}
+
+static int pathset_add(struct pathset *s, const char *key)
+{
+	return pathset_put(s, key, 0);
+}
+
+static void pathset_free(struct pathset *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->keys[i]);
+	free(s->keys);
+	free(s->vals);
+	*s = (struct pathset){0};
+}
+
+/* ---- context ------------------------------------------------------------ */
+
+/* A directory whose times (and maybe mode) are set at the end: a directory
+ * of the layer, or one the layer changed without naming it (its old times
+ * are put back). */
+struct dir_fix {
+	char *path;                 /* normalised; "" is ROOT */
+	struct timespec times[2];   /* atime, mtime */
+	dev_t dev;
+	ino_t ino;
+	mode_t mode;                /* final permission bits, when fix_mode */
+	bool fix_mode;
+	size_t depth, order;
+};
+
+struct apply_ctx {
+	int rootfd;
+	bool use_openat2;
+	bool privileged;
+	bool warned_unpriv;
+	bool warned_xattr;
+	uid_t euid;
+	gid_t egid;
+	const struct ls_apply_options *opts;
+	struct ls_apply_stats *stats;
+	struct ls_error *err;
+	struct pathset seen;        /* every entry path of the layer */
+	struct pathset keep;        /* paths the layer made, and their ancestors */
+	struct pathset fixes;       /* path -> index in dirs */
+	struct dir_fix *dirs;
+	size_t n_dirs, cap_dirs;
+};
+
+/* One tar entry being applied. */
+struct entry {
+	struct archive_entry *ae;
+	char shown[SHOWN_MAX + 8];  /* the raw name, made printable, for messages */
+	char *path;                 /* normalised: no "", ".", ".." components; "" = ROOT */
+	char *dir;                  /* parent of path ("" = ROOT) */
+	const char *name;           /* last component of path (inside path) */
+};
+
+/* Where an entry's metadata goes. */
+struct target {
+	int dirfd;                  /* parent directory (O_PATH) */
+	const char *name;           /* last component */
+	int fd;                     /* the file or directory opened for I/O, or -1 */
+	mode_t type;                /* AE_IF* */
+};
+
+static void logf_(struct apply_ctx *c, int verbose, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void logf_(struct apply_ctx *c, int verbose, const char *fmt, ...)
+{
+	if (!c->opts || !c->opts->log)
+		return;
+	char msg[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->opts->log(c->opts->log_ctx, verbose, msg);
+}
+
+static void warn_unprivileged(struct apply_ctx *c)
+{
+	if (c->warned_unpriv)
+		return;
+	c->warned_unpriv = true;
+	logf_(c, 0, "not running as root: file owners and device nodes are not restored");
+}
+
+/* ---- names -------------------------------------------------------------- */
+
+/* Copies a raw name into out, bytes below 0x20 and 0x7f as \ooo, cut at SHOWN_MAX. */
+static void show_name(char *out, const char *raw)
+{
+	size_t o = 0;
+	for (const unsigned char *p = (const unsigned char *)raw; *p; p++) {
+		if (o >= SHOWN_MAX) {
+			memcpy(out + o, "...", 4);
+			return;
+		}
+		if (*p < 0x20 || *p == 0x7f || *p == '\\') {
+			if (*p == '\\') {
+				out[o++] = '\\';
+				out[o++] = '\\';
+			} else {
+				o += (size_t)snprintf(out + o, 5, "\\%03o", *p);
+			}
+		} else {
+			out[o++] = (char)*p;
+		}
+	}
+	out[o] = '\0';
+}
+
+/* Normalises a tar path: drops a leading "./", empty and "." components and a
+ * trailing "/".  Returns 0 and *out ("" for ROOT), -EXDEV for an absolute path
+ * or a ".." component, or -ENOMEM. */
+static int normalise(const char *raw, char **out)
+{
+	*out = NULL;
+	if (raw[0] == '/')
+		return -EXDEV;
+	size_t n = strlen(raw);
+	char *buf = malloc(n + 1);
+	if (!buf)
+		return -ENOMEM;
+	size_t o = 0;
+	const char *p = raw;
+	while (*p) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			free(buf);
+			return -EXDEV;
+		}
+		if (len > 0 && !(len == 1 && p[0] == '.')) {
+			if (o)
+				buf[o++] = '/';
+			memcpy(buf + o, p, len);
+			o += len;
+		}
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	buf[o] = '\0';
+	*out = buf;
+	return 0;
+}
+
+/* "dir/name", or "name" when dir is "". */
+static char *join_path(const char *dir, const char *name)
+{
+	size_t dl = strlen(dir), nl = strlen(name);
+	char *s = malloc(dl + nl + 2);
+	if (!s)
+		return NULL;
+	if (dl) {
+		memcpy(s, dir, dl);
+		s[dl++] = '/';
+	}
+	memcpy(s + dl, name, nl + 1);
+	return s;
+}
+
+/* Splits a normalised path into a new parent string and a pointer to its
+ * last component. */
+static int split_path(char *path, char **dir, const char **name)
+{
+	char *slash = strrchr(path, '/');
+	*name = slash ? slash + 1 : path;
+	*dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
+	return *dir ? 0 : -ENOMEM;
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* ---- resolving paths beneath ROOT --------------------------------------- */
+
+/* Opens one component (no "/") beneath dirfd without following symlinks:
+ * a symlink gives -ELOOP. */
+static int open_component_fallback(int dirfd, const char *comp)
+{
+	int fd = openat(dirfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	int e = errno;
+	struct stat st;
+	if (e == ENOTDIR && fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		return -ELOOP;
+	return -e;
+}
+
+/* Component-by-component walk for kernels without openat2; path holds no
+ * "..", "." or empty components. */
+static int walk_fallback(int dirfd, const char *path)
+{
+	int cur = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cur < 0)
+		return -errno;
+	const char *p = path;
+	char comp[NAME_MAX + 1];
+	while (*p) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len > NAME_MAX) {
+			close(cur);
+			return -ENAMETOOLONG;
+		}
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		int next = open_component_fallback(cur, comp);
+		close(cur);
+		if (next < 0)
+			return next;
+		cur = next;
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	return cur;
+}
+
+/* Opens directory path (relative, normalised; "" = dirfd itself) beneath
+ * dirfd as O_PATH, refusing symlinks anywhere.  Returns an fd or -errno
+ * (-ELOOP: a symlink on the way; -EXDEV: escapes). */
+static int open_beneath(struct apply_ctx *c, int dirfd, const char *path)
+{
+	const char *p = *path ? path : ".";
+	while (c->use_openat2) {
+		struct open_how how = {
+			.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		};
+		long fd = syscall(SYS_openat2, dirfd, p, &how, sizeof(how));
+		if (fd >= 0)
+			return (int)fd;
+		if (errno == EAGAIN || errno == EINTR)
+			continue;
+		if (errno != ENOSYS)
+			return -errno;
+		c->use_openat2 = false;
+	}
+	return walk_fallback(dirfd, path);
+}
+
+static int keep_dir_times(struct apply_ctx *c, const char *path, int fd);
+
+/* Makes directory comp in cur (the directory prefix_len bytes of path name). */
+static int make_missing_dir(struct apply_ctx *c, const char *path, size_t prefix_len, int cur,
+			    const char *comp)
+{
+	char *prefix = strndup(path, prefix_len);
+	int r = prefix ? keep_dir_times(c, prefix, cur) : -ENOMEM;
+	free(prefix);
+	if (r < 0)
+		return r;
+	if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return open_beneath(c, cur, comp);
+}
+
+/* Like open_beneath from ROOT; with create, missing directories are made
+ * (mode 0755) one component at a time. */
+static int resolve_dir(struct apply_ctx *c, const char *path, bool create)
+{
+	int fd = open_beneath(c, c->rootfd, path);
+	if (fd != -ENOENT || !create)
+		return fd;
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	int cur = open_beneath(c, c->rootfd, "");
+	char *save = NULL;
+	for (char *comp = strtok_r(copy, "/", &save); comp && cur >= 0;
+	     comp = strtok_r(NULL, "/", &save)) {
+		int next = open_beneath(c, cur, comp);
+		if (next == -ENOENT)
+			next = make_missing_dir(c, path, comp > copy ? (size_t)(comp - copy - 1) : 0,
+						cur, comp);
+		close(cur);
+		cur = next;
+	}
+	free(copy);
+	return cur;
+}
+
+/* Turns a failed resolve of the entry's parent into the entry's error. */
+static int resolve_fail(struct apply_ctx *c, const struct entry *e, int r)
+{
+	switch (-r) {
+	case ELOOP:
+		return ls_fail(c->err, ELOOP, "%s: path goes through a symlink", e->shown);
+	case EXDEV:
+		return ls_fail(c->err, EXDEV, "%s: path escapes the root", e->shown);
+	case ENOTDIR:
+		return ls_fail(c->err, ENOTDIR, "%s: a parent is not a directory", e->shown);
+	default:
+		return ls_fail_errno(c->err, -r, "%s: cannot open parent directory", e->shown);
+	}
+}
+
+/* ---- removing ----------------------------------------------------------- */
+
+/* Reads the names in directory fd (not closed) into a NULL-terminated array. */
+static int list_dir(int fd, char ***out)
+{
+	*out = NULL;
+	int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		int e = errno;
+		close(dfd);
+		return -e;
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+	for (;;) {
+		errno = 0;
+		struct dirent *de = readdir(d);
+		if (!de) {
+			r = -errno;
+			break;
+		}
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (n + 2 > cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char **nn = realloc(names, ncap * sizeof(*nn));
+			if (!nn) {
+				r = -ENOMEM;
+				break;
+			}
+			names = nn;
+			cap = ncap;
+		}
+		if (!(names[n] = strdup(de->d_name))) {
+			r = -ENOMEM;
+			break;
+		}
+		names[++n] = NULL;
+	}
+	closedir(d);
+	if (r < 0 || !names) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		return r < 0 ? r : 0;
+	}
+	*out = names;
+	return 0;
+}
+
+static void free_names(char **names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Removes name in dirfd, recursively if it is a directory; never follows a
+ * symlink.  An absent name is not an error.  Returns 0 or -errno. */
+static int remove_tree(int dirfd, const char *name)
+{
+	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR)
+		return -errno;
+	int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	char **names;
+	int r = list_dir(fd, &names);
+	for (size_t i = 0; r == 0 && names && names[i]; i++)
+		r = remove_tree(fd, names[i]);
+	free_names(names);
+	close(fd);
+	if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		r = -errno;
+	return r;
+}
+
+static int prune(struct apply_ctx *c, int dirfd, const char *name, const char *path);
+
+/* Prunes every child of directory name in dirfd (path is its path). */
+static int prune_children(struct apply_ctx *c, int dirfd, const char *name, const char *path)
+{
+	int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return (errno == ENOTDIR || errno == ELOOP || errno == ENOENT) ? 0 : -errno;
+	char **names;
+	int r = list_dir(fd, &names);
+	for (size_t i = 0; r == 0 && names && names[i]; i++) {
+		char *child = join_path(path, names[i]);
+		r = child ? prune(c, fd, names[i], child) : -ENOMEM;
+		free(child);
+	}
+	free_names(names);
+	close(fd);
+	return r;
+}
+
+/* Removes what lower layers left at path (name in dirfd): all of it when the
+ * layer made nothing there, else what is inside it that the layer did not make. */
+static int prune(struct apply_ctx *c, int dirfd, const char *name, const char *path)
+{
+	if (!pathset_has(&c->keep, path))
+		return remove_tree(dirfd, name);
+	return prune_children(c, dirfd, name, path);
+}
+
+/* Clears the way for a new non-directory at name: removes whatever is there. */
+static int clear_name(int dirfd, const char *name)
+{
+	return remove_tree(dirfd, name);
+}
+
+/* ---- metadata ----------------------------------------------------------- */
+
+static int set_owner(struct apply_ctx *c, const struct entry *e, const struct target *t)
+{
+	uid_t uid = (uid_t)archive_entry_uid(e->ae);
+	gid_t gid = (gid_t)archive_entry_gid(e->ae);
+	if (!c->privileged) {
+		if (uid != c->euid || gid != c->egid)
+			warn_unprivileged(c);
+		return 0;
+	}
+	int r = t->fd >= 0 ? fchown(t->fd, uid, gid)
+			   : fchownat(t->dirfd, t->name, uid, gid, AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return ls_fail_errno(c->err, errno, "%s: cannot set owner %lu:%lu", e->shown,
+				     (unsigned long)uid, (unsigned long)gid);
+	return 0;
+}
+
+static int set_mode(struct apply_ctx *c, const struct entry *e, const struct target *t, mode_t perm)
+{
+	if (t->type == AE_IFLNK)
+		return 0;   /* Linux symlinks have no mode of their own */
+	int r = t->fd >= 0 ? fchmod(t->fd, perm)
+			   : fchmodat(t->dirfd, t->name, perm, AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return ls_fail_errno(c->err, errno, "%s: cannot set mode %04o", e->shown,
+				     (unsigned)perm);
+	return 0;
+}
+
+/* Sets one xattr: through the open fd, or through /proc/self/fd of an O_PATH
+ * descriptor of the entry (which reaches the inode itself, never following a
+ * symlink).  Returns 0 or -errno. */
+static int put_xattr(const struct target *t, int *pathfd, const char *name, const void *value,
+		     size_t size)
+{
+	if (t->fd >= 0)
+		return fsetxattr(t->fd, name, value, size, 0) < 0 ? -errno : 0;
+	if (*pathfd < 0) {
+		*pathfd = openat(t->dirfd, t->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (*pathfd < 0)
+			return -errno;
+	}
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", *pathfd);
+	return setxattr(proc, name, value, size, 0) < 0 ? -errno : 0;
+}
+
+/* xattrs: failures are warnings (the first one) and verbose notes (the rest),
+ * as file systems and privileges differ. */
+static int set_xattrs(struct apply_ctx *c, const struct entry *e, const struct target *t)
+{
+	if (archive_entry_xattr_reset(e->ae) == 0)
+		return 0;
+	bool special = t->type != AE_IFREG && t->type != AE_IFDIR;
+	int pathfd = -1;
+	const char *name;
+	const void *value;
+	size_t size;
+	while (archive_entry_xattr_next(e->ae, &name, &value, &size) == ARCHIVE_OK) {
+		if (!name || !*name)
+			continue;
+		/* user.* is only allowed on regular files and directories */
+		if (special && has_prefix(name, "user."))
+			continue;
+		int r = put_xattr(t, &pathfd, name, value, size);
+		if (r == 0)
+			continue;
+		if (r == -ENOMEM)
+			return ls_fail_errno(c->err, ENOMEM, "%s: xattr %s", e->shown, name);
+		logf_(c, c->warned_xattr, "%s: xattr %s not restored: %s", e->shown, name,
+		      strerror(-r));
+		c->warned_xattr = true;
+	}
+	if (pathfd >= 0)
+		close(pathfd);
+	return 0;
+}
+
+static void entry_times(const struct entry *e, struct timespec ts[2])
+{
+	struct archive_entry *ae = e->ae;
+	if (archive_entry_mtime_is_set(ae)) {
+		ts[1].tv_sec = archive_entry_mtime(ae);
+		ts[1].tv_nsec = archive_entry_mtime_nsec(ae);
+	} else {
+		ts[1].tv_sec = 0;
+		ts[1].tv_nsec = UTIME_OMIT;
+	}
+	if (archive_entry_atime_is_set(ae)) {
+		ts[0].tv_sec = archive_entry_atime(ae);
+		ts[0].tv_nsec = archive_entry_atime_nsec(ae);
+	} else {
+		ts[0] = ts[1];
+	}
+}
+
+static int set_times(struct apply_ctx *c, const struct entry *e, const struct target *t)
+{
+	struct timespec ts[2];
+	entry_times(e, ts);
+	int r = t->fd >= 0 ? futimens(t->fd, ts)
+			   : utimensat(t->dirfd, t->name, ts, AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return ls_fail_errno(c->err, errno, "%s: cannot set times", e->shown);
+	return 0;
+}
+
+/* Owner, mode, xattrs and (unless a directory) times, in that order. */
+static int set_metadata(struct apply_ctx *c, const struct entry *e, const struct target *t,
+			mode_t perm)
+{
+	int r = set_owner(c, e, t);
+	if (r == 0)
+		r = set_mode(c, e, t, perm);
+	if (r == 0)
+		r = set_xattrs(c, e, t);
+	if (r == 0 && t->type != AE_IFDIR)
+		r = set_times(c, e, t);
+	return r;
+}
+
+/* ---- directories' deferred times ----------------------------------------- */
+
+/* The fix of path, added (with zero times) when there is none yet. */
+static struct dir_fix *dir_fix_get(struct apply_ctx *c, const char *path, bool *fresh)
+{
+	size_t idx;
+	*fresh = false;
+	if (pathset_get(&c->fixes, path, &idx))
+		return &c->dirs[idx];
+	if (c->n_dirs == c->cap_dirs) {
+		size_t cap = c->cap_dirs ? c->cap_dirs * 2 : 64;
+		struct dir_fix *d = realloc(c->dirs, cap * sizeof(*d));
+		if (!d)
+			return NULL;
+		c->dirs = d;
+		c->cap_dirs = cap;
+	}
+	struct dir_fix *f = &c->dirs[c->n_dirs];
+	*f = (struct dir_fix){ .order = c->n_dirs, .depth = *path ? 1 : 0 };
+	if (!(f->path = strdup(path)))
+		return NULL;
+	if (pathset_put(&c->fixes, path, c->n_dirs) < 0) {
+		free(f->path);
+		return NULL;
+	}
+	for (const char *p = path; *p; p++)
+		f->depth += *p == '/';
+	c->n_dirs++;
+	*fresh = true;
+	return f;
+}
+
+/* A directory of the layer: its times (and mode, see make_dir) at the end. */
+static int defer_dir(struct apply_ctx *c, const struct entry *e, int fd, mode_t perm, bool fix_mode)
+{
+	struct stat st;
+	bool fresh;
+	if (fstat(fd, &st) < 0)
+		return ls_fail_errno(c->err, errno, "%s: stat", e->shown);
+	struct dir_fix *f = dir_fix_get(c, e->path, &fresh);
+	if (!f)
+		return ls_fail_errno(c->err, ENOMEM, "%s", e->shown);
+	entry_times(e, f->times);
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	f->mode = perm;
+	f->fix_mode = fix_mode;
+	return 0;
+}
+
+/* The layer is about to change directory path (open as fd) without naming
+ * it, or before naming it: its current mtime is put back at the end unless
+ * the layer's own entry for it says otherwise. */
+static int keep_dir_times(struct apply_ctx *c, const char *path, int fd)
+{
+	struct stat st;
+	bool fresh;
+	if (fstat(fd, &st) < 0)
+		return 0;
+	struct dir_fix *f = dir_fix_get(c, path, &fresh);
+	if (!f)
+		return -ENOMEM;
+	if (fresh) {
+		f->times[0] = (struct timespec){ .tv_nsec = UTIME_OMIT };
+		f->times[1] = st.st_mtim;
+		f->dev = st.st_dev;
+		f->ino = st.st_ino;
+	}
+	return 0;
+}
+
+static int cmp_dir_fix(const void *a, const void *b)
+{
+	const struct dir_fix *x = a, *y = b;
+	if (x->depth != y->depth)
+		return x->depth > y->depth ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Opens the directory of a fix if it is still the one the layer made. */
+static int open_fixed_dir(struct apply_ctx *c, const struct dir_fix *f)
+{
+	int fd;
+	if (!*f->path) {
+		fd = openat(c->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		char *dir;
+		const char *name;
+		if (split_path(f->path, &dir, &name) < 0)
+			return -ENOMEM;
+		int pfd = open_beneath(c, c->rootfd, dir);
+		free(dir);
+		if (pfd < 0)
+			return pfd;
+		fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(pfd);
+	}
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+/* Sets the deferred directory times, deepest first.  Directories removed or
+ * replaced since are skipped.  Returns 0 or the first error. */
+static int finish_dirs(struct apply_ctx *c, struct ls_error *err)
+{
+	int ret = 0;
+	if (c->n_dirs > 1)
+		qsort(c->dirs, c->n_dirs, sizeof(*c->dirs), cmp_dir_fix);
+	for (size_t i = 0; i < c->n_dirs; i++) {
+		const struct dir_fix *f = &c->dirs[i];
+		int fd = open_fixed_dir(c, f);
+		if (fd < 0)
+			continue;
+		const char *what = NULL;
+		if (f->fix_mode && fchmod(fd, f->mode) < 0)
+			what = "cannot set mode";
+		else if (futimens(fd, f->times) < 0)
+			what = "cannot set times";
+		if (what && ret == 0)
+			ret = ls_fail_errno(err, errno, "%s: %s", *f->path ? f->path : ".", what);
+		close(fd);
+	}
+	return ret;
+}
+
+/* ---- making entries ----------------------------------------------------- */
+
+static int remember_made(struct apply_ctx *c, const struct entry *e)
+{
+	/* the path and every ancestor: an opaque whiteout looks inside them */
+	char *p = strdup(e->path);
+	if (!p)
+		return ls_fail_errno(c->err, ENOMEM, "%s", e->shown);
+	int r = 0;
+	for (;;) {
+		r = pathset_add(&c->keep, p);
+		char *slash = strrchr(p, '/');
+		if (r <= 0 || !slash)
+			break;   /* an ancestor already present has its own ancestors */
+		*slash = '\0';
+	}
+	free(p);
+	return r < 0 ? ls_fail_errno(c->err, ENOMEM, "%s", e->shown) : 0;
+}
+
+/* Directory: kept when it exists (its content stays), else made.  Owner,
+ * mode and xattrs now, times at the end.  Not root, a mode without u+wx is
+ * applied at the end too, so the layer can still fill the directory. */
+static int make_dir(struct apply_ctx *c, const struct entry *e, int dirfd, const char *name)
+{
+	struct stat st;
+	bool is_root = !*e->path;
+	if (!is_root) {
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+		    unlinkat(dirfd, name, 0) < 0)
+			return ls_fail_errno(c->err, errno, "%s: cannot remove the old entry", e->shown);
+		if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+			return ls_fail_errno(c->err, errno, "%s: cannot make directory", e->shown);
+	}
+	int fd = openat(dirfd, is_root ? "." : name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return ls_fail_errno(c->err, errno, "%s: cannot open directory", e->shown);
+	mode_t perm = archive_entry_perm(e->ae) & 07777;
+	bool fix_mode = !c->privileged && (perm & 0300) != 0300;
+	struct target t = { dirfd, name, fd, AE_IFDIR };
+	int r = set_metadata(c, e, &t, fix_mode ? perm | 0700 : perm);
+	if (r == 0)
+		r = defer_dir(c, e, fd, perm, fix_mode);
+	close(fd);
+	return r;
+}
+
+static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int archive_fail(struct apply_ctx *c, struct archive *a, const char *shown)
+{
+	const char *why = archive_error_string(a);
+	int code = archive_errno(a) > 0 ? archive_errno(a) : EIO;
+	if (!why)
+		why = "unreadable layer";
+	if (shown)
+		return ls_fail(c->err, code, "%s: bad layer: %s", shown, why);
+	return ls_fail(c->err, code, "bad layer: %s", why);
+}
+
+/* Copies the entry's data (sparse-aware) into fd. */
+static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry *e, int fd)
+{
+	int64_t end = 0;
+	for (;;) {
+		const void *buf;
+		size_t len;
+		la_int64_t off;
+		int ar = archive_read_data_block(a, &buf, &len, &off);
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar == ARCHIVE_WARN)
+			logf_(c, 0, "%s: %s", e->shown, archive_error_string(a));
+		else if (ar != ARCHIVE_OK)
+			return archive_fail(c, a, e->shown);
+		int r = pwrite_all(fd, buf, len, (off_t)off);
+		if (r < 0)
+			return ls_fail_errno(c->err, -r, "%s: write", e->shown);
+		if (off + (int64_t)len > end)
+			end = off + (int64_t)len;
+	}
+	int64_t size = archive_entry_size_is_set(e->ae) ? archive_entry_size(e->ae) : 0;
+	if (size > end && ftruncate(fd, (off_t)size) < 0)
+		return ls_fail_errno(c->err, errno, "%s: truncate", e->shown);
+	return 0;
+}
+
+/* Regular file: written through a fresh file made with O_EXCL. */
+static int make_file(struct apply_ctx *c, struct archive *a, const struct entry *e, int dirfd,
+		     const char *name)
+{
+	int r = clear_name(dirfd, name);
+	if (r < 0)
+		return ls_fail_errno(c->err, -r, "%s: cannot remove the old entry", e->shown);
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return ls_fail_errno(c->err, errno, "%s: cannot create", e->shown);
+	r = copy_data(c, a, e, fd);
+	struct target t = { dirfd, name, fd, AE_IFREG };
+	if (r == 0)
+		r = set_metadata(c, e, &t, archive_entry_perm(e->ae) & 07777);
+	if (close(fd) < 0 && r == 0)
+		r = ls_fail_errno(c->err, errno, "%s: close", e->shown);
+	return r;
+}
+
+static int make_symlink(struct apply_ctx *c, const struct entry *e, int dirfd, const char *name)
+{
+	const char *to = archive_entry_symlink(e->ae);
+	if (!to)
+		to = archive_entry_symlink_utf8(e->ae);
+	if (!to || !*to)
+		return ls_fail(c->err, EINVAL, "%s: symlink without a target", e->shown);
+	int r = clear_name(dirfd, name);
+	if (r < 0)
+		return ls_fail_errno(c->err, -r, "%s: cannot remove the old entry", e->shown);
+	if (symlinkat(to, dirfd, name) < 0)
+		return ls_fail_errno(c->err, errno, "%s: cannot make symlink", e->shown);
+	struct target t = { dirfd, name, -1, AE_IFLNK };
+	return set_metadata(c, e, &t, 0);
+}
+
+/* Fifo, character or block device. */
+static int make_special(struct apply_ctx *c, const struct entry *e, int dirfd, const char *name,
+			mode_t type)
+{
+	int r = clear_name(dirfd, name);
+	if (r < 0)
+		return ls_fail_errno(c->err, -r, "%s: cannot remove the old entry", e->shown);
+	dev_t rdev = type == AE_IFIFO ? 0 : archive_entry_rdev(e->ae);
+	if (mknodat(dirfd, name, type | 0600, rdev) < 0)
+		return ls_fail_errno(c->err, errno, "%s: cannot make node", e->shown);
+	struct target t = { dirfd, name, -1, type };
+	return set_metadata(c, e, &t, archive_entry_perm(e->ae) & 07777);
+}
+
+/* Hard link: the target is resolved beneath ROOT like any entry path.  The
+ * inode keeps the metadata of its first entry. */
+static int make_hardlink(struct apply_ctx *c, const struct entry *e, int dirfd, const char *name,
+			 const char *raw_target)
+{
+	char shown[SHOWN_MAX + 8];
+	show_name(shown, raw_target);
+	char *tpath = NULL, *tdir = NULL;
+	const char *tname;
+	int r = normalise(raw_target, &tpath);
+	if (r == -EXDEV || (r == 0 && !*tpath)) {
+		r = ls_fail(c->err, EXDEV, "%s: hard link target %s escapes the root", e->shown, shown);
+		goto out;
+	}
+	if (r == 0 && !strcmp(tpath, e->path)) {
+		r = ls_fail(c->err, EINVAL, "%s: hard link to itself", e->shown);
+		goto out;
+	}
+	if (r < 0 || split_path(tpath, &tdir, &tname) < 0) {
+		r = ls_fail_errno(c->err, ENOMEM, "%s", e->shown);
+		goto out;
+	}
+	int tfd = resolve_dir(c, tdir, false);
+	if (tfd == -ELOOP || tfd == -EXDEV) {
+		r = ls_fail(c->err, -tfd, "%s: hard link target %s %s", e->shown, shown,
+			    tfd == -ELOOP ? "goes through a symlink" : "escapes the root");
+		goto out;
+	}
+	if (tfd < 0) {
+		r = ls_fail_errno(c->err, -tfd, "%s: hard link target %s", e->shown, shown);
+		goto out;
+	}
+	struct stat st;
+	if (fstatat(tfd, tname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		r = ls_fail_errno(c->err, errno, "%s: hard link target %s", e->shown, shown);
+	else if ((r = clear_name(dirfd, name)) < 0)
+		r = ls_fail_errno(c->err, -r, "%s: cannot remove the old entry", e->shown);
+	else if (linkat(tfd, tname, dirfd, name, 0) < 0)
+		r = ls_fail_errno(c->err, errno, "%s: cannot link to %s", e->shown, shown);
+	close(tfd);
+out:
+	free(tpath);
+	free(tdir);
+	return r;
+}
+
+/* Any non-whiteout entry. */
+static int apply_node(struct apply_ctx *c, struct archive *a, const struct entry *e)
+{
+	const char *hardlink = archive_entry_hardlink(e->ae);
+	if (!hardlink)
+		hardlink = archive_entry_hardlink_utf8(e->ae);
+	mode_t type = hardlink ? AE_IFREG : archive_entry_filetype(e->ae);
+	if (!*e->path && (hardlink || type != AE_IFDIR))
+		return ls_fail(c->err, EINVAL, "%s: the root can only be a directory", e->shown);
+	switch (type) {
+	case AE_IFREG: case AE_IFDIR: case AE_IFLNK: case AE_IFIFO:
+		break;
+	case AE_IFCHR: case AE_IFBLK:
+		if (c->privileged)
+			break;
+		warn_unprivileged(c);
+		logf_(c, 1, "%s: device node skipped", e->shown);
+		c->stats->skipped++;
+		return 0;
+	default:
+		return ls_fail(c->err, EINVAL, "%s: unsupported entry type 0%o", e->shown,
+			       (unsigned)type);
+	}
+	int dirfd = resolve_dir(c, e->dir, true);
+	if (dirfd < 0)
+		return resolve_fail(c, e, dirfd);
+	int r = keep_dir_times(c, e->dir, dirfd);
+	if (r < 0)
+		r = ls_fail_errno(c->err, -r, "%s", e->shown);
+	else if (hardlink)
+		r = make_hardlink(c, e, dirfd, e->name, hardlink);
+	else if (type == AE_IFDIR)
+		r = make_dir(c, e, dirfd, e->name);
+	else if (type == AE_IFREG)
+		r = make_file(c, a, e, dirfd, e->name);
+	else if (type == AE_IFLNK)
+		r = make_symlink(c, e, dirfd, e->name);
+	else
+		r = make_special(c, e, dirfd, e->name, type);
+	close(dirfd);
+	if (r == 0)
+		r = remember_made(c, e);
+	return r;
+}
+
+/* ---- whiteouts ---------------------------------------------------------- */
+
+/* DIR/.wh.NAME removes DIR/NAME; DIR/.wh..wh..opq empties DIR of what lower
+ * layers put there.  An absent DIR or NAME is not an error. */
+static int apply_whiteout(struct apply_ctx *c, const struct entry *e)
+{
+	bool opaque = !strcmp(e->name, WH_OPAQUE);
+	const char *victim = e->name + strlen(WH_PREFIX);
+	if (!opaque && !*victim)
+		return ls_fail(c->err, EINVAL, "%s: whiteout names no file", e->shown);
+	if (!opaque && (!strcmp(victim, ".") || !strcmp(victim, "..")))
+		return ls_fail(c->err, EXDEV, "%s: whiteout escapes the root", e->shown);
+	c->stats->whiteouts++;
+	int dirfd = resolve_dir(c, e->dir, false);
+	if (dirfd == -ENOENT || dirfd == -ENOTDIR)
+		return 0;
+	if (dirfd < 0)
+		return resolve_fail(c, e, dirfd);
+	int r = keep_dir_times(c, e->dir, dirfd);
+	if (r == 0 && opaque) {
+		r = prune_children(c, dirfd, ".", e->dir);
+	} else if (r == 0) {
+		char *path = join_path(e->dir, victim);
+		r = path ? prune(c, dirfd, victim, path) : -ENOMEM;
+		free(path);
+	}
+	close(dirfd);
+	if (r < 0)
+		return ls_fail_errno(c->err, -r, "%s: cannot remove", e->shown);
+	return 0;
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+static void entry_free(struct entry *e)
+{
+	free(e->path);
+	free(e->dir);
+}
+
+/* Names, normalises and checks an entry's path. */
+static int entry_init(struct apply_ctx *c, struct archive_entry *ae, struct entry *e)
+{
+	*e = (struct entry){ .ae = ae };
+	const char *raw = archive_entry_pathname(ae);
+	if (!raw)
+		raw = archive_entry_pathname_utf8(ae);
+	if (!raw || !*raw)
+		return ls_fail(c->err, EINVAL, "bad layer: an entry has no name");
+	show_name(e->shown, raw);
+	int r = normalise(raw, &e->path);
+	if (r == -EXDEV)
+		return ls_fail(c->err, EXDEV, "%s: path escapes the root", e->shown);
+	if (r < 0 || split_path(e->path, &e->dir, &e->name) < 0)
+		return ls_fail_errno(c->err, ENOMEM, "%s", e->shown);
+	return 0;
+}
+
+/* AUFS metadata (.wh..wh.* other than the opaque marker) is skipped; a
+ * directory component named .wh.* is refused. */
+static int check_components(struct apply_ctx *c, const struct entry *e, bool *skip)
+{
+	*skip = false;
+	for (const char *p = e->path; *p;) {
+		const char *end = strchr(p, '/');
+		bool last = !end;
+		if (has_prefix(p, WH_META_PREFIX) && !(last && !strcmp(p, WH_OPAQUE))) {
+			*skip = true;
+			return 0;
+		}
+		if (!last && has_prefix(p, WH_PREFIX))
+			return ls_fail(c->err, EINVAL, "%s: a directory named like a whiteout",
+				       e->shown);
+		p = last ? p + strlen(p) : end + 1;
+	}
+	return 0;
+}
+
+static int apply_entry(struct apply_ctx *c, struct archive *a, struct archive_entry *ae)
+{
+	struct entry e;
+	int r = entry_init(c, ae, &e);
+	if (r < 0)
+		goto out;
+	c->stats->entries++;
+	r = pathset_add(&c->seen, e.path);
+	if (r == 0)
+		r = ls_fail(c->err, EEXIST, "%s: duplicate entry in the layer", e.shown);
+	else if (r < 0)
+		r = ls_fail_errno(c->err, ENOMEM, "%s", e.shown);
+	if (r < 0)
+		goto out;
+	bool skip;
+	r = check_components(c, &e, &skip);
+	if (r < 0)
+		goto out;
+	if (skip) {
+		logf_(c, 1, "%s: AUFS metadata skipped", e.shown);
+		c->stats->skipped++;
+	} else if (has_prefix(e.name, WH_PREFIX)) {
+		r = apply_whiteout(c, &e);
+	} else {
+		r = apply_node(c, a, &e);
+	}
+out:
+	entry_free(&e);
+	return r < 0 ? r : 0;
+}
+
+static int apply_all(struct apply_ctx *c, struct archive *a)
+{
+	for (;;) {
+		struct archive_entry *ae;
+		int ar = archive_read_next_header(a, &ae);
+		if (ar == ARCHIVE_EOF)
+			return 0;
+		if (ar == ARCHIVE_WARN)
+			logf_(c, 0, "layer: %s", archive_error_string(a));
+		else if (ar != ARCHIVE_OK)
+			return archive_fail(c, a, NULL);
+		int r = apply_entry(c, a, ae);
+		if (r < 0)
+			return r;
+	}
+}
+
+static int open_layer(int fd, struct archive **out, struct ls_error *err)
+{
+	struct archive *a = archive_read_new();
+	if (!a)
+		return ls_fail_errno(err, ENOMEM, "layer");
+	*out = a;
+	if (archive_read_support_filter_gzip(a) < ARCHIVE_WARN ||
+	    archive_read_support_filter_zstd(a) < ARCHIVE_WARN ||
+	    archive_read_support_filter_none(a) < ARCHIVE_WARN ||
+	    archive_read_support_format_tar(a) < ARCHIVE_WARN ||
+	    archive_read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK) {
+		const char *why = archive_error_string(a);
+		return ls_fail(err, EINVAL, "bad layer: %s", why ? why : "cannot read");
+	}
+	return 0;
+}
+
+int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts,
+	     struct ls_apply_stats *stats, struct ls_error *err)
+{
+	struct ls_apply_stats local;
+	if (!stats)
+		stats = &local;
+	*stats = (struct ls_apply_stats){0};
+	if (!root || !*root)
+		return ls_fail(err, EINVAL, "apply: no root directory");
+	struct apply_ctx c = {
+		.rootfd = -1,
+		.use_openat2 = true,
+		.privileged = geteuid() == 0,
+		.euid = geteuid(),
+		.egid = getegid(),
+		.opts = opts,
+		.stats = stats,
+		.err = err,
+	};
+	c.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c.rootfd < 0)
+		return ls_fail_errno(err, errno, "%s", root);
+	struct archive *a = NULL;
+	int r = open_layer(layer_fd, &a, err);
+	if (r == 0)
+		r = apply_all(&c, a);
+	/* entries applied before a failure keep their directory times too */
+	struct ls_error fix_err;
+	int fr = finish_dirs(&c, r == 0 ? err : &fix_err);
+	if (r == 0)
+		r = fr;
+	if (a)
+		archive_read_free(a);
+	for (size_t i = 0; i < c.n_dirs; i++)
+		free(c.dirs[i].path);
+	free(c.dirs);
+	pathset_free(&c.seen);
+	pathset_free(&c.keep);
+	pathset_free(&c.fixes);
+	close(c.rootfd);
+	return r;
+}

@@ -1,0 +1,80 @@
+/* Merge-join of two manifests in walk order, and base compatibility checks. */
+#include "error.h"
+#include "manifest.h"
+#include "modes.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const xattr_policy_names[] = { "capability", "all", "none" };
+
+int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_walk_options *opts,
+		  struct ls_error *err)
+{
+	if (mode == LS_MODE_FULL && base->mode != LS_MODE_FULL)
+		return ls_fail(err, EINVAL, "base manifest was recorded in %s mode, which has no content "
+			       "hashes: a full comparison needs a full base", ls_mode_name(base->mode));
+	if (base->xattrs != opts->xattrs)
+		return ls_fail(err, EINVAL, "base manifest was recorded with --xattrs %s, not %s",
+			       xattr_policy_names[base->xattrs], xattr_policy_names[opts->xattrs]);
+	if (base->one_file_system != opts->one_file_system)
+		return ls_fail(err, EINVAL, "base manifest was recorded %s --one-file-system",
+			       base->one_file_system ? "with" : "without");
+	ls_manifest *probe;
+	int rc = ls_manifest_create(&probe, mode, opts->xattrs, opts->one_file_system, opts->excludes,
+				    opts->n_excludes, err);
+	if (rc)
+		return rc;
+	bool same = probe->options_len == base->options_len &&
+		    (probe->options_len == 0 || memcmp(probe->options, base->options, base->options_len) == 0);
+	ls_manifest_free(probe);
+	if (!same)
+		return ls_fail(err, EINVAL, "base manifest was recorded with other --exclude paths");
+	return 0;
+}
+
+long ls_compare(const ls_manifest *a, const ls_manifest *b, enum ls_mode mode, bool mtime_seconds,
+		ls_change_fn *fn, void *ctx, struct ls_error *err)
+{
+	const struct ls_mode_ops *ops = ls_mode_ops_of(mode);
+	size_t i = 0, j = 0;
+	long changes = 0;
+	while (i < a->n || j < b->n) {
+		const struct ls_rec *ra = i < a->n ? &a->recs[i] : NULL;
+		const struct ls_rec *rb = j < b->n ? &b->recs[j] : NULL;
+		int c = !ra ? 1 : !rb ? -1 : ls_path_cmp(ls_rec_path(a, ra), ra->path_len, ls_rec_path(b, rb), rb->path_len);
+		enum ls_change ch = 0;
+		const char *path;
+		size_t len;
+		if (c < 0) {
+			ch = LS_DELETED;
+			path = ls_rec_path(a, ra);
+			len = ra->path_len;
+			i++;
+		} else if (c > 0) {
+			ch = LS_ADDED;
+			path = ls_rec_path(b, rb);
+			len = rb->path_len;
+			j++;
+		} else {
+			path = ls_rec_path(b, rb);
+			len = rb->path_len;
+			if ((ra->mode & S_IFMT) != (rb->mode & S_IFMT))
+				ch = LS_TYPE;
+			else if (ls_mode_diff_fields(ops, a, ra, b, rb, mtime_seconds))
+				ch = LS_MODIFIED;
+			i++;
+			j++;
+		}
+		if (!ch)
+			continue;
+		changes++;
+		if (fn) {
+			int rc = fn(ctx, ch, path, len);
+			if (rc)
+				return rc < 0 ? rc : ls_fail(err, EIO, "compare: stopped");
+		}
+	}
+	return changes;
+}

@@ -1,0 +1,594 @@
+/*
+ * ls_diff: walk, one merge-join against the base, and the layer.
+ *
+ * The plan is a few flat arrays over the new manifest (what each entry is,
+ * whether it goes in the layer, its parent) plus a list of whiteouts keyed by
+ * the directory they belong to; the writer then makes one pass in walk order.
+ */
+#include "error.h"
+#include "ioq.h"
+#include "layer.h"
+#include "manifest.h"
+#include "modes.h"
+#include "walk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum status { ST_SAME = 0, ST_ADDED, ST_MODIFIED, ST_TYPE };
+
+/* Entry flags in the plan. */
+#define IN_LAYER  1u  /* changed, or brought along by a hard link */
+#define ANCESTOR  2u  /* written because something below it is */
+#define OPAQUE    4u  /* gets .wh..wh..opq instead of per-child whiteouts */
+#define HAS_WH    8u  /* has whiteouts to write */
+
+struct whiteout {
+	ssize_t parent;       /* index in cur of the directory, -1 for ROOT */
+	size_t base_index;    /* the deleted (or replaced) entry in base */
+};
+
+struct plan {
+	const ls_manifest *base;
+	ls_manifest *cur;
+	uint8_t *status;
+	uint8_t *flags;
+	ssize_t *parent;
+	ssize_t *link_first;  /* hard links: index of the group's first member in the layer, or -1 */
+	struct whiteout *wh;
+	size_t n_wh, cap_wh;
+	uint64_t added, modified, deleted;
+};
+
+static void plan_free(struct plan *p)
+{
+	free(p->status);
+	free(p->flags);
+	free(p->parent);
+	free(p->link_first);
+	free(p->wh);
+}
+
+static int add_whiteout(struct plan *p, ssize_t parent, size_t bi)
+{
+	if (p->n_wh == p->cap_wh) {
+		size_t ncap = p->cap_wh ? p->cap_wh * 2 : 64;
+		struct whiteout *n = realloc(p->wh, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		p->wh = n;
+		p->cap_wh = ncap;
+	}
+	p->wh[p->n_wh].parent = parent;
+	p->wh[p->n_wh].base_index = bi;
+	p->n_wh++;
+	return 0;
+}
+
+/* parent[i] for every entry, from the ancestor chain of a linear pass. */
+static int compute_parents(struct plan *p)
+{
+	const ls_manifest *m = p->cur;
+	size_t *chain = malloc((m->n + 1) * sizeof(*chain));
+	if (!chain)
+		return -ENOMEM;
+	size_t depth = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct ls_rec *r = &m->recs[i];
+		const char *path = ls_rec_path(m, r);
+		while (depth > 0) {
+			const struct ls_rec *a = &m->recs[chain[depth - 1]];
+			if (a->path_len < r->path_len && path[a->path_len] == '/' &&
+			    memcmp(ls_rec_path(m, a), path, a->path_len) == 0)
+				break;
+			depth--;
+		}
+		p->parent[i] = depth ? (ssize_t)chain[depth - 1] : -1;
+		if (S_ISDIR(r->mode))
+			chain[depth++] = i;
+	}
+	free(chain);
+	return 0;
+}
+
+static bool has_prefix_dir(const char *path, size_t len, const char *dir, size_t dlen)
+{
+	return len > dlen && path[dlen] == '/' && memcmp(path, dir, dlen) == 0;
+}
+
+/* Index in cur of the directory holding base path `path`, -1 for ROOT. */
+static ssize_t cur_parent_of(const struct plan *p, const char *path, size_t len)
+{
+	const char *slash = memrchr(path, '/', len);
+	if (!slash)
+		return -1;
+	return ls_manifest_find(p->cur, path, (size_t)(slash - path));
+}
+
+/* The merge-join: statuses for cur, whiteouts for base. */
+static int join(struct plan *p, const struct ls_mode_ops *ops)
+{
+	const ls_manifest *b = p->base, *c = p->cur;
+	size_t i = 0, j = 0, nb = b ? b->n : 0;
+	/* A whited-out base directory covers its whole subtree. */
+	const char *gone = NULL;
+	size_t gone_len = 0;
+	while (i < nb || j < c->n) {
+		const struct ls_rec *rb = i < nb ? &b->recs[i] : NULL;
+		const struct ls_rec *rc = j < c->n ? &c->recs[j] : NULL;
+		if (rb && gone && has_prefix_dir(ls_rec_path(b, rb), rb->path_len, gone, gone_len)) {
+			p->deleted++;
+			i++;
+			continue;
+		}
+		int cmp = !rb ? 1 : !rc ? -1 : ls_path_cmp(ls_rec_path(b, rb), rb->path_len, ls_rec_path(c, rc), rc->path_len);
+		if (cmp > 0) {
+			p->status[j++] = ST_ADDED;
+			p->added++;
+			continue;
+		}
+		if (cmp < 0 || (rb->mode & S_IFMT) != (rc->mode & S_IFMT)) {
+			const char *bp = ls_rec_path(b, rb);
+			int r = add_whiteout(p, cur_parent_of(p, bp, rb->path_len), i);
+			if (r)
+				return r;
+			if (S_ISDIR(rb->mode)) {
+				gone = bp;
+				gone_len = rb->path_len;
+			}
+			if (cmp < 0) {
+				p->deleted++;
+			} else {
+				p->status[j++] = ST_TYPE;
+				p->modified++;
+			}
+			i++;
+			continue;
+		}
+		if (ls_mode_diff_fields(ops, b, rb, c, rc, false)) {
+			p->status[j] = ST_MODIFIED;
+			p->modified++;
+		}
+		i++;
+		j++;
+	}
+	return 0;
+}
+
+struct link_key {
+	uint64_t dev, ino;
+	size_t index;
+};
+
+static int cmp_link_key(const void *x, const void *y)
+{
+	const struct link_key *a = x, *b = y;
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	if (a->ino != b->ino)
+		return a->ino < b->ino ? -1 : 1;
+	return (a->index > b->index) - (a->index < b->index);
+}
+
+/* A hard-linked inode in the layer brings all of its paths, the first in
+ * walk order carrying the content. */
+static int link_groups(struct plan *p)
+{
+	const ls_manifest *c = p->cur;
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (!S_ISDIR(c->recs[i].mode) && c->recs[i].nlink > 1)
+			n++;
+	for (size_t i = 0; i < c->n; i++)
+		p->link_first[i] = -1;
+	if (n < 2)
+		return 0;
+	struct link_key *keys = malloc(n * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	n = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct ls_rec *r = &c->recs[i];
+		if (!S_ISDIR(r->mode) && r->nlink > 1)
+			keys[n++] = (struct link_key){ r->dev, r->ino, i };
+	}
+	qsort(keys, n, sizeof(*keys), cmp_link_key);
+	for (size_t g = 0; g < n;) {
+		size_t e = g + 1;
+		while (e < n && keys[e].dev == keys[g].dev && keys[e].ino == keys[g].ino)
+			e++;
+		bool any = false;
+		for (size_t k = g; k < e; k++)
+			if (p->status[keys[k].index] != ST_SAME)
+				any = true;
+		if (any && e - g > 1) {
+			for (size_t k = g; k < e; k++) {
+				p->flags[keys[k].index] |= IN_LAYER;
+				if (k > g)
+					p->link_first[keys[k].index] = (ssize_t)keys[g].index;
+			}
+		}
+		g = e;
+	}
+	free(keys);
+	return 0;
+}
+
+static void mark_ancestors(struct plan *p, ssize_t d)
+{
+	while (d >= 0 && !(p->flags[d] & ANCESTOR)) {
+		p->flags[d] |= ANCESTOR;
+		d = p->parent[d];
+	}
+}
+
+static int cmp_wh(const void *x, const void *y)
+{
+	const struct whiteout *a = x, *b = y;
+	if (a->parent != b->parent)
+		return a->parent < b->parent ? -1 : 1;
+	return (a->base_index > b->base_index) - (a->base_index < b->base_index);
+}
+
+/* --opaque: a directory none of whose old children survive gets one opaque
+ * whiteout.  Its old children were all deleted or replaced, so every current
+ * child is already in the layer. */
+static void choose_opaque(struct plan *p)
+{
+	for (size_t k = 0; k < p->n_wh;) {
+		size_t e = k;
+		while (e < p->n_wh && p->wh[e].parent == p->wh[k].parent)
+			e++;
+		ssize_t d = p->wh[k].parent;
+		/* Old direct children of d in base: count them. */
+		const ls_manifest *b = p->base;
+		const char *dp = d >= 0 ? ls_rec_path(p->cur, &p->cur->recs[d]) : "";
+		size_t dl = d >= 0 ? p->cur->recs[d].path_len : 0;
+		size_t first = d >= 0 ? ls_manifest_lower_bound(b, dp, dl) + 1 : 0;
+		size_t old_children = 0;
+		for (size_t i = first; i < b->n; i++) {
+			const struct ls_rec *r = &b->recs[i];
+			const char *rp = ls_rec_path(b, r);
+			if (d >= 0 && !has_prefix_dir(rp, r->path_len, dp, dl))
+				break;
+			const char *rest = d >= 0 ? rp + dl + 1 : rp;
+			size_t rest_len = d >= 0 ? r->path_len - dl - 1 : r->path_len;
+			if (!memchr(rest, '/', rest_len))
+				old_children++;
+		}
+		if (old_children == e - k && d >= 0)
+			p->flags[d] |= OPAQUE;
+		k = e;
+	}
+}
+
+static int make_plan(struct plan *p, enum ls_mode mode, bool opaque, struct ls_error *err)
+{
+	size_t n = p->cur->n;
+	p->status = calloc(n + 1, 1);
+	p->flags = calloc(n + 1, 1);
+	p->parent = malloc((n + 1) * sizeof(*p->parent));
+	p->link_first = malloc((n + 1) * sizeof(*p->link_first));
+	if (!p->status || !p->flags || !p->parent || !p->link_first)
+		return ls_fail(err, ENOMEM, "diff: out of memory");
+	if (compute_parents(p) || join(p, ls_mode_ops_of(mode)))
+		return ls_fail(err, ENOMEM, "diff: out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (p->status[i] != ST_SAME)
+			p->flags[i] |= IN_LAYER;
+	if (link_groups(p))
+		return ls_fail(err, ENOMEM, "diff: out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (p->flags[i] & IN_LAYER)
+			mark_ancestors(p, p->parent[i]);
+	qsort(p->wh, p->n_wh, sizeof(*p->wh), cmp_wh);
+	for (size_t k = 0; k < p->n_wh; k++) {
+		if (p->wh[k].parent >= 0) {
+			p->flags[p->wh[k].parent] |= HAS_WH;
+			mark_ancestors(p, p->wh[k].parent);
+		}
+	}
+	if (opaque && p->base)
+		choose_opaque(p);
+	return 0;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+struct writer {
+	const char *root;
+	int rootfd;
+	const struct ls_diff_options *o;
+	struct plan *p;
+	struct ls_layer *layer;
+	XXH3_state_t *xxh;
+	struct ls_xattr *xattrs;
+	size_t xattr_cap;
+};
+
+static int cmp_wh_name(const char *name, size_t len)
+{
+	return len >= 4 && memcmp(name, ".wh.", 4) == 0;
+}
+
+/* Decodes a manifest xattr blob into w->xattrs. */
+static int decode_xattrs(struct writer *w, const unsigned char *x, size_t len, size_t *n_out)
+{
+	size_t n = 0;
+	const unsigned char *end = x + len;
+	while (x < end) {
+		uint16_t nl;
+		uint32_t vl;
+		memcpy(&nl, x, 2);
+		memcpy(&vl, x + 2, 4);
+		if (n == w->xattr_cap) {
+			size_t ncap = w->xattr_cap ? w->xattr_cap * 2 : 8;
+			struct ls_xattr *nx = realloc(w->xattrs, ncap * sizeof(*nx));
+			if (!nx)
+				return -ENOMEM;
+			w->xattrs = nx;
+			w->xattr_cap = ncap;
+		}
+		/* Names are NUL-free in the blob but not NUL-terminated: copy. */
+		char *name = strndup((const char *)x + LS_XATTR_HDR, nl);
+		if (!name)
+			return -ENOMEM;
+		w->xattrs[n].name = name;
+		w->xattrs[n].value = x + LS_XATTR_HDR + nl;
+		w->xattrs[n].value_len = vl;
+		n++;
+		x += LS_XATTR_HDR + nl + vl;
+	}
+	*n_out = n;
+	return 0;
+}
+
+static void free_xattr_names(struct writer *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)w->xattrs[i].name);
+}
+
+static int write_entry(struct writer *w, size_t i, struct ls_error *err)
+{
+	ls_manifest *c = w->p->cur;
+	struct ls_rec *r = &c->recs[i];
+	const char *path = ls_rec_path(c, r);
+	if (S_ISSOCK(r->mode))
+		return 0; /* sockets cannot be carried by a layer */
+	int64_t mtime = r->mtime_ns >= 0 ? r->mtime_ns / 1000000000 : -((-r->mtime_ns + 999999999) / 1000000000);
+	struct ls_layer_entry e = {
+		.path = path, .mode = r->mode & LS_REC_MODE_MASK, .uid = r->uid, .gid = r->gid,
+		.mtime_sec = mtime, .size = S_ISREG(r->mode) ? r->size : 0, .rdev = r->rdev,
+		.link_target = S_ISLNK(r->mode) ? ls_rec_link(c, r) : NULL,
+	};
+	ssize_t first = w->p->link_first[i];
+	if (first >= 0) {
+		e.hardlink = ls_rec_path(c, &c->recs[first]);
+		e.size = 0;
+	}
+	/* xattrs: recorded in full mode, read now otherwise. */
+	void *blob = NULL;
+	size_t blob_len = 0, n_x = 0;
+	const unsigned char *xb = ls_rec_xattrs(c, r);
+	size_t xl = r->xattr_len;
+	int rc = 0;
+	if (!(ls_mode_ops_of(c->mode)->fields & LS_F_XATTRS) && c->xattrs != LS_XATTRS_NONE) {
+		char *abs = NULL;
+		if (asprintf(&abs, "%s/%s", w->root, path) < 0)
+			return ls_fail(err, ENOMEM, "diff: out of memory");
+		rc = ls_read_xattrs(abs, r->mode, c->xattrs, &blob, &blob_len);
+		free(abs);
+		if (rc && rc != -ENOENT)
+			return ls_fail_errno(err, -rc, "%s/%s: reading xattrs", w->root, path);
+		xb = blob;
+		xl = blob_len;
+	}
+	if (xl && decode_xattrs(w, xb, xl, &n_x)) {
+		free(blob);
+		return ls_fail(err, ENOMEM, "diff: out of memory");
+	}
+	e.xattrs = w->xattrs;
+	e.n_xattrs = n_x;
+
+	int fd = -1;
+	bool read_content = S_ISREG(r->mode) && first < 0;
+	if (read_content) {
+		fd = ls_open_noatime(w->rootfd, path);
+		if (fd < 0) {
+			rc = ls_fail_errno(err, -fd, "%s/%s", w->root, path);
+			goto out;
+		}
+		struct stat st;
+		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+			rc = ls_fail(err, EAGAIN, "%s/%s: file changed while being read", w->root, path);
+			goto out;
+		}
+		XXH3_128bits_reset(w->xxh);
+	}
+	rc = ls_layer_add(w->layer, &e, fd, read_content ? w->xxh : NULL, err);
+	if (rc == 0 && read_content) {
+		XXH128_canonical_t h;
+		XXH128_canonicalFromHash(&h, XXH3_128bits_digest(w->xxh));
+		memcpy(r->hash, h.digest, 16);
+		r->mode |= LS_REC_HASHED;
+	} else if (rc == 0 && first >= 0 && S_ISREG(r->mode)) {
+		memcpy(r->hash, c->recs[first].hash, 16);
+		r->mode = (r->mode & ~LS_REC_HASHED) | (c->recs[first].mode & LS_REC_HASHED);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free_xattr_names(w, n_x);
+	free(blob);
+	return rc;
+}
+
+static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_error *err)
+{
+	struct plan *p = w->p;
+	bool opaque = dir >= 0 && (p->flags[dir] & OPAQUE);
+	if (opaque && *k < p->n_wh && p->wh[*k].parent == dir) {
+		int rc = ls_layer_add_opaque(w->layer, ls_rec_path(p->cur, &p->cur->recs[dir]), err);
+		if (rc)
+			return rc;
+	}
+	for (; *k < p->n_wh && p->wh[*k].parent == dir; (*k)++) {
+		if (opaque)
+			continue;
+		const struct ls_rec *b = &p->base->recs[p->wh[*k].base_index];
+		int rc = ls_layer_add_whiteout(w->layer, ls_rec_path(p->base, b), err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Regular files the walk left unhashed and the layer did not carry. */
+static int hash_leftovers(struct writer *w, struct ls_error *err)
+{
+	ls_manifest *c = w->p->cur;
+	char *buf = NULL;
+	int rc = 0;
+	for (size_t i = 0; i < c->n && rc == 0; i++) {
+		struct ls_rec *r = &c->recs[i];
+		if (!S_ISREG(r->mode) || (r->mode & LS_REC_HASHED))
+			continue;
+		if (!buf && !(buf = malloc(256 * 1024)))
+			return ls_fail(err, ENOMEM, "diff: out of memory");
+		int fd = ls_open_noatime(w->rootfd, ls_rec_path(c, r));
+		if (fd < 0) {
+			rc = ls_fail_errno(err, -fd, "%s/%s", w->root, ls_rec_path(c, r));
+			break;
+		}
+		int hr = ls_hash_fd(fd, buf, 256 * 1024, w->xxh, r->hash);
+		close(fd);
+		if (hr)
+			rc = ls_fail_errno(err, -hr, "%s/%s", w->root, ls_rec_path(c, r));
+		else
+			r->mode |= LS_REC_HASHED;
+	}
+	free(buf);
+	return rc;
+}
+
+static int write_layer(struct writer *w, struct ls_layer_result *lres, struct ls_error *err)
+{
+	struct plan *p = w->p;
+	ls_manifest *c = p->cur;
+	size_t k = 0;
+	int rc = write_whiteouts(w, -1, &k, err);
+	for (size_t i = 0; i < c->n && rc == 0; i++) {
+		if (!(p->flags[i] & (IN_LAYER | ANCESTOR)))
+			continue;
+		rc = write_entry(w, i, err);
+		if (rc == 0 && S_ISDIR(c->recs[i].mode) && (p->flags[i] & HAS_WH))
+			rc = write_whiteouts(w, (ssize_t)i, &k, err);
+	}
+	if (rc == 0)
+		rc = ls_layer_finish(w->layer, lres, err);
+	return rc;
+}
+
+static int check_names(const ls_manifest *c, const char *root, struct ls_error *err)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const struct ls_rec *r = &c->recs[i];
+		const char *path = ls_rec_path(c, r);
+		const char *slash = memrchr(path, '/', r->path_len);
+		const char *name = slash ? slash + 1 : path;
+		if (cmp_wh_name(name, r->path_len - (size_t)(name - path)))
+			return ls_fail(err, EINVAL, "%s/%s: a name starting with .wh. cannot be represented in "
+				       "an OCI layer", root, path);
+	}
+	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
+	    int layer_fd, struct ls_diff_result *res, ls_manifest **new_manifest,
+	    struct ls_error *err)
+{
+	double t0 = now_ms();
+	if (new_manifest)
+		*new_manifest = NULL;
+	memset(res, 0, sizeof(*res));
+	if (base) {
+		int rc = ls_check_base(base, opts->walk.mode, &opts->walk, err);
+		if (rc)
+			return rc;
+	}
+	struct ls_walk_params wp = {
+		.opts = &opts->walk, .base = base, .defer_changed = true,
+		.skip_paths = opts->walk.skip_paths, .n_skip = opts->walk.n_skip,
+	};
+	struct plan p = { .base = base };
+	struct writer w = { .root = root, .rootfd = -1, .o = opts, .p = &p };
+	int rc = ls_walk(root, &wp, &p.cur, err);
+	if (rc)
+		return rc;
+	rc = check_names(p.cur, root, err);
+	if (rc == 0)
+		rc = make_plan(&p, opts->walk.mode, opts->opaque, err);
+	if (rc)
+		goto done;
+
+	w.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	w.xxh = XXH3_createState();
+	if (w.rootfd < 0 || !w.xxh) {
+		rc = w.rootfd < 0 ? ls_fail_errno(err, errno, "%s", root) : ls_fail(err, ENOMEM, "diff: out of memory");
+		goto done;
+	}
+	struct ls_layer_options lo = {
+		.compress = opts->compress, .level = opts->level,
+		.have_epoch = opts->have_epoch, .source_date_epoch = opts->source_date_epoch,
+	};
+	rc = ls_layer_open(&w.layer, layer_fd, &lo, err);
+	if (rc)
+		goto done;
+	struct ls_layer_result lres;
+	memset(&lres, 0, sizeof(lres));
+	rc = write_layer(&w, &lres, err);
+	if (rc == 0 && new_manifest && opts->walk.mode == LS_MODE_FULL)
+		rc = hash_leftovers(&w, err);
+	if (rc)
+		goto done;
+
+	res->mode = opts->walk.mode;
+	res->added = p.added;
+	res->modified = p.modified;
+	res->deleted = p.deleted;
+	res->entries = lres.entries;
+	res->bytes = lres.bytes;
+	res->size = lres.size;
+	memcpy(res->diff_id, lres.diff_id, sizeof(res->diff_id));
+	memcpy(res->digest, lres.digest, sizeof(res->digest));
+	res->media_type = lres.media_type;
+	res->elapsed_ms = now_ms() - t0;
+	if (new_manifest) {
+		*new_manifest = p.cur;
+		p.cur = NULL;
+	}
+done:
+	ls_layer_free(w.layer);
+	if (w.xxh)
+		XXH3_freeState(w.xxh);
+	free(w.xattrs);
+	if (w.rootfd >= 0)
+		close(w.rootfd);
+	ls_manifest_free(p.cur);
+	plan_free(&p);
+	return rc;
+}

@@ -1,0 +1,98 @@
+/*
+ * The walker's operation queue, with two engines (DESIGN.md "The walker"):
+ *
+ *  - a task pool: plain syscalls on a few worker threads plus the thread that
+ *    waits, taking tasks from a LIFO stack so that they run in depth-first
+ *    order, just ahead of the consumer;
+ *  - an io_uring ring: batches of statx, opens, reads and closes submitted
+ *    together, used by one thread at a time.
+ */
+#ifndef LS_IOQ_H
+#define LS_IOQ_H
+
+#include "layersnap.h"
+
+#include <pthread.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+/* ---- task pool ---------------------------------------------------------- */
+
+struct ls_pool;
+struct ls_task;
+
+/** Runs a task; `thread_ctx` is the per-thread context of the running thread. */
+typedef void ls_task_fn(struct ls_task *task, void *thread_ctx);
+
+/** Embedded in the caller's job struct. */
+struct ls_task {
+	ls_task_fn *fn;
+	int state;               /* private to the pool */
+	struct ls_task *next;    /* private to the pool */
+};
+
+/** Per-thread context constructor/destructor; init returns 0 or -errno. */
+typedef int ls_ctx_init_fn(void *ctx, void *arg);
+typedef void ls_ctx_fini_fn(void *ctx);
+
+/** Starts `workers` threads (0 is allowed: tasks then run in ls_pool_wait),
+ *  each with a context of ctx_size bytes built by init(ctx, arg).  Returns 0
+ *  or a negative code. */
+int ls_pool_create(struct ls_pool **out, int workers, size_t ctx_size, ls_ctx_init_fn *init,
+		   ls_ctx_fini_fn *fini, void *arg, struct ls_error *err);
+
+/** Queues a task; the most recently queued runs first. */
+void ls_pool_push(struct ls_pool *p, struct ls_task *t);
+
+/** Returns once `t` has run.  Runs it on the calling thread (with ctx) if no
+ *  worker took it yet, and runs other queued tasks while a worker has it. */
+void ls_pool_wait(struct ls_pool *p, struct ls_task *t, void *ctx);
+
+/** Stops and joins the workers; queued tasks that never ran are dropped.
+ *  NULL is allowed. */
+void ls_pool_destroy(struct ls_pool *p);
+
+/* ---- io_uring ----------------------------------------------------------- */
+
+struct ls_ring;
+
+/** Sets up a ring of `depth` entries.  Returns 0, or the negative errno of
+ *  the failed set-up (EPERM under seccomp, ENOSYS, ENOMEM, EINVAL), which the
+ *  caller may treat as "use the plain engine". */
+int ls_ring_create(struct ls_ring **out, unsigned int depth);
+void ls_ring_destroy(struct ls_ring *r);
+
+/** statx(dirfd, names[i], AT_SYMLINK_NOFOLLOW) for n names, in batches;
+ *  res[i] is 0 or -errno.  Returns 0 or a negative code of the ring itself. */
+int ls_ring_statx(struct ls_ring *r, int dirfd, const char *const *names, struct statx *stx,
+		  int *res, size_t n);
+
+/** openat through the ring; returns an fd or -errno. */
+int ls_ring_openat(struct ls_ring *r, int dirfd, const char *path, int flags);
+
+/** close through the ring; returns 0 or -errno. */
+int ls_ring_close(struct ls_ring *r, int fd);
+
+/** One file to hash. */
+struct ls_hash_req {
+	const char *name;        /* relative to dirfd */
+	uint8_t hash[16];        /* XXH3-128, big-endian canonical form */
+	int result;              /* 0 or -errno */
+};
+
+/** Hashes n files relative to dirfd: opens (O_NOATIME where allowed), reads
+ *  and closes them through the ring with several files in flight.  Returns 0
+ *  (per-file errors in result) or a negative code of the ring itself. */
+int ls_ring_hash(struct ls_ring *r, int dirfd, struct ls_hash_req *reqs, size_t n);
+
+/* ---- plain helpers shared by both engines -------------------------------- */
+
+/** Opens name under dirfd for reading with O_NOATIME, falling back without
+ *  it where the kernel refuses (EPERM: not the owner).  Returns fd or -errno. */
+int ls_open_noatime(int dirfd, const char *name);
+
+/** Hashes everything readable from fd with XXH3-128 into out (canonical
+ *  big-endian bytes), using buf.  Returns 0 or -errno. */
+int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16]);
+
+#endif

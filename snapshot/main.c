@@ -1,0 +1,755 @@
+/* layersnap command line: a thin layer over the library (layersnap.h). */
+#include "layersnap.h"
+#include "manifest.h"
+#include "output.h"
+#include "strfmt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_TROUBLE 2
+
+static const char usage_text[] =
+	"usage: layersnap COMMAND [OPTIONS] ...\n"
+	"\n"
+	"  scan    [common] ROOT -o MANIFEST [--base MANIFEST]\n"
+	"  diff    [common] ROOT [--base MANIFEST] -o LAYER|- [--manifest-out MANIFEST]\n"
+	"          [--compress none|gzip|zstd] [--level N] [--source-date-epoch N] [--opaque]\n"
+	"          [--descriptor FILE] [--exit-code] [--rehash]\n"
+	"  compare [common] [--mtime-seconds] [-z] OLD_MANIFEST NEW_MANIFEST|ROOT\n"
+	"  apply   [-v] [-q] LAYER|- ROOT\n"
+	"  dump    MANIFEST [--format mtree|json]\n"
+	"\n"
+	"common: --mode full|redo|time (default full)  -x, --exclude PATH (repeatable)\n"
+	"        --one-file-system  --xattrs capability|all|none (default capability)\n"
+	"        --io auto|uring|sync (default auto)  -j, --jobs N  --ignore-errors  --fsync\n"
+	"        --json  -v, --verbose  -q, --quiet  --progress|--no-progress  -h, --help  --version\n"
+	"\n"
+	"Exit status: 0 success (compare, diff --exit-code: no differences), 1 differences,\n"
+	"2 trouble.\n";
+
+/* ---- interrupted runs leave no temporary file behind ---------------------- */
+
+#define MAX_CLEANUP 8
+/* Copies, not pointers: the outputs free their own strings on commit. */
+static volatile sig_atomic_t n_cleanup;
+static char cleanup_paths[MAX_CLEANUP][PATH_MAX];
+
+static void on_signal(int sig)
+{
+	for (sig_atomic_t i = 0; i < n_cleanup; i++)
+		unlink(cleanup_paths[i]);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void track_output(const struct ls_output *o)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	const char *paths[2] = { o->tmp_path, o->lock_path };
+	for (int i = 0; i < 2; i++) {
+		if (paths[i] && n_cleanup < MAX_CLEANUP && strlen(paths[i]) < PATH_MAX) {
+			strcpy(cleanup_paths[n_cleanup], paths[i]);
+			n_cleanup++;
+		}
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static void untrack_all(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	n_cleanup = 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	/* A closed stdout pipe must surface as EPIPE, cleaned up normally. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+struct cli {
+	const char *cmd;
+	struct ls_walk_options walk;
+	bool mode_given;
+	const char **excludes;
+	size_t n_excludes;
+	const char *output, *base, *manifest_out, *descriptor, *format;
+	enum ls_compress compress;
+	int level;
+	bool have_epoch;
+	int64_t epoch;
+	bool opaque, exit_code, json, do_fsync, mtime_seconds, nul;
+	int verbose, quiet;
+	const char *args[3];
+	int n_args;
+};
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("layersnap: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_TROUBLE;
+}
+
+static int fail_err(const struct ls_error *err)
+{
+	return die("%s", err->msg[0] ? err->msg : "unknown error");
+}
+
+static void log_cb(void *ctx, int verbose, const char *msg)
+{
+	const struct cli *c = ctx;
+	if (verbose ? c->verbose > 0 : !c->quiet)
+		fprintf(stderr, "layersnap: %s%s\n", verbose ? "" : "warning: ", msg);
+}
+
+/* ---- option parsing --------------------------------------------------------- */
+
+enum {
+	OPT_MODE = 256, OPT_ONE_FS, OPT_XATTRS, OPT_IO, OPT_IGNORE_ERRORS, OPT_FSYNC, OPT_JSON,
+	OPT_PROGRESS, OPT_NO_PROGRESS, OPT_VERSION, OPT_BASE, OPT_MANIFEST_OUT, OPT_COMPRESS,
+	OPT_LEVEL, OPT_EPOCH, OPT_OPAQUE, OPT_DESCRIPTOR, OPT_EXIT_CODE, OPT_REHASH,
+	OPT_MTIME_SECONDS, OPT_FORMAT,
+};
+
+static const struct option long_opts[] = {
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "exclude", required_argument, NULL, 'x' },
+	{ "one-file-system", no_argument, NULL, OPT_ONE_FS },
+	{ "xattrs", required_argument, NULL, OPT_XATTRS },
+	{ "io", required_argument, NULL, OPT_IO },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "ignore-errors", no_argument, NULL, OPT_IGNORE_ERRORS },
+	{ "fsync", no_argument, NULL, OPT_FSYNC },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
+	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "output", required_argument, NULL, 'o' },
+	{ "base", required_argument, NULL, OPT_BASE },
+	{ "manifest-out", required_argument, NULL, OPT_MANIFEST_OUT },
+	{ "compress", required_argument, NULL, OPT_COMPRESS },
+	{ "level", required_argument, NULL, OPT_LEVEL },
+	{ "source-date-epoch", required_argument, NULL, OPT_EPOCH },
+	{ "opaque", no_argument, NULL, OPT_OPAQUE },
+	{ "descriptor", required_argument, NULL, OPT_DESCRIPTOR },
+	{ "exit-code", no_argument, NULL, OPT_EXIT_CODE },
+	{ "rehash", no_argument, NULL, OPT_REHASH },
+	{ "mtime-seconds", no_argument, NULL, OPT_MTIME_SECONDS },
+	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Which options each command takes (by long name), beyond -h/-v/-q. */
+static const char *const common_opts[] = { "mode", "exclude", "one-file-system", "xattrs", "io", "jobs",
+	"ignore-errors", "fsync", "json", "progress", "no-progress", NULL };
+static const char *const scan_opts[] = { "output", "base", NULL };
+static const char *const diff_opts[] = { "output", "base", "manifest-out", "compress", "level",
+	"source-date-epoch", "opaque", "descriptor", "exit-code", "rehash", NULL };
+static const char *const compare_opts[] = { "mtime-seconds", "rehash", NULL };
+static const char *const dump_opts[] = { "format", NULL };
+
+static bool in_list(const char *const *list, const char *name)
+{
+	for (; list && *list; list++)
+		if (strcmp(*list, name) == 0)
+			return true;
+	return false;
+}
+
+static bool allowed(const char *cmd, const char *name)
+{
+	if (strcmp(cmd, "apply") == 0)
+		return false;
+	if (strcmp(cmd, "dump") == 0)
+		return in_list(dump_opts, name);
+	if (in_list(common_opts, name))
+		return true;
+	if (strcmp(cmd, "scan") == 0)
+		return in_list(scan_opts, name);
+	if (strcmp(cmd, "diff") == 0)
+		return in_list(diff_opts, name);
+	if (strcmp(cmd, "compare") == 0)
+		return in_list(compare_opts, name);
+	return false;
+}
+
+static const char *opt_name(int c)
+{
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+static int parse_int64(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_args(struct cli *c, int argc, char **argv)
+{
+	optind = 1;
+	opterr = 0;
+	int ch;
+	while ((ch = getopt_long(argc, argv, ":x:j:vqho:z", long_opts, NULL)) != -1) {
+		if (ch == '?')
+			return die("%s: unknown option '%s' (see --help)", c->cmd, argv[optind - 1]);
+		if (ch == ':')
+			return die("%s: option '%s' needs a value", c->cmd, argv[optind - 1]);
+		if (ch != 'v' && ch != 'q' && ch != 'h' && ch != OPT_VERSION &&
+		    !(ch == 'z' && strcmp(c->cmd, "compare") == 0) && !allowed(c->cmd, opt_name(ch)))
+			return die("%s: option '%s' does not apply to this command", c->cmd, argv[optind - 1]);
+		int64_t v;
+		switch (ch) {
+		case OPT_MODE:
+			if (ls_mode_parse(optarg, &c->walk.mode))
+				return die("--mode %s: expected full, redo or time", optarg);
+			c->mode_given = true;
+			break;
+		case 'x': {
+			const char **n = realloc(c->excludes, (c->n_excludes + 1) * sizeof(*n));
+			if (!n)
+				return die("out of memory");
+			c->excludes = n;
+			c->excludes[c->n_excludes++] = optarg;
+			break;
+		}
+		case OPT_ONE_FS: c->walk.one_file_system = true; break;
+		case OPT_XATTRS:
+			if (strcmp(optarg, "capability") == 0) c->walk.xattrs = LS_XATTRS_CAPABILITY;
+			else if (strcmp(optarg, "all") == 0) c->walk.xattrs = LS_XATTRS_ALL;
+			else if (strcmp(optarg, "none") == 0) c->walk.xattrs = LS_XATTRS_NONE;
+			else return die("--xattrs %s: expected capability, all or none", optarg);
+			break;
+		case OPT_IO:
+			if (strcmp(optarg, "auto") == 0) c->walk.io = LS_IO_AUTO;
+			else if (strcmp(optarg, "uring") == 0) c->walk.io = LS_IO_URING;
+			else if (strcmp(optarg, "sync") == 0) c->walk.io = LS_IO_SYNC;
+			else return die("--io %s: expected auto, uring or sync", optarg);
+			break;
+		case 'j':
+			if (parse_int64(optarg, &v) || v < 1 || v > 256)
+				return die("--jobs %s: expected a number from 1 to 256", optarg);
+			c->walk.jobs = (int)v;
+			break;
+		case OPT_IGNORE_ERRORS: c->walk.ignore_errors = true; break;
+		case OPT_FSYNC: c->do_fsync = true; break;
+		case OPT_JSON: c->json = true; break;
+		case 'v': c->verbose++; break;
+		case 'q': c->quiet++; break;
+		case OPT_PROGRESS: case OPT_NO_PROGRESS: break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case OPT_VERSION: printf("layersnap %s\n", LAYERSNAP_VERSION); exit(0);
+		case 'o': c->output = optarg; break;
+		case OPT_BASE: c->base = optarg; break;
+		case OPT_MANIFEST_OUT: c->manifest_out = optarg; break;
+		case OPT_COMPRESS:
+			if (strcmp(optarg, "none") == 0) c->compress = LS_COMPRESS_NONE;
+			else if (strcmp(optarg, "gzip") == 0) c->compress = LS_COMPRESS_GZIP;
+			else if (strcmp(optarg, "zstd") == 0) c->compress = LS_COMPRESS_ZSTD;
+			else return die("--compress %s: expected none, gzip or zstd", optarg);
+			break;
+		case OPT_LEVEL:
+			if (parse_int64(optarg, &v) || v < 1 || v > 22)
+				return die("--level %s: expected a number from 1 to 22", optarg);
+			c->level = (int)v;
+			break;
+		case OPT_EPOCH:
+			if (parse_int64(optarg, &v) || v < 0)
+				return die("--source-date-epoch %s: expected seconds since 1970", optarg);
+			c->have_epoch = true;
+			c->epoch = v;
+			break;
+		case OPT_OPAQUE: c->opaque = true; break;
+		case OPT_DESCRIPTOR: c->descriptor = optarg; break;
+		case OPT_EXIT_CODE: c->exit_code = true; break;
+		case OPT_REHASH: c->walk.rehash = true; break;
+		case OPT_MTIME_SECONDS: c->mtime_seconds = true; break;
+		case 'z': c->nul = true; break;
+		case OPT_FORMAT: c->format = optarg; break;
+		}
+	}
+	for (int i = optind; i < argc; i++) {
+		if (c->n_args == 3)
+			return die("%s: too many arguments (see --help)", c->cmd);
+		c->args[c->n_args++] = argv[i];
+	}
+	c->walk.excludes = c->excludes;
+	c->walk.n_excludes = c->n_excludes;
+	c->walk.log = log_cb;
+	c->walk.log_ctx = c;
+	return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int check_root(const char *root)
+{
+	struct stat st;
+	if (stat(root, &st) != 0)
+		return die("%s: %s", root, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return die("%s: not a directory", root);
+	return 0;
+}
+
+/* If `path` lies inside `root`, its root-relative form (malloc'ed), else NULL. */
+static char *relative_inside(const char *root_real, const char *path)
+{
+	char *copy = strdup(path), *copy2 = strdup(path);
+	char *result = NULL;
+	if (!copy || !copy2)
+		goto out;
+	char *dir = realpath(dirname(copy), NULL);
+	if (!dir)
+		goto out;
+	const char *name = basename(copy2);
+	size_t rl = strlen(root_real);
+	if (strcmp(root_real, "/") == 0)
+		rl = 0;
+	if (strncmp(dir, root_real, rl) == 0 && (dir[rl] == '/' || dir[rl] == '\0')) {
+		const char *rest = dir[rl] == '/' ? dir + rl + 1 : "";
+		if (asprintf(&result, "%s%s%s", rest, *rest ? "/" : "", name) < 0)
+			result = NULL;
+	}
+	free(dir);
+out:
+	free(copy);
+	free(copy2);
+	return result;
+}
+
+struct skip_list {
+	char *paths[16];
+	size_t n;
+};
+
+static void skip_add(struct skip_list *s, const char *root_real, const char *path)
+{
+	if (!path || strcmp(path, "-") == 0 || s->n == 16)
+		return;
+	char *rel = relative_inside(root_real, path);
+	if (rel)
+		s->paths[s->n++] = rel;
+}
+
+static void skip_outputs(struct skip_list *s, const char *root, const struct ls_output *outs, size_t n)
+{
+	char *root_real = realpath(root, NULL);
+	if (!root_real)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		skip_add(s, root_real, outs[i].path);
+		skip_add(s, root_real, outs[i].tmp_path);
+		skip_add(s, root_real, outs[i].lock_path);
+	}
+	free(root_real);
+}
+
+static void skip_free(struct skip_list *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->paths[i]);
+	s->n = 0;
+}
+
+static int open_output(struct ls_output *o, const char *path, bool lock)
+{
+	struct ls_error err = { 0 };
+	if (ls_output_open(o, path, lock, &err))
+		return fail_err(&err);
+	track_output(o);
+	return 0;
+}
+
+static int load_manifest(const char *path, ls_manifest **m)
+{
+	struct ls_error err = { 0 };
+	if (ls_manifest_load(path, m, &err))
+		return fail_err(&err);
+	return 0;
+}
+
+static int write_manifest_to(struct ls_output *o, const ls_manifest *m, bool do_fsync)
+{
+	struct ls_error err = { 0 };
+	if (ls_manifest_write_fd(m, o->fd, &err) || ls_output_commit(o, do_fsync, &err))
+		return die("%s: %s", o->path, err.msg);
+	return 0;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static int cmd_scan(struct cli *c)
+{
+	if (c->n_args != 1 || !c->output)
+		return die("scan: usage: layersnap scan [options] ROOT -o MANIFEST [--base MANIFEST]");
+	const char *root = c->args[0];
+	int rc = check_root(root);
+	if (rc)
+		return rc;
+	if (strcmp(c->output, "-") == 0)
+		return die("scan: -o -: a manifest is written to a file");
+	ls_manifest *base = NULL, *m = NULL;
+	if (c->base && (rc = load_manifest(c->base, &base)))
+		return rc;
+	struct ls_output out;
+	rc = open_output(&out, c->output, true);
+	if (rc) {
+		ls_manifest_free(base);
+		return rc;
+	}
+	struct skip_list skip = { 0 };
+	skip_outputs(&skip, root, &out, 1);
+	c->walk.skip_paths = (const char *const *)skip.paths;
+	c->walk.n_skip = skip.n;
+	struct ls_error err = { 0 };
+	rc = ls_scan(root, &c->walk, base, &m, &err);
+	if (rc)
+		rc = fail_err(&err);
+	else
+		rc = write_manifest_to(&out, m, c->do_fsync);
+	if (rc == 0 && c->verbose)
+		fprintf(stderr, "layersnap: scanned %zu entries (%s)\n", ls_manifest_count(m), ls_mode_name(c->walk.mode));
+	ls_output_abort(&out);
+	untrack_all();
+	skip_free(&skip);
+	ls_manifest_free(m);
+	ls_manifest_free(base);
+	return rc;
+}
+
+static int write_descriptor(FILE *f, const struct ls_diff_result *r)
+{
+	fprintf(f, "{\"descriptor\": {\"mediaType\": \"%s\", \"digest\": \"%s\", \"size\": %" PRIu64
+		"}, \"diffID\": \"%s\"}\n", r->media_type, r->digest, r->size, r->diff_id);
+	return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+}
+
+static int cmd_diff(struct cli *c)
+{
+	if (c->n_args != 1 || !c->output)
+		return die("diff: usage: layersnap diff [options] ROOT [--base MANIFEST] -o LAYER|- [--manifest-out MANIFEST]");
+	const char *root = c->args[0];
+	int rc = check_root(root);
+	if (rc)
+		return rc;
+	bool to_stdout = strcmp(c->output, "-") == 0;
+	if (to_stdout && isatty(STDOUT_FILENO))
+		return die("diff: refusing to write a layer to a terminal (redirect stdout or use -o FILE)");
+	if (c->manifest_out && strcmp(c->manifest_out, "-") == 0)
+		return die("diff: --manifest-out -: a manifest is written to a file");
+	if (c->descriptor && to_stdout && strcmp(c->descriptor, "-") == 0)
+		return die("diff: --descriptor - and -o - cannot share stdout");
+	if (!c->have_epoch) {
+		const char *env = getenv("SOURCE_DATE_EPOCH");
+		if (env && *env) {
+			int64_t v;
+			if (parse_int64(env, &v) || v < 0)
+				return die("SOURCE_DATE_EPOCH=%s: expected seconds since 1970", env);
+			c->have_epoch = true;
+			c->epoch = v;
+		}
+	}
+	ls_manifest *base = NULL, *m = NULL;
+	struct ls_error err = { 0 };
+	if (c->base) {
+		if ((rc = load_manifest(c->base, &base)))
+			return rc;
+		if (ls_check_base(base, c->walk.mode, &c->walk, &err)) {
+			ls_manifest_free(base);
+			return die("%s: %s", c->base, err.msg);
+		}
+	}
+	/* outs[0] layer, outs[1] descriptor, outs[2] manifest; the manifest's
+	 * lock is taken first so that a concurrent run fails before any work. */
+	struct ls_output outs[3];
+	for (int i = 0; i < 3; i++) {
+		memset(&outs[i], 0, sizeof(outs[i]));
+		outs[i].fd = -1;
+	}
+	struct skip_list skip = { 0 };
+	FILE *df = NULL;
+	if (c->manifest_out && (rc = open_output(&outs[2], c->manifest_out, true)))
+		goto done;
+	if ((rc = open_output(&outs[0], c->output, false)))
+		goto done;
+	if (c->descriptor && (rc = open_output(&outs[1], c->descriptor, false)))
+		goto done;
+	skip_outputs(&skip, root, outs, 3);
+	c->walk.skip_paths = (const char *const *)skip.paths;
+	c->walk.n_skip = skip.n;
+
+	struct ls_diff_options dopts = {
+		.walk = c->walk, .compress = c->compress, .level = c->level,
+		.have_epoch = c->have_epoch, .source_date_epoch = c->epoch, .opaque = c->opaque,
+	};
+	struct ls_diff_result res;
+	memset(&res, 0, sizeof(res));
+	rc = ls_diff(root, &dopts, base, outs[0].fd, &res, c->manifest_out ? &m : NULL, &err);
+	if (rc) {
+		rc = fail_err(&err);
+		goto done;
+	}
+	/* Commit order: layer, descriptor, manifest. */
+	if (ls_output_commit(&outs[0], c->do_fsync, &err)) {
+		rc = fail_err(&err);
+		goto done;
+	}
+	if (c->descriptor) {
+		int dfd = dup(outs[1].fd);
+		df = dfd >= 0 ? fdopen(dfd, "w") : NULL;
+		if (!df || write_descriptor(df, &res) != 0) {
+			rc = die("%s: %s", c->descriptor, strerror(errno ? errno : EIO));
+			goto done;
+		}
+		if (fclose(df) != 0) {
+			df = NULL;
+			rc = die("%s: %s", c->descriptor, strerror(errno));
+			goto done;
+		}
+		df = NULL;
+		if (ls_output_commit(&outs[1], c->do_fsync, &err)) {
+			rc = fail_err(&err);
+			goto done;
+		}
+	}
+	if (c->manifest_out && (rc = write_manifest_to(&outs[2], m, c->do_fsync)))
+		goto done;
+
+	FILE *sf = c->json && !to_stdout ? stdout : stderr;
+	if (c->json) {
+		fprintf(sf, "{\"mode\": \"%s\", \"added\": %" PRIu64 ", \"modified\": %" PRIu64
+			", \"deleted\": %" PRIu64 ", \"entries\": %" PRIu64 ", \"bytes\": %" PRIu64
+			", \"diff_id\": \"%s\", \"digest\": \"%s\", \"size\": %" PRIu64
+			", \"media_type\": \"%s\", \"elapsed_ms\": %.1f}\n",
+			ls_mode_name(res.mode), res.added, res.modified, res.deleted, res.entries, res.bytes,
+			res.diff_id, res.digest, res.size, res.media_type, res.elapsed_ms);
+	} else if (!c->quiet) {
+		uint64_t changes = res.added + res.modified + res.deleted;
+		fprintf(sf, "layersnap: %s diff: %" PRIu64 " added, %" PRIu64 " modified, %" PRIu64
+			" deleted; %" PRIu64 " entries, %" PRIu64 " bytes%s; %s; %.0f ms\n",
+			ls_mode_name(res.mode), res.added, res.modified, res.deleted, res.entries, res.bytes,
+			changes ? "" : " (no changes: empty layer)", res.diff_id, res.elapsed_ms);
+	}
+	if (fflush(stdout) != 0) {
+		rc = die("stdout: %s", strerror(errno));
+		goto done;
+	}
+	rc = (c->exit_code && res.added + res.modified + res.deleted) ? 1 : 0;
+done:
+	if (df)
+		fclose(df);
+	for (int i = 0; i < 3; i++)
+		ls_output_abort(&outs[i]);
+	untrack_all();
+	skip_free(&skip);
+	ls_manifest_free(m);
+	ls_manifest_free(base);
+	return rc;
+}
+
+struct compare_out {
+	const struct cli *c;
+	long n;
+};
+
+static int print_change(void *ctx, enum ls_change ch, const char *path, size_t len)
+{
+	struct compare_out *o = ctx;
+	if (o->c->json) {
+		fprintf(stdout, "%s{\"status\": \"%c\", \"path\": ", o->n ? ",\n " : "", (char)ch);
+		ls_put_json_string(stdout, path, len);
+		fputc('}', stdout);
+	} else if (o->c->nul) {
+		fprintf(stdout, "%c\t", (char)ch);
+		fwrite(path, 1, len, stdout);
+		fputc('\0', stdout);
+	} else {
+		fprintf(stdout, "%c\t", (char)ch);
+		ls_put_c_quoted(stdout, path, len);
+		fputc('\n', stdout);
+	}
+	o->n++;
+	return 0;
+}
+
+static int cmd_compare(struct cli *c)
+{
+	if (c->n_args != 2)
+		return die("compare: usage: layersnap compare [options] OLD_MANIFEST NEW_MANIFEST|ROOT");
+	ls_manifest *a = NULL, *b = NULL;
+	int rc = load_manifest(c->args[0], &a);
+	if (rc)
+		return rc;
+	struct ls_error err = { 0 };
+	struct stat st;
+	if (stat(c->args[1], &st) == 0 && S_ISDIR(st.st_mode)) {
+		if (ls_check_base(a, c->walk.mode, &c->walk, &err)) {
+			rc = die("%s: %s", c->args[0], err.msg);
+			goto done;
+		}
+		if (ls_scan(c->args[1], &c->walk, a, &b, &err)) {
+			rc = fail_err(&err);
+			goto done;
+		}
+	} else {
+		if ((rc = load_manifest(c->args[1], &b)))
+			goto done;
+		if (!c->mode_given)
+			/* Two recorded manifests: compare what both recorded. */
+			c->walk.mode = a->mode < b->mode ? a->mode : b->mode;
+		else if (c->walk.mode == LS_MODE_FULL && (a->mode != LS_MODE_FULL || b->mode != LS_MODE_FULL)) {
+			rc = die("compare: --mode full needs two full manifests (%s is %s)",
+				 a->mode != LS_MODE_FULL ? c->args[0] : c->args[1],
+				 ls_mode_name(a->mode != LS_MODE_FULL ? a->mode : b->mode));
+			goto done;
+		}
+	}
+	struct compare_out o = { c, 0 };
+	if (c->json)
+		fputc('[', stdout);
+	long n = ls_compare(a, b, c->walk.mode, c->mtime_seconds, print_change, &o, &err);
+	if (n < 0) {
+		rc = fail_err(&err);
+		goto done;
+	}
+	if (c->json)
+		fputs("]\n", stdout);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		rc = die("stdout: %s", strerror(errno ? errno : EIO));
+		goto done;
+	}
+	rc = n > 0 ? 1 : 0;
+done:
+	ls_manifest_free(a);
+	ls_manifest_free(b);
+	return rc;
+}
+
+static int cmd_dump(struct cli *c)
+{
+	if (c->n_args != 1)
+		return die("dump: usage: layersnap dump MANIFEST [--format mtree|json]");
+	const char *fmt = c->format ? c->format : "mtree";
+	if (strcmp(fmt, "mtree") != 0 && strcmp(fmt, "json") != 0)
+		return die("--format %s: expected mtree or json", fmt);
+	ls_manifest *m = NULL;
+	int rc = load_manifest(c->args[0], &m);
+	if (rc)
+		return rc;
+	struct ls_error err = { 0 };
+	if (strcmp(fmt, "mtree") == 0)
+		rc = ls_manifest_dump_mtree(m, stdout, &err);
+	else
+		rc = ls_manifest_dump_json(m, stdout, &err);
+	ls_manifest_free(m);
+	return rc ? fail_err(&err) : 0;
+}
+
+static int cmd_apply(struct cli *c)
+{
+	if (c->n_args != 2)
+		return die("apply: usage: layersnap apply [-v] [-q] LAYER|- ROOT");
+	const char *layer = c->args[0], *root = c->args[1];
+	int rc = check_root(root);
+	if (rc)
+		return rc;
+	int fd = STDIN_FILENO;
+	if (strcmp(layer, "-") != 0) {
+		fd = open(layer, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return die("%s: %s", layer, strerror(errno));
+	}
+	struct ls_apply_options opts = { .log = log_cb, .log_ctx = c };
+	struct ls_apply_stats stats;
+	memset(&stats, 0, sizeof(stats));
+	struct ls_error err = { 0 };
+	rc = ls_apply(fd, root, &opts, &stats, &err);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	if (rc)
+		return fail_err(&err);
+	if (c->verbose)
+		fprintf(stderr, "layersnap: applied %" PRIu64 " entries, %" PRIu64 " whiteouts, %" PRIu64 " skipped\n",
+			stats.entries, stats.whiteouts, stats.skipped);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	/* One fixed locale: nothing in a layer may depend on the caller's. */
+	if (!setlocale(LC_ALL, "C.UTF-8"))
+		setlocale(LC_ALL, "C");
+	install_signals();
+	if (argc < 2)
+		return die("missing command (see --help)");
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0) {
+		printf("layersnap %s\n", LAYERSNAP_VERSION);
+		return 0;
+	}
+	struct cli c;
+	memset(&c, 0, sizeof(c));
+	c.cmd = cmd;
+	c.walk.mode = LS_MODE_FULL;
+	int (*run)(struct cli *) = NULL;
+	if (strcmp(cmd, "scan") == 0) run = cmd_scan;
+	else if (strcmp(cmd, "diff") == 0) run = cmd_diff;
+	else if (strcmp(cmd, "compare") == 0) run = cmd_compare;
+	else if (strcmp(cmd, "apply") == 0) run = cmd_apply;
+	else if (strcmp(cmd, "dump") == 0) run = cmd_dump;
+	else return die("unknown command '%s' (see --help)", cmd);
+	int rc = parse_args(&c, argc - 1, argv + 1);
+	if (rc == 0)
+		rc = run(&c);
+	free(c.excludes);
+	return rc;
+}

@@ -1,0 +1,966 @@
+/* Unit tests for the deterministic layer writer (snapshot/layer.c). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create, memmem, pipe2 */
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "layer.h"
+
+struct blob {
+	unsigned char *p;
+	size_t n;
+};
+
+static void blob_append(struct blob *b, const void *p, size_t n)
+{
+	b->p = realloc(b->p, b->n + n + 1);
+	assert_non_null(b->p);
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static int new_memfd(void)
+{
+	int fd = memfd_create("layer-test", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* A memfd holding data, positioned at offset 0. */
+static int content_fd(const void *data, size_t n)
+{
+	int fd = new_memfd();
+	const char *p = data;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		assert_true(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+static struct blob read_fd_all(int fd)
+{
+	struct blob b = { NULL, 0 };
+	unsigned char buf[65536];
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		blob_append(&b, buf, (size_t)n);
+	}
+	return b;
+}
+
+static void sha256_of(const void *p, size_t n, char out[72])
+{
+	unsigned char md[32];
+	unsigned int len = 0;
+	assert_int_equal(EVP_Digest(p, n, md, &len, EVP_sha256(), NULL), 1);
+	assert_int_equal(len, 32);
+	strcpy(out, "sha256:");
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 7 + 2 * i, "%02x", md[i]);
+}
+
+static bool contains(const struct blob *b, const char *s)
+{
+	return memmem(b->p, b->n, s, strlen(s)) != NULL;
+}
+
+static size_t offset_of(const struct blob *b, const char *s)
+{
+	const unsigned char *q = memmem(b->p, b->n, s, strlen(s));
+	assert_non_null(q);
+	return (size_t)(q - b->p);
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* ---- the sample layer ---------------------------------------------------- */
+
+static const char file_data[] = "hello, layer\n";
+static const struct ls_xattr sample_xattrs[] = {
+	{ "security.capability", "\x01\x00\x00\x02\x00\x20\x00\x00", 8 },
+	{ "user.a", "1", 1 },
+	{ "user.b", "22", 2 },
+};
+
+#define LONG_NAME "d/" \
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" \
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+/* Adds one of every kind of entry; returns the XXH3 of the file's content as
+ * the writer fed it. */
+static XXH128_hash_t add_sample(struct ls_layer *l)
+{
+	struct ls_error err = { 0 };
+	XXH3_state_t *st = XXH3_createState();
+	assert_non_null(st);
+	XXH3_128bits_reset(st);
+
+	struct ls_layer_entry d = { .path = "d", .mode = S_IFDIR | 0755, .uid = 1000,
+				    .gid = 1001, .mtime_sec = 5000 };
+	assert_int_equal(ls_layer_add(l, &d, -1, NULL, &err), 0);
+	assert_int_equal(ls_layer_add_whiteout(l, "d/gone", &err), 0);
+	assert_int_equal(ls_layer_add_opaque(l, "d", &err), 0);
+
+	int fd = content_fd(file_data, strlen(file_data));
+	struct ls_layer_entry f = { .path = "d/f", .mode = S_IFREG | 04755, .uid = 1, .gid = 2,
+				    .mtime_sec = 100, .size = strlen(file_data),
+				    .xattrs = sample_xattrs, .n_xattrs = 3 };
+	assert_int_equal(ls_layer_add(l, &f, fd, st, &err), 0);
+	close(fd);
+
+	struct ls_layer_entry h = { .path = "d/h", .mode = S_IFREG | 04755, .uid = 1, .gid = 2,
+				    .mtime_sec = 100, .size = strlen(file_data),
+				    .hardlink = "d/f" };
+	assert_int_equal(ls_layer_add(l, &h, -1, NULL, &err), 0);
+	struct ls_layer_entry s = { .path = "d/l", .mode = S_IFLNK | 0777, .mtime_sec = 7,
+				    .link_target = "../target" };
+	assert_int_equal(ls_layer_add(l, &s, -1, NULL, &err), 0);
+	struct ls_layer_entry p = { .path = "d/p", .mode = S_IFIFO | 0600, .mtime_sec = 8 };
+	assert_int_equal(ls_layer_add(l, &p, -1, NULL, &err), 0);
+	struct ls_layer_entry c = { .path = "d/c", .mode = S_IFCHR | 0666, .mtime_sec = 9,
+				    .rdev = makedev(1, 3) };
+	assert_int_equal(ls_layer_add(l, &c, -1, NULL, &err), 0);
+	struct ls_layer_entry b = { .path = "d/b", .mode = S_IFBLK | 0660, .gid = 6,
+				    .mtime_sec = 10, .rdev = makedev(259, 1048575) };
+	assert_int_equal(ls_layer_add(l, &b, -1, NULL, &err), 0);
+	struct ls_layer_entry u = { .path = "u", .mode = S_IFREG | 0640, .uid = 3000000,
+				    .gid = 3000001, .mtime_sec = 11 };
+	assert_int_equal(ls_layer_add(l, &u, -1, NULL, &err), 0);
+	struct ls_layer_entry lg = { .path = LONG_NAME, .mode = S_IFREG | 0644, .mtime_sec = 12 };
+	assert_int_equal(ls_layer_add(l, &lg, -1, NULL, &err), 0);
+	assert_int_equal(ls_layer_add_whiteout(l, "top", &err), 0);
+	assert_int_equal(ls_layer_add_opaque(l, "", &err), 0);
+
+	XXH128_hash_t hv = XXH3_128bits_digest(st);
+	XXH3_freeState(st);
+	return hv;
+}
+#define SAMPLE_ENTRIES 13
+
+static void write_layer_fd(int fd, enum ls_compress comp, bool epoch,
+				  struct ls_layer_result *res, XXH128_hash_t *hv)
+{
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { .compress = comp, .have_epoch = epoch,
+				      .source_date_epoch = 4000 };
+	struct ls_layer *l = NULL;
+	assert_int_equal(ls_layer_open(&l, fd, &o, &err), 0);
+	XXH128_hash_t h = add_sample(l);
+	if (hv)
+		*hv = h;
+	int r = ls_layer_finish(l, res, &err);
+	if (r)
+		fail_msg("finish: %s", err.msg);
+	ls_layer_free(l);
+}
+
+static struct blob write_sample(enum ls_compress comp, bool epoch, struct ls_layer_result *res,
+				XXH128_hash_t *hv)
+{
+	int fd = new_memfd();
+	write_layer_fd(fd, comp, epoch, res, hv);
+	struct blob b = read_fd_all(fd);
+	close(fd);
+	return b;
+}
+
+/* ---- read-back ----------------------------------------------------------- */
+
+struct expect {
+	const char *path;
+	unsigned type;
+	unsigned perm;
+	int64_t uid, gid, mtime;
+	const char *symlink, *hardlink;
+	unsigned dev_major, dev_minor;
+	int64_t size;
+};
+
+static void check_sample_entries(const struct blob *tar, bool epoch)
+{
+	const struct expect ex[SAMPLE_ENTRIES] = {
+		{ "d/", AE_IFDIR, 0755, 1000, 1001, epoch ? 4000 : 5000, NULL, NULL, 0, 0, 0 },
+		{ "d/.wh.gone", AE_IFREG, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 },
+		{ "d/.wh..wh..opq", AE_IFREG, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 },
+		{ "d/f", AE_IFREG, 04755, 1, 2, 100, NULL, NULL, 0, 0, (int64_t)strlen(file_data) },
+		{ "d/h", AE_IFREG, 04755, 1, 2, 100, NULL, "d/f", 0, 0, 0 },
+		{ "d/l", AE_IFLNK, 0777, 0, 0, 7, "../target", NULL, 0, 0, 0 },
+		{ "d/p", AE_IFIFO, 0600, 0, 0, 8, NULL, NULL, 0, 0, 0 },
+		{ "d/c", AE_IFCHR, 0666, 0, 0, 9, NULL, NULL, 1, 3, 0 },
+		{ "d/b", AE_IFBLK, 0660, 0, 6, 10, NULL, NULL, 259, 1048575, 0 },
+		{ "u", AE_IFREG, 0640, 3000000, 3000001, 11, NULL, NULL, 0, 0, 0 },
+		{ LONG_NAME, AE_IFREG, 0644, 0, 0, 12, NULL, NULL, 0, 0, 0 },
+		{ ".wh.top", AE_IFREG, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 },
+		{ ".wh..wh..opq", AE_IFREG, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 },
+	};
+	struct archive *a = archive_read_new();
+	assert_non_null(a);
+	archive_read_support_format_tar(a);
+	assert_int_equal(archive_read_open_memory(a, tar->p, tar->n), ARCHIVE_OK);
+	struct archive_entry *ae;
+	size_t i = 0;
+	int r;
+	while ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		assert_true(i < SAMPLE_ENTRIES);
+		const struct expect *x = &ex[i];
+		assert_string_equal(archive_entry_pathname(ae), x->path);
+		if (x->hardlink) {
+			assert_non_null(archive_entry_hardlink(ae));
+			assert_string_equal(archive_entry_hardlink(ae), x->hardlink);
+		} else {
+			assert_null(archive_entry_hardlink(ae));
+			assert_int_equal(archive_entry_filetype(ae), x->type);
+		}
+		assert_int_equal(archive_entry_perm(ae), x->perm);
+		assert_int_equal(archive_entry_uid(ae), x->uid);
+		assert_int_equal(archive_entry_gid(ae), x->gid);
+		assert_int_equal(archive_entry_mtime(ae), x->mtime);
+		assert_int_equal(archive_entry_mtime_nsec(ae), 0);
+		assert_false(archive_entry_atime_is_set(ae));
+		assert_false(archive_entry_ctime_is_set(ae));
+		assert_false(archive_entry_birthtime_is_set(ae));
+		const char *un = archive_entry_uname(ae), *gn = archive_entry_gname(ae);
+		assert_true(un == NULL || un[0] == '\0');
+		assert_true(gn == NULL || gn[0] == '\0');
+		assert_int_equal(archive_entry_size(ae), x->size);
+		if (x->symlink)
+			assert_string_equal(archive_entry_symlink(ae), x->symlink);
+		if (x->type == AE_IFCHR || x->type == AE_IFBLK) {
+			assert_int_equal(archive_entry_rdevmajor(ae), x->dev_major);
+			assert_int_equal(archive_entry_rdevminor(ae), x->dev_minor);
+		}
+		if (strcmp(x->path, "d/f") == 0) {
+			char buf[64] = { 0 };
+			assert_int_equal(archive_read_data(a, buf, sizeof(buf)), strlen(file_data));
+			assert_string_equal(buf, file_data);
+			/* libarchive lists xattrs in the reverse of the order
+			 * read (test_raw_pax checks the bytes) */
+			assert_int_equal(archive_entry_xattr_reset(ae), 3);
+			for (int k = 2; k >= 0; k--) {
+				const char *name;
+				const void *val;
+				size_t len;
+				assert_int_equal(archive_entry_xattr_next(ae, &name, &val, &len),
+						 ARCHIVE_OK);
+				assert_string_equal(name, sample_xattrs[k].name);
+				assert_int_equal(len, sample_xattrs[k].value_len);
+				assert_memory_equal(val, sample_xattrs[k].value, len);
+			}
+		} else {
+			assert_int_equal(archive_entry_xattr_count(ae), 0);
+		}
+		i++;
+	}
+	assert_int_equal(r, ARCHIVE_EOF);
+	assert_int_equal(i, SAMPLE_ENTRIES);
+	archive_read_free(a);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_entries(void **state)
+{
+	(void)state;
+	for (int epoch = 0; epoch < 2; epoch++) {
+		struct ls_layer_result res;
+		struct blob b = write_sample(LS_COMPRESS_NONE, epoch, &res, NULL);
+		check_sample_entries(&b, epoch);
+		assert_int_equal(res.entries, SAMPLE_ENTRIES);
+		assert_int_equal(res.bytes, b.n);
+		assert_int_equal(res.size, b.n);
+		assert_string_equal(res.media_type, "application/vnd.oci.image.layer.v1.tar");
+		/* the first header is the directory, ustar name "d/" */
+		assert_memory_equal(b.p, "d/\0", 3);
+		assert_memory_equal(b.p + 257, "ustar\0" "00", 8);
+		free(b.p);
+	}
+}
+
+static void test_raw_pax(void **state)
+{
+	(void)state;
+	struct blob b = write_sample(LS_COMPRESS_NONE, true, NULL, NULL);
+	size_t cap = offset_of(&b, "SCHILY.xattr.security.capability=");
+	size_t ua = offset_of(&b, "SCHILY.xattr.user.a=1\n");
+	size_t ub = offset_of(&b, "SCHILY.xattr.user.b=22\n");
+	assert_true(cap < ua && ua < ub);
+	assert_false(contains(&b, "LIBARCHIVE"));
+	assert_false(contains(&b, "atime="));
+	assert_false(contains(&b, "ctime="));
+	assert_false(contains(&b, "mtime="));  /* whole seconds fit in ustar */
+	assert_false(contains(&b, "uname="));
+	assert_false(contains(&b, "gname="));
+	assert_true(contains(&b, " uid=3000000\n"));
+	assert_true(contains(&b, " gid=3000001\n"));
+	assert_true(contains(&b, " path=" LONG_NAME "\n"));
+	/* ustar uname/gname fields (offsets 265 and 297) of the first header */
+	assert_true(all_zero(b.p + 265, 64));
+	free(b.p);
+}
+
+static void check_end(const struct blob *b)
+{
+	assert_true(b->n >= 1024);
+	assert_int_equal(b->n % 512, 0);
+	assert_true(all_zero(b->p + b->n - 1024, 1024));
+	/* the block before the end blocks is not all zero: no padding */
+	assert_false(all_zero(b->p + b->n - 1536, 512));
+}
+
+static void test_end_file(void **state)
+{
+	(void)state;
+	struct blob b = write_sample(LS_COMPRESS_NONE, false, NULL, NULL);
+	check_end(&b);
+	free(b.p);
+
+	/* one small file: header, one data block, two zero blocks */
+	int out = new_memfd();
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { 0 };
+	struct ls_layer *l = NULL;
+	assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+	int fd = content_fd("x", 1);
+	struct ls_layer_entry f = { .path = "x", .mode = S_IFREG | 0644, .size = 1 };
+	assert_int_equal(ls_layer_add(l, &f, fd, NULL, &err), 0);
+	close(fd);
+	struct ls_layer_result res;
+	assert_int_equal(ls_layer_finish(l, &res, &err), 0);
+	ls_layer_free(l);
+	b = read_fd_all(out);
+	close(out);
+	assert_int_equal(b.n, 2048);
+	assert_int_equal(res.bytes, 2048);
+	check_end(&b);
+	free(b.p);
+
+	/* an empty layer is exactly the two zero blocks */
+	out = new_memfd();
+	assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+	assert_int_equal(ls_layer_finish(l, &res, &err), 0);
+	ls_layer_free(l);
+	b = read_fd_all(out);
+	close(out);
+	assert_int_equal(b.n, 1024);
+	assert_true(all_zero(b.p, 1024));
+	assert_int_equal(res.entries, 0);
+	assert_int_equal(res.bytes, 1024);
+	free(b.p);
+}
+
+struct pipe_reader {
+	int fd;
+	struct blob b;
+};
+
+static void *pipe_reader_main(void *arg)
+{
+	struct pipe_reader *pr = arg;
+	unsigned char buf[65536];
+	for (;;) {
+		ssize_t n = read(pr->fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		blob_append(&pr->b, buf, (size_t)n);
+	}
+	return NULL;
+}
+
+static struct blob write_sample_pipe(enum ls_compress comp, struct ls_layer_result *res)
+{
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	struct pipe_reader pr = { p[0], { NULL, 0 } };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, pipe_reader_main, &pr), 0);
+	write_layer_fd(p[1], comp, false, res, NULL);
+	close(p[1]);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(p[0]);
+	return pr.b;
+}
+
+static void test_end_pipe(void **state)
+{
+	(void)state;
+	for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+		struct ls_layer_result r1, r2;
+		struct blob f = write_sample((enum ls_compress)c, false, &r1, NULL);
+		struct blob p = write_sample_pipe((enum ls_compress)c, &r2);
+		assert_int_equal(f.n, p.n);
+		assert_memory_equal(f.p, p.p, f.n);
+		assert_string_equal(r1.digest, r2.digest);
+		assert_string_equal(r1.diff_id, r2.diff_id);
+		if (c == LS_COMPRESS_NONE)
+			check_end(&p);
+		free(f.p);
+		free(p.p);
+	}
+}
+
+static void test_reproducible(void **state)
+{
+	(void)state;
+	for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+		struct ls_layer_result r1, r2;
+		struct blob a = write_sample((enum ls_compress)c, true, &r1, NULL);
+		struct blob b = write_sample((enum ls_compress)c, true, &r2, NULL);
+		assert_int_equal(a.n, b.n);
+		assert_memory_equal(a.p, b.p, a.n);
+		assert_string_equal(r1.digest, r2.digest);
+		free(a.p);
+		free(b.p);
+	}
+}
+
+static void test_digests_none(void **state)
+{
+	(void)state;
+	struct ls_layer_result res;
+	struct blob b = write_sample(LS_COMPRESS_NONE, false, &res, NULL);
+	char want[72];
+	sha256_of(b.p, b.n, want);
+	assert_string_equal(res.diff_id, want);
+	assert_string_equal(res.digest, want);
+	assert_int_equal(strlen(res.digest), 71);
+	free(b.p);
+}
+
+static struct blob gunzip(const struct blob *gz)
+{
+	struct blob out = { NULL, 0 };
+	z_stream z = { 0 };
+	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	z.next_in = gz->p;
+	z.avail_in = (uInt)gz->n;
+	unsigned char buf[65536];
+	int r;
+	do {
+		z.next_out = buf;
+		z.avail_out = sizeof(buf);
+		r = inflate(&z, Z_NO_FLUSH);
+		assert_true(r == Z_OK || r == Z_STREAM_END);
+		blob_append(&out, buf, sizeof(buf) - z.avail_out);
+	} while (r != Z_STREAM_END);
+	assert_int_equal(z.avail_in, 0);
+	inflateEnd(&z);
+	return out;
+}
+
+static struct blob unzstd(const struct blob *zs)
+{
+	struct blob out = { NULL, 0 };
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	assert_non_null(d);
+	ZSTD_inBuffer in = { zs->p, zs->n, 0 };
+	unsigned char buf[65536];
+	size_t r = 1;
+	while (in.pos < in.size || r != 0) {
+		ZSTD_outBuffer o = { buf, sizeof(buf), 0 };
+		r = ZSTD_decompressStream(d, &o, &in);
+		assert_false(ZSTD_isError(r));
+		blob_append(&out, buf, o.pos);
+		if (in.pos == in.size && o.pos == 0 && r != 0)
+			fail_msg("truncated zstd frame");
+	}
+	ZSTD_freeDCtx(d);
+	return out;
+}
+
+static void test_gzip(void **state)
+{
+	(void)state;
+	struct ls_layer_result rn, rg;
+	struct blob tar = write_sample(LS_COMPRESS_NONE, false, &rn, NULL);
+	struct blob gz = write_sample(LS_COMPRESS_GZIP, false, &rg, NULL);
+	assert_true(gz.n > 18);
+	assert_int_equal(gz.p[0], 0x1f);
+	assert_int_equal(gz.p[1], 0x8b);
+	assert_int_equal(gz.p[3], 0);              /* no FNAME, no FEXTRA */
+	assert_true(all_zero(gz.p + 4, 4));        /* MTIME */
+	struct blob un = gunzip(&gz);
+	assert_int_equal(un.n, tar.n);
+	assert_memory_equal(un.p, tar.p, tar.n);
+	char want[72];
+	sha256_of(un.p, un.n, want);
+	assert_string_equal(rg.diff_id, want);
+	assert_string_equal(rg.diff_id, rn.diff_id);
+	sha256_of(gz.p, gz.n, want);
+	assert_string_equal(rg.digest, want);
+	assert_int_equal(rg.size, gz.n);
+	assert_int_equal(rg.bytes, tar.n);
+	assert_string_equal(rg.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+	free(tar.p);
+	free(gz.p);
+	free(un.p);
+}
+
+static void test_zstd(void **state)
+{
+	(void)state;
+	struct ls_layer_result rn, rz;
+	struct blob tar = write_sample(LS_COMPRESS_NONE, false, &rn, NULL);
+	struct blob zs = write_sample(LS_COMPRESS_ZSTD, false, &rz, NULL);
+	assert_true(zs.n > 8);
+	assert_memory_equal(zs.p, "\x28\xb5\x2f\xfd", 4);
+	assert_true(zs.p[4] & 0x04);               /* content checksum flag */
+	struct blob un = unzstd(&zs);
+	assert_int_equal(un.n, tar.n);
+	assert_memory_equal(un.p, tar.p, tar.n);
+	char want[72];
+	sha256_of(un.p, un.n, want);
+	assert_string_equal(rz.diff_id, want);
+	sha256_of(zs.p, zs.n, want);
+	assert_string_equal(rz.digest, want);
+	assert_int_equal(rz.size, zs.n);
+	assert_string_equal(rz.media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+	free(tar.p);
+	free(zs.p);
+	free(un.p);
+}
+
+/* Several MiB of content through every codec: the chunk loops, the staging
+ * blocks and the output buffer all wrap several times. */
+static void test_big_content(void **state)
+{
+	(void)state;
+	size_t n = 3 * 1024 * 1024 + 517;
+	unsigned char *data = malloc(n);
+	assert_non_null(data);
+	uint32_t x = 12345;
+	for (size_t i = 0; i < n; i++) {
+		x = x * 1103515245u + 12345u;
+		data[i] = (unsigned char)(i < n / 2 ? x >> 24 : (i & 7)); /* half noise, half runs */
+	}
+	XXH128_hash_t want = XXH3_128bits(data, n);
+	struct blob ref = { NULL, 0 };
+	for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+		int out = new_memfd();
+		struct ls_error err = { 0 };
+		struct ls_layer_options o = { .compress = (enum ls_compress)c, .level = c ? 1 : 0 };
+		struct ls_layer *l = NULL;
+		assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+		int fd = content_fd(data, n);
+		XXH3_state_t *st = XXH3_createState();
+		XXH3_128bits_reset(st);
+		struct ls_layer_entry f = { .path = "big", .mode = S_IFREG | 0644, .size = n };
+		assert_int_equal(ls_layer_add(l, &f, fd, st, &err), 0);
+		assert_true(XXH128_isEqual(XXH3_128bits_digest(st), want));
+		XXH3_freeState(st);
+		close(fd);
+		struct ls_layer_result res;
+		assert_int_equal(ls_layer_finish(l, &res, &err), 0);
+		ls_layer_free(l);
+		struct blob b = read_fd_all(out);
+		close(out);
+		assert_int_equal(res.size, b.n);
+		char d[72];
+		sha256_of(b.p, b.n, d);
+		assert_string_equal(res.digest, d);
+		struct blob t = c == LS_COMPRESS_NONE ? b
+				: c == LS_COMPRESS_GZIP ? gunzip(&b) : unzstd(&b);
+		assert_int_equal(res.bytes, t.n);
+		sha256_of(t.p, t.n, d);
+		assert_string_equal(res.diff_id, d);
+		assert_int_equal(t.n, 512 + ((n + 511) / 512) * 512 + 1024);
+		assert_memory_equal(t.p + 512, data, n);
+		if (c == LS_COMPRESS_NONE) {
+			ref = b;
+		} else {
+			assert_memory_equal(t.p, ref.p, ref.n);
+			free(t.p);
+			free(b.p);
+		}
+	}
+	free(ref.p);
+	free(data);
+}
+
+static void test_hash_and_offset(void **state)
+{
+	(void)state;
+	const char data[] = "0123456789abcdefghij";
+	int out = new_memfd();
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { 0 };
+	struct ls_layer *l = NULL;
+	assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+	int fd = content_fd(data, 20);
+	assert_int_equal(lseek(fd, 5, SEEK_SET), 5);  /* copies from the current offset */
+	XXH3_state_t *st = XXH3_createState();
+	XXH3_128bits_reset(st);
+	struct ls_layer_entry f = { .path = "f", .mode = S_IFREG | 0644, .size = 10 };
+	assert_int_equal(ls_layer_add(l, &f, fd, st, &err), 0);
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), 15);  /* nothing read beyond size */
+	assert_true(XXH128_isEqual(XXH3_128bits_digest(st), XXH3_128bits(data + 5, 10)));
+	XXH3_freeState(st);
+	close(fd);
+	assert_int_equal(ls_layer_finish(l, NULL, &err), 0);
+	ls_layer_free(l);
+	struct blob b = read_fd_all(out);
+	close(out);
+	assert_int_equal(b.n, 2048);
+	assert_memory_equal(b.p + 512, data + 5, 10);
+	assert_true(all_zero(b.p + 522, 502));
+	free(b.p);
+
+	XXH128_hash_t hv;
+	b = write_sample(LS_COMPRESS_NONE, false, NULL, &hv);
+	assert_true(XXH128_isEqual(hv, XXH3_128bits(file_data, strlen(file_data))));
+	free(b.p);
+}
+
+static void test_early_eof(void **state)
+{
+	(void)state;
+	for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+		int out = new_memfd();
+		struct ls_error err = { 0 };
+		struct ls_layer_options o = { .compress = (enum ls_compress)c };
+		struct ls_layer *l = NULL;
+		assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+		int fd = content_fd("short", 5);
+		struct ls_layer_entry f = { .path = "d/short", .mode = S_IFREG | 0644, .size = 100 };
+		int r = ls_layer_add(l, &f, fd, NULL, &err);
+		assert_true(r < 0);
+		assert_int_equal(-r, err.code);
+		assert_string_equal(err.msg, "d/short: file changed while being read");
+		close(fd);
+		/* the stream is inconsistent: nothing more is accepted */
+		assert_true(ls_layer_add_whiteout(l, "x", &err) < 0);
+		assert_true(ls_layer_finish(l, NULL, &err) < 0);
+		ls_layer_free(l);
+		/* an abandoned layer does not emit end blocks while being freed */
+		struct blob b = read_fd_all(out);
+		close(out);
+		assert_int_equal(b.n, 0);
+		free(b.p);
+	}
+}
+
+static void test_invalid(void **state)
+{
+	(void)state;
+	struct ls_error err = { 0 };
+	struct ls_layer *l = NULL;
+	struct ls_layer_options bad_gz = { .compress = LS_COMPRESS_GZIP, .level = 10 };
+	assert_int_equal(ls_layer_open(&l, 1, &bad_gz, &err), -EINVAL);
+	assert_null(l);
+	struct ls_layer_options bad_zs = { .compress = LS_COMPRESS_ZSTD, .level = 99 };
+	assert_int_equal(ls_layer_open(&l, 1, &bad_zs, &err), -EINVAL);
+	struct ls_layer_options bad_c = { .compress = (enum ls_compress)7 };
+	assert_int_equal(ls_layer_open(&l, 1, &bad_c, &err), -EINVAL);
+	ls_layer_free(NULL);
+
+	int out = new_memfd();
+	struct ls_layer_options o = { 0 };
+	assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+	struct ls_layer_entry s = { .path = "sock", .mode = S_IFSOCK | 0755 };
+	assert_int_equal(ls_layer_add(l, &s, -1, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "sock"));
+	struct ls_layer_entry e = { .path = "", .mode = S_IFREG | 0644 };
+	assert_int_equal(ls_layer_add(l, &e, -1, NULL, &err), -EINVAL);
+	struct ls_layer_entry hd = { .path = "d", .mode = S_IFDIR | 0755, .hardlink = "x" };
+	assert_int_equal(ls_layer_add(l, &hd, -1, NULL, &err), -EINVAL);
+	struct ls_layer_entry ab = { .path = "/etc", .mode = S_IFDIR | 0755 };
+	assert_int_equal(ls_layer_add(l, &ab, -1, NULL, &err), -EINVAL);
+	struct ls_layer_entry sl = { .path = "etc/", .mode = S_IFDIR | 0755 };
+	assert_int_equal(ls_layer_add(l, &sl, -1, NULL, &err), -EINVAL);
+	struct ls_layer_entry nt = { .path = "l", .mode = S_IFLNK | 0777 };
+	assert_int_equal(ls_layer_add(l, &nt, -1, NULL, &err), -EINVAL);
+	assert_int_equal(ls_layer_add_opaque(l, "d/", &err), -EINVAL);
+	assert_int_equal(ls_layer_add_whiteout(l, "d/", &err), -EINVAL);
+	assert_int_equal(ls_layer_add_whiteout(l, "", &err), -EINVAL);
+	/* refused entries leave the stream intact */
+	struct ls_layer_result res;
+	assert_int_equal(ls_layer_finish(l, &res, &err), 0);
+	assert_int_equal(res.entries, 0);
+	assert_int_equal(res.bytes, 1024);
+	assert_true(ls_layer_add_whiteout(l, "x", &err) < 0);  /* after finish */
+	assert_true(ls_layer_finish(l, &res, &err) < 0);
+	ls_layer_free(l);
+	close(out);
+}
+
+static void test_write_error(void **state)
+{
+	(void)state;
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { 0 };
+	struct ls_layer *l = NULL;
+
+	/* failure at the final flush */
+	int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(ro >= 0);
+	assert_int_equal(ls_layer_open(&l, ro, &o, &err), 0);
+	assert_int_equal(ls_layer_add_whiteout(l, "x", &err), 0);
+	assert_int_equal(ls_layer_finish(l, NULL, &err), -EBADF);
+	assert_non_null(strstr(err.msg, "layer: write: "));
+	ls_layer_free(l);
+
+	/* failure in the middle of a file */
+	for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+		o.compress = (enum ls_compress)c;
+		assert_int_equal(ls_layer_open(&l, ro, &o, &err), 0);
+		size_t n = 4u << 20;
+		unsigned char *data = malloc(n);
+		assert_non_null(data);
+		uint32_t x = 7;  /* incompressible, so every codec must write */
+		for (size_t i = 0; i < n; i++) {
+			x = x * 1103515245u + 12345u;
+			data[i] = (unsigned char)(x >> 24);
+		}
+		int fd = content_fd(data, n);
+		free(data);
+		struct ls_layer_entry f = { .path = "big", .mode = S_IFREG | 0644, .size = n };
+		assert_int_equal(ls_layer_add(l, &f, fd, NULL, &err), -EBADF);
+		assert_non_null(strstr(err.msg, "layer: write: "));
+		close(fd);
+		assert_true(ls_layer_finish(l, NULL, &err) < 0);
+		ls_layer_free(l);
+	}
+	close(ro);
+}
+
+/* Non-ASCII names: the same bytes in every locale, raw bytes on read-back. */
+static const char *const names[] = {
+	"caf\xc3\xa9",            /* valid UTF-8, NFC */
+	"cafe\xcc\x81",           /* valid UTF-8, NFD: must not be normalised */
+	"\xf0\x9f\x98\x80",       /* 4-byte UTF-8 */
+	"bad\xff\xfe",            /* invalid bytes */
+	"trunc\xe2\x82",          /* truncated sequence */
+	"sur\xed\xa0\x80",        /* encoded surrogate */
+	"over\xc0\xaf",           /* overlong */
+	"ascii",
+};
+#define N_NAMES (sizeof(names) / sizeof(names[0]))
+
+static struct blob write_names(void)
+{
+	int out = new_memfd();
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { 0 };
+	struct ls_layer *l = NULL;
+	assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+	for (size_t i = 0; i < N_NAMES; i++) {
+		struct ls_layer_entry f = { .path = names[i], .mode = S_IFREG | 0644 };
+		if (ls_layer_add(l, &f, -1, NULL, &err))
+			fail_msg("add: %s", err.msg);
+	}
+	struct ls_layer_entry s = { .path = "ln\xc3\xa9", .mode = S_IFLNK | 0777,
+				    .link_target = "t\xff\xc3\xa9" };
+	assert_int_equal(ls_layer_add(l, &s, -1, NULL, &err), 0);
+	struct ls_layer_entry h = { .path = "hl", .mode = S_IFREG | 0644, .hardlink = "bad\xff\xfe" };
+	assert_int_equal(ls_layer_add(l, &h, -1, NULL, &err), 0);
+	assert_int_equal(ls_layer_add_whiteout(l, "d\xff/x\xc3\xa9", &err), 0);
+	assert_int_equal(ls_layer_finish(l, NULL, &err), 0);
+	ls_layer_free(l);
+	struct blob b = read_fd_all(out);
+	close(out);
+	return b;
+}
+
+static void test_locale(void **state)
+{
+	(void)state;
+	assert_non_null(setlocale(LC_ALL, "C"));
+	struct blob c = write_names();
+	if (setlocale(LC_ALL, "C.UTF-8")) {
+		struct blob u = write_names();
+		assert_int_equal(c.n, u.n);
+		assert_memory_equal(c.p, u.p, c.n);
+		free(u.p);
+	} else {
+		print_message("C.UTF-8 locale not available: compared C only\n");
+	}
+	/* every non-ASCII name is stored as raw bytes, flagged BINARY */
+	assert_true(contains(&c, " hdrcharset=BINARY\n"));
+	assert_true(contains(&c, " path=cafe\xcc\x81\n"));
+
+	/* libarchive gives the exact bytes back in either locale */
+	for (int loc = 0; loc < 2; loc++) {
+		if (!setlocale(LC_ALL, loc ? "C.UTF-8" : "C"))
+			continue;
+		struct archive *a = archive_read_new();
+		archive_read_support_format_tar(a);
+		assert_int_equal(archive_read_open_memory(a, c.p, c.n), ARCHIVE_OK);
+		struct archive_entry *ae;
+		for (size_t i = 0; i < N_NAMES + 3; i++) {
+			assert_int_equal(archive_read_next_header(a, &ae), ARCHIVE_OK);
+			const char *p = archive_entry_pathname(ae);
+			if (i < N_NAMES)
+				assert_string_equal(p, names[i]);
+			else if (i == N_NAMES) {
+				assert_string_equal(p, "ln\xc3\xa9");
+				assert_string_equal(archive_entry_symlink(ae), "t\xff\xc3\xa9");
+			} else if (i == N_NAMES + 1) {
+				assert_string_equal(p, "hl");
+				assert_string_equal(archive_entry_hardlink(ae), "bad\xff\xfe");
+			} else {
+				assert_string_equal(p, "d\xff/.wh.x\xc3\xa9");
+			}
+		}
+		assert_int_equal(archive_read_next_header(a, &ae), ARCHIVE_EOF);
+		archive_read_free(a);
+	}
+	assert_non_null(setlocale(LC_ALL, "C"));
+	free(c.p);
+}
+
+/* Streams the layer from a pipe: keeps the head, counts and hashes all. */
+struct big_reader {
+	int fd;
+	unsigned char head[8192];
+	size_t head_len;
+	unsigned char tail[1024];
+	uint64_t total;
+	bool tail_zero;
+	EVP_MD_CTX *sha;
+};
+
+static void *big_reader_main(void *arg)
+{
+	struct big_reader *br = arg;
+	size_t cap = 1u << 20;
+	unsigned char *buf = malloc(cap);
+	for (;;) {
+		ssize_t n = buf ? read(br->fd, buf, cap) : -1;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		size_t c = sizeof(br->head) - br->head_len;
+		if (c > (size_t)n)
+			c = (size_t)n;
+		memcpy(br->head + br->head_len, buf, c);
+		br->head_len += c;
+		EVP_DigestUpdate(br->sha, buf, (size_t)n);
+		br->total += (uint64_t)n;
+		if (n >= 1024)
+			br->tail_zero = all_zero(buf + n - 1024, 1024);
+		else
+			br->tail_zero = br->tail_zero && all_zero(buf, (size_t)n);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* A size above the ustar limit (8 GiB - 1) needs a pax "size" record.  It
+ * streams 8 GiB, so it only runs with LAYERSNAP_TEST_LARGE=1. */
+static void test_large_size(void **state)
+{
+	(void)state;
+	const char *env = getenv("LAYERSNAP_TEST_LARGE");
+	if (!env || strcmp(env, "1") != 0)
+		skip();
+	const uint64_t size = (8ull << 30) + 1;
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	struct big_reader br = { .fd = p[0], .sha = EVP_MD_CTX_new() };
+	assert_non_null(br.sha);
+	assert_int_equal(EVP_DigestInit_ex(br.sha, EVP_sha256(), NULL), 1);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, big_reader_main, &br), 0);
+
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { 0 };
+	struct ls_layer *l = NULL;
+	assert_int_equal(ls_layer_open(&l, p[1], &o, &err), 0);
+	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	assert_true(zero >= 0);
+	struct ls_layer_entry f = { .path = "huge", .mode = S_IFREG | 0600, .uid = 3000000,
+				    .size = size };
+	assert_int_equal(ls_layer_add(l, &f, zero, NULL, &err), 0);
+	close(zero);
+	struct ls_layer_result res;
+	assert_int_equal(ls_layer_finish(l, &res, &err), 0);
+	ls_layer_free(l);
+	close(p[1]);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(p[0]);
+
+	assert_int_equal(res.bytes, br.total);
+	assert_int_equal(br.total, 3 * 512 + ((size + 511) / 512) * 512 + 1024);
+	assert_true(br.tail_zero);
+	unsigned char md[32];
+	unsigned int len = 0;
+	assert_int_equal(EVP_DigestFinal_ex(br.sha, md, &len), 1);
+	EVP_MD_CTX_free(br.sha);
+	char want[72] = "sha256:";
+	for (int i = 0; i < 32; i++)
+		sprintf(want + 7 + 2 * i, "%02x", md[i]);
+	assert_string_equal(res.diff_id, want);
+
+	struct blob head = { br.head, br.head_len };
+	assert_true(contains(&head, " size=8589934593\n"));
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	assert_int_equal(archive_read_open_memory(a, br.head, br.head_len), ARCHIVE_OK);
+	struct archive_entry *ae;
+	assert_int_equal(archive_read_next_header(a, &ae), ARCHIVE_OK);
+	assert_string_equal(archive_entry_pathname(ae), "huge");
+	assert_int_equal(archive_entry_size(ae), size);
+	assert_int_equal(archive_entry_uid(ae), 3000000);
+	archive_read_free(a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_entries),
+		cmocka_unit_test(test_raw_pax),
+		cmocka_unit_test(test_end_file),
+		cmocka_unit_test(test_end_pipe),
+		cmocka_unit_test(test_reproducible),
+		cmocka_unit_test(test_digests_none),
+		cmocka_unit_test(test_gzip),
+		cmocka_unit_test(test_zstd),
+		cmocka_unit_test(test_big_content),
+		cmocka_unit_test(test_hash_and_offset),
+		cmocka_unit_test(test_early_eof),
+		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_write_error),
+		cmocka_unit_test(test_locale),
+		cmocka_unit_test(test_large_size),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
