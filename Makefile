@@ -74,7 +74,7 @@ test:
 unit e2e: test-build
 	@tests/run.sh --only $@ $(BUILD)
 
-demo: all
+demo: all $(BENCH_BIN)
 	@./tests/demo.sh $(BUILD)
 
 bench: all $(BENCH_BIN)

@@ -25,17 +25,25 @@ struct ls_pool {
 	char *ctxs;               /* n_threads contexts */
 };
 
+/* Takes t off the stack and marks it running. */
+static void claim_locked(struct ls_pool *p, struct ls_task *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		p->stack = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->next = t->prev = NULL;
+	t->state = TASK_RUNNING;
+}
+
 static struct ls_task *pop_locked(struct ls_pool *p)
 {
-	while (p->stack) {
-		struct ls_task *t = p->stack;
-		p->stack = t->next;
-		if (t->state == TASK_QUEUED) {
-			t->state = TASK_RUNNING;
-			return t;
-		}
-	}
-	return NULL;
+	struct ls_task *t = p->stack;
+	if (t)
+		claim_locked(p, t);
+	return t;
 }
 
 static void run_task(struct ls_pool *p, struct ls_task *t, void *ctx)
@@ -126,7 +134,10 @@ void ls_pool_push(struct ls_pool *p, struct ls_task *t)
 {
 	pthread_mutex_lock(&p->lock);
 	t->state = TASK_QUEUED;
+	t->prev = NULL;
 	t->next = p->stack;
+	if (p->stack)
+		p->stack->prev = t;
 	p->stack = t;
 	if (p->n_threads)
 		pthread_cond_signal(&p->work);
@@ -139,7 +150,7 @@ void ls_pool_wait(struct ls_pool *p, struct ls_task *t, void *ctx)
 	while (t->state != TASK_DONE) {
 		struct ls_task *run = NULL;
 		if (t->state == TASK_QUEUED) {
-			t->state = TASK_RUNNING;
+			claim_locked(p, t);
 			run = t;
 		} else {
 			/* A worker has t: help with what is queued instead of idling. */

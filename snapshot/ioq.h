@@ -28,7 +28,8 @@ typedef void ls_task_fn(struct ls_task *task, void *thread_ctx);
 struct ls_task {
 	ls_task_fn *fn;
 	int state;               /* private to the pool */
-	struct ls_task *next;    /* private to the pool */
+	struct ls_task *next;    /* private to the pool: the queue is a */
+	struct ls_task *prev;    /* doubly linked stack, so waiters can claim a task */
 };
 
 /** Per-thread context constructor/destructor; init returns 0 or -errno. */
