@@ -36,6 +36,7 @@ struct child {
 	bool mountpoint;
 	uint8_t hash[16];
 	struct statx stx;
+	int fd;                 /* directories: opened by the parent's job, or -1 */
 	struct dir_job *sub;    /* directories to descend into */
 };
 
@@ -45,6 +46,7 @@ struct dir_job {
 	char *path;             /* relative to ROOT, "" for ROOT */
 	size_t path_len;
 	uint64_t dev;           /* the directory's device (one-file-system) */
+	int fd;                 /* opened by the parent's job, or -1 */
 	struct child *kids;
 	size_t n, cap;
 	char *arena;
@@ -65,6 +67,7 @@ struct walker {
 	bool ring_meta;         /* io_uring for metadata (--io uring) */
 	bool ring_hash;         /* io_uring for file contents */
 	atomic_bool ring_failed;
+	atomic_int open_fds;    /* subdirectory fds held ahead of their jobs */
 	struct ls_pool *pool;
 	ls_manifest *out;
 };
@@ -374,6 +377,9 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 			if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
 				continue;
 			size_t nl = strlen(name);
+			/* path buffers hold 2 * PATH_MAX; the manifest takes 64 KiB */
+			if (j->path_len + 1 + nl >= 2 * PATH_MAX)
+				return -ENAMETOOLONG;
 			if (w->n_excl) {
 				join_path(c->path_buf, j, name, nl);
 				if (is_excluded(w, c->path_buf))
@@ -389,6 +395,7 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 			}
 			struct child *k = &j->kids[j->n];
 			memset(k, 0, sizeof(*k));
+			k->fd = -1;
 			k->name_len = (uint16_t)nl;
 			int rc = arena_add(j, name, nl, &k->name_off);
 			if (rc)
@@ -462,36 +469,79 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 	return 0;
 }
 
-/* Full mode: decides from the stat cache whether kid needs hashing now. */
-static bool needs_hash_now(struct dir_job *j, struct child *k, struct thread_ctx *c)
+/* Full mode, regular file: the base entry at the same path, or NULL. */
+static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struct thread_ctx *c)
 {
-	struct walker *w = j->w;
-	const ls_manifest *base = w->p->base;
-	if (!S_ISREG(k->stx.stx_mode))
-		return false;
-	ssize_t bi = -1;
-	if (base && base->mode == LS_MODE_FULL) {
-		size_t len = join_path(c->path_buf, j, kid_name(j, k), k->name_len);
-		bi = ls_manifest_find(base, c->path_buf, len);
-	}
-	if (bi < 0)
-		return !w->p->defer_changed;
-	const struct ls_rec *b = &base->recs[bi];
+	const ls_manifest *base = j->w->p->base;
+	if (!base || base->mode != LS_MODE_FULL)
+		return NULL;
+	size_t len = join_path(c->path_buf, j, kid_name(j, k), k->name_len);
+	ssize_t bi = ls_manifest_find(base, c->path_buf, len);
+	return bi >= 0 ? &base->recs[bi] : NULL;
+}
+
+/* The stat cache: a hit takes the recorded hash and xattrs (setting an
+ * xattr moves ctime, so they are as good as the hash). */
+static bool take_from_cache(struct dir_job *j, struct child *k, const struct ls_rec *b)
+{
+	const ls_manifest *base = j->w->p->base;
 	struct ls_rec cur;
 	rec_from_statx(&cur, &k->stx);
-	if (!w->o->rehash && ls_stat_cache_hit(b, &cur, base->start_sec)) {
-		memcpy(k->hash, b->hash, sizeof(k->hash));
-		k->hashed = true;
+	if (j->w->o->rehash || !ls_stat_cache_hit(b, &cur, base->start_sec))
 		return false;
+	if (b->xattr_len) {
+		int rc = arena_add(j, ls_rec_xattrs(base, b), b->xattr_len, &k->xattr_off);
+		if (rc) {
+			k->err = rc;
+			return true;
+		}
+		k->xattr_len = b->xattr_len;
 	}
-	if (!w->p->defer_changed || !S_ISREG(b->mode))
-		return !w->p->defer_changed;
-	/* Metadata already differs: the caller writes it and hashes on the way. */
+	memcpy(k->hash, b->hash, sizeof(k->hash));
+	k->hashed = true;
+	return true;
+}
+
+/* After a cache miss: hash now, or leave it to the caller (defer_changed)
+ * when the file is new or its metadata already differ, since the caller then
+ * writes it and hashes it on the way. */
+static bool needs_hash_now(struct dir_job *j, struct child *k, const struct ls_rec *b)
+{
+	if (!j->w->p->defer_changed)
+		return true;
+	if (!b || !S_ISREG(b->mode))
+		return false;
+	const ls_manifest *base = j->w->p->base;
+	struct ls_rec cur;
+	rec_from_statx(&cur, &k->stx);
 	bool meta_differs = b->mtime_ns != cur.mtime_ns || b->size != cur.size ||
 			    (b->mode & 07777) != (cur.mode & 07777) || b->uid != cur.uid || b->gid != cur.gid ||
 			    b->xattr_len != k->xattr_len ||
 			    memcmp(ls_rec_xattrs(base, b), j->arena + k->xattr_off, k->xattr_len) != 0;
 	return !meta_differs;
+}
+
+static int read_kid_xattrs(struct dir_job *j, struct child *k, struct thread_ctx *c)
+{
+	struct walker *w = j->w;
+	size_t len = join_path(c->path_buf, j, kid_name(j, k), k->name_len);
+	size_t rl = strlen(w->root);
+	char *abs = malloc(rl + len + 2);
+	if (!abs)
+		return -ENOMEM;
+	memcpy(abs, w->root, rl);
+	abs[rl] = '/';
+	memcpy(abs + rl + 1, c->path_buf, len + 1);
+	void *blob;
+	size_t blen;
+	int rc = ls_read_xattrs(abs, k->stx.stx_mode, w->o->xattrs, &blob, &blen);
+	free(abs);
+	if (rc == 0 && blen)
+		rc = arena_add(j, blob, blen, &k->xattr_off);
+	if (rc == 0)
+		k->xattr_len = (uint32_t)blen;
+	free(blob);
+	return rc;
 }
 
 static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *idx, size_t n)
@@ -579,34 +629,54 @@ static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 			if (dev != j->dev || mnt_root)
 				k->mountpoint = true;
 		}
-		if (full && (w->mode->fields & LS_F_XATTRS) && w->o->xattrs != LS_XATTRS_NONE &&
-		    (w->o->xattrs == LS_XATTRS_ALL || S_ISREG(mode))) {
-			join_path(c->path_buf + PATH_MAX + 1, j, kid_name(j, k), k->name_len);
-			char *abs = NULL;
-			if (asprintf(&abs, "%s/%s", w->root, c->path_buf + PATH_MAX + 1) < 0) {
-				k->err = -ENOMEM;
-				continue;
-			}
-			void *blob;
-			size_t blen;
-			int rc = ls_read_xattrs(abs, mode, w->o->xattrs, &blob, &blen);
-			free(abs);
-			if (rc == 0 && blen)
-				rc = arena_add(j, blob, blen, &k->xattr_off);
-			if (rc == 0)
-				k->xattr_len = (uint32_t)blen;
-			free(blob);
+		if (!full)
+			continue;
+		const struct ls_rec *b = S_ISREG(mode) ? base_entry(j, k, c) : NULL;
+		if (b && take_from_cache(j, k, b))
+			continue;
+		if (w->o->xattrs == LS_XATTRS_ALL || (w->o->xattrs == LS_XATTRS_CAPABILITY && S_ISREG(mode))) {
+			int rc = read_kid_xattrs(j, k, c);
 			if (rc) {
 				k->err = rc;
 				continue;
 			}
 		}
-		if (full && to_hash && needs_hash_now(j, k, c))
+		if (S_ISREG(mode) && to_hash && needs_hash_now(j, k, b))
 			to_hash[n_hash++] = i;
 	}
 	if (n_hash)
 		hash_kids(j, dfd, c, to_hash, n_hash);
 	free(to_hash);
+}
+
+/* Subdirectories are opened here, by name under their parent, so that their
+ * jobs skip a lookup of the whole path; a budget bounds the fds held. */
+#define MAX_HELD_FDS 256
+
+static void open_subdirs(struct dir_job *j, int dfd)
+{
+	struct walker *w = j->w;
+	for (size_t i = 0; i < j->n; i++) {
+		struct child *k = &j->kids[i];
+		if (k->gone || k->err || k->mountpoint || !S_ISDIR(k->stx.stx_mode))
+			continue;
+		if (atomic_fetch_add(&w->open_fds, 1) >= MAX_HELD_FDS) {
+			atomic_fetch_sub(&w->open_fds, 1);
+			return;
+		}
+		k->fd = openat(dfd, kid_name(j, k), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (k->fd < 0)
+			atomic_fetch_sub(&w->open_fds, 1);
+	}
+}
+
+static void release_fd(struct walker *w, int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		atomic_fetch_sub(&w->open_fds, 1);
+		*fd = -1;
+	}
 }
 
 static void run_dir_job(struct ls_task *t, void *vctx)
@@ -616,7 +686,11 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 	struct walker *w = j->w;
 	const char *rel = j->path_len ? j->path : ".";
 	int dfd;
-	if (w->ring_meta && c->ring)
+	if (j->fd >= 0) {
+		dfd = j->fd;
+		j->fd = -1;
+		atomic_fetch_sub(&w->open_fds, 1);
+	} else if (w->ring_meta && c->ring)
 		dfd = ls_ring_openat(c->ring, w->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	else {
 		dfd = openat(w->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -638,6 +712,8 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 		j->err_op = "read";
 	} else {
 		inspect_kids(j, dfd, c);
+		if (!w->ring_meta)
+			open_subdirs(j, dfd);
 	}
 	if (w->ring_meta && c->ring)
 		ls_ring_close(c->ring, dfd);
@@ -660,6 +736,7 @@ static struct dir_job *new_job(struct walker *w, const char *path, size_t len, u
 	j->path_len = len;
 	j->w = w;
 	j->dev = dev;
+	j->fd = -1;
 	j->task.fn = run_dir_job;
 	return j;
 }
@@ -668,8 +745,11 @@ static void free_job(struct dir_job *j)
 {
 	if (!j)
 		return;
-	for (size_t i = 0; i < j->n; i++)
+	for (size_t i = 0; i < j->n; i++) {
 		free_job(j->kids[i].sub);
+		release_fd(j->w, &j->kids[i].fd);
+	}
+	release_fd(j->w, &j->fd);
 	free(j->kids);
 	free(j->arena);
 	free(j->path);
@@ -724,14 +804,15 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		k->sub = new_job(w, c->path_buf, len, makedev(k->stx.stx_dev_major, k->stx.stx_dev_minor));
 		if (!k->sub)
 			return ls_fail(err, ENOMEM, "walker: out of memory");
+		k->sub->fd = k->fd;
+		k->fd = -1;
 	}
 	for (size_t i = j->n; i-- > 0;)
 		if (j->kids[i].sub)
 			ls_pool_push(w->pool, &j->kids[i].sub->task);
 
-	char *path = malloc(j->path_len + 2 + 65536);
-	if (!path)
-		return ls_fail(err, ENOMEM, "walker: out of memory");
+	/* The subdirectory's consume() reuses the buffer; `path` is dead by then. */
+	char *path = c->path_buf;
 	int rc = 0;
 	for (size_t i = 0; i < j->n && rc == 0; i++) {
 		struct child *k = &j->kids[i];
@@ -767,7 +848,6 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 			k->sub = NULL;
 		}
 	}
-	free(path);
 	return rc;
 }
 
