@@ -83,8 +83,10 @@ bench: all $(BENCH_BIN)
 bench-quick: all $(BENCH_BIN)
 	@./bench/run.sh quick $(BUILD)
 
+# The apply round-trip property test with thousands of random sequences.
+SOAK_SEQUENCES ?= 5000
 soak: test-build
-	@LS_SOAK=1 tests/run.sh --only soak $(BUILD)
+	LS_PROPERTY_SEQUENCES=$(SOAK_SEQUENCES) $(BUILD)/tests/test_property
 
 clean:
 	rm -rf build

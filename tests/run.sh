@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs the cmocka unit tests and the end-to-end shell tests for each build
 # directory given (e.g. build build/asan) and prints one summary.
-#   tests/run.sh [--only unit|e2e|soak] BUILD...
+#   tests/run.sh [--only unit|e2e] BUILD...
 set -u
 cd "$(dirname "$0")/.."
 only=
@@ -35,10 +35,8 @@ for build in "$@"; do
 			record "$t" $st
 		done
 	fi
-	if [ -z "$only" ] || [ "$only" = e2e ] || [ "$only" = soak ]; then
-		pattern='tests/e2e/*.sh'
-		[ "$only" = soak ] && pattern='tests/e2e/property.sh'
-		for t in $pattern; do
+	if [ -z "$only" ] || [ "$only" = e2e ]; then
+		for t in tests/e2e/*.sh; do
 			[ -f "$t" ] || continue
 			case $t in */lib.sh) continue ;; esac
 			tmp=$(mktemp -d /tmp/layersnap-e2e.XXXXXX)
