@@ -18,13 +18,19 @@
  *
  * Metadata per entry: owner, mode, xattrs, times.  Directory times (and, when
  * not root, a directory mode that would lock us out) are applied at the end,
- * deepest first, to directories that are still the ones the layer made.
+ * deepest first, to directories that are still the ones the layer made.  A
+ * directory the layer changes without naming it (a new child, a whiteout)
+ * gets its old mtime back: had its mtime changed, the layer would name it.
+ * xattrs that cannot be set (file system, privileges) are a warning once,
+ * then verbose notes.
  *
  * Statistics: entries counts every tar entry read, whiteouts the explicit and
  * opaque whiteouts among them, skipped the entries not applied (device nodes
  * when not root, AUFS metadata).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "layersnap.h"
 #include "error.h"
 
@@ -34,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,10 +205,10 @@ struct target {
 	mode_t type;                /* AE_IF* */
 };
 
-static void logf_(struct apply_ctx *c, int verbose, const char *fmt, ...)
+static void log_msg(struct apply_ctx *c, int verbose, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void logf_(struct apply_ctx *c, int verbose, const char *fmt, ...)
+static void log_msg(struct apply_ctx *c, int verbose, const char *fmt, ...)
 {
 	if (!c->opts || !c->opts->log)
 		return;
@@ -218,12 +225,13 @@ static void warn_unprivileged(struct apply_ctx *c)
 	if (c->warned_unpriv)
 		return;
 	c->warned_unpriv = true;
-	logf_(c, 0, "not running as root: file owners and device nodes are not restored");
+	log_msg(c, 0, "not running as root: file owners and device nodes are not restored");
 }
 
 /* ---- names -------------------------------------------------------------- */
 
-/* Copies a raw name into out, bytes below 0x20 and 0x7f as \ooo, cut at SHOWN_MAX. */
+/* Copies a raw name into out for a one-line message: bytes below 0x20 and
+ * 0x7f as \ooo, a backslash doubled, cut after SHOWN_MAX bytes. */
 static void show_name(char *out, const char *raw)
 {
 	size_t o = 0;
@@ -232,13 +240,11 @@ static void show_name(char *out, const char *raw)
 			memcpy(out + o, "...", 4);
 			return;
 		}
-		if (*p < 0x20 || *p == 0x7f || *p == '\\') {
-			if (*p == '\\') {
-				out[o++] = '\\';
-				out[o++] = '\\';
-			} else {
-				o += (size_t)snprintf(out + o, 5, "\\%03o", *p);
-			}
+		if (*p == '\\') {
+			out[o++] = '\\';
+			out[o++] = '\\';
+		} else if (*p < 0x20 || *p == 0x7f) {
+			o += (size_t)snprintf(out + o, 5, "\\%03o", *p);
 		} else {
 			out[o++] = (char)*p;
 		}
@@ -364,7 +370,7 @@ static int walk_fallback(int dirfd, const char *path)
 static int open_beneath(struct apply_ctx *c, int dirfd, const char *path)
 {
 	const char *p = *path ? path : ".";
-	while (c->use_openat2) {
+	for (int tries = 0; c->use_openat2; tries++) {
 		struct open_how how = {
 			.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
 			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
@@ -372,8 +378,8 @@ static int open_beneath(struct apply_ctx *c, int dirfd, const char *path)
 		long fd = syscall(SYS_openat2, dirfd, p, &how, sizeof(how));
 		if (fd >= 0)
 			return (int)fd;
-		if (errno == EAGAIN || errno == EINTR)
-			continue;
+		if ((errno == EAGAIN || errno == EINTR) && tries < 16)
+			continue;   /* a concurrent rename or a signal: try again */
 		if (errno != ENOSYS)
 			return -errno;
 		c->use_openat2 = false;
@@ -624,10 +630,13 @@ static int set_xattrs(struct apply_ctx *c, const struct entry *e, const struct t
 		int r = put_xattr(t, &pathfd, name, value, size);
 		if (r == 0)
 			continue;
-		if (r == -ENOMEM)
+		if (r == -ENOMEM) {
+			if (pathfd >= 0)
+				close(pathfd);
 			return ls_fail_errno(c->err, ENOMEM, "%s: xattr %s", e->shown, name);
-		logf_(c, c->warned_xattr, "%s: xattr %s not restored: %s", e->shown, name,
-		      strerror(-r));
+		}
+		log_msg(c, c->warned_xattr, "%s: xattr %s not restored: %s", e->shown, name,
+			strerror(-r));
 		c->warned_xattr = true;
 	}
 	if (pathfd >= 0)
@@ -802,8 +811,12 @@ static int finish_dirs(struct apply_ctx *c, struct ls_error *err)
 			what = "cannot set mode";
 		else if (futimens(fd, f->times) < 0)
 			what = "cannot set times";
-		if (what && ret == 0)
-			ret = ls_fail_errno(err, errno, "%s: %s", *f->path ? f->path : ".", what);
+		if (what && ret == 0) {
+			char shown[SHOWN_MAX + 8];
+			int e = errno;
+			show_name(shown, *f->path ? f->path : ".");
+			ret = ls_fail_errno(err, e, "%s: %s", shown, what);
+		}
 		close(fd);
 	}
 	return ret;
@@ -872,12 +885,16 @@ static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
 	return 0;
 }
 
-static int archive_fail(struct apply_ctx *c, struct archive *a, const char *shown)
+static const char *archive_why(struct archive *a)
 {
 	const char *why = archive_error_string(a);
+	return why ? why : "unreadable layer";
+}
+
+static int archive_fail(struct apply_ctx *c, struct archive *a, const char *shown)
+{
+	const char *why = archive_why(a);
 	int code = archive_errno(a) > 0 ? archive_errno(a) : EIO;
-	if (!why)
-		why = "unreadable layer";
 	if (shown)
 		return ls_fail(c->err, code, "%s: bad layer: %s", shown, why);
 	return ls_fail(c->err, code, "bad layer: %s", why);
@@ -895,7 +912,7 @@ static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry 
 		if (ar == ARCHIVE_EOF)
 			break;
 		if (ar == ARCHIVE_WARN)
-			logf_(c, 0, "%s: %s", e->shown, archive_error_string(a));
+			log_msg(c, 0, "%s: %s", e->shown, archive_why(a));
 		else if (ar != ARCHIVE_OK)
 			return archive_fail(c, a, e->shown);
 		int r = pwrite_all(fd, buf, len, (off_t)off);
@@ -926,6 +943,8 @@ static int make_file(struct apply_ctx *c, struct archive *a, const struct entry 
 		r = set_metadata(c, e, &t, archive_entry_perm(e->ae) & 07777);
 	if (close(fd) < 0 && r == 0)
 		r = ls_fail_errno(c->err, errno, "%s: close", e->shown);
+	if (r < 0)
+		unlinkat(dirfd, name, 0);   /* no half-written file */
 	return r;
 }
 
@@ -1021,7 +1040,7 @@ static int apply_node(struct apply_ctx *c, struct archive *a, const struct entry
 		if (c->privileged)
 			break;
 		warn_unprivileged(c);
-		logf_(c, 1, "%s: device node skipped", e->shown);
+		log_msg(c, 1, "%s: device node skipped", e->shown);
 		c->stats->skipped++;
 		return 0;
 	default:
@@ -1147,7 +1166,7 @@ static int apply_entry(struct apply_ctx *c, struct archive *a, struct archive_en
 	if (r < 0)
 		goto out;
 	if (skip) {
-		logf_(c, 1, "%s: AUFS metadata skipped", e.shown);
+		log_msg(c, 1, "%s: AUFS metadata skipped", e.shown);
 		c->stats->skipped++;
 	} else if (has_prefix(e.name, WH_PREFIX)) {
 		r = apply_whiteout(c, &e);
@@ -1167,7 +1186,7 @@ static int apply_all(struct apply_ctx *c, struct archive *a)
 		if (ar == ARCHIVE_EOF)
 			return 0;
 		if (ar == ARCHIVE_WARN)
-			logf_(c, 0, "layer: %s", archive_error_string(a));
+			log_msg(c, 0, "layer: %s", archive_why(a));
 		else if (ar != ARCHIVE_OK)
 			return archive_fail(c, a, NULL);
 		int r = apply_entry(c, a, ae);
@@ -1187,10 +1206,38 @@ static int open_layer(int fd, struct archive **out, struct ls_error *err)
 	    archive_read_support_filter_none(a) < ARCHIVE_WARN ||
 	    archive_read_support_format_tar(a) < ARCHIVE_WARN ||
 	    archive_read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK) {
-		const char *why = archive_error_string(a);
-		return ls_fail(err, EINVAL, "bad layer: %s", why ? why : "cannot read");
+		return ls_fail(err, EINVAL, "bad layer: %s", archive_why(a));
 	}
 	return 0;
+}
+
+/* Reads the layer and applies it under c->rootfd. */
+static int apply_layer(struct apply_ctx *c, int layer_fd)
+{
+	struct archive *a = NULL;
+	int r = open_layer(layer_fd, &a, c->err);
+	if (r == 0)
+		r = apply_all(c, a);
+	/* entries applied before a failure get their directory times too */
+	struct ls_error fix_err;
+	int fr = finish_dirs(c, r == 0 ? c->err : &fix_err);
+	if (r == 0)
+		r = fr;
+	if (a)
+		archive_read_free(a);
+	return r;
+}
+
+static void ctx_free(struct apply_ctx *c)
+{
+	for (size_t i = 0; i < c->n_dirs; i++)
+		free(c->dirs[i].path);
+	free(c->dirs);
+	pathset_free(&c->seen);
+	pathset_free(&c->keep);
+	pathset_free(&c->fixes);
+	if (c->rootfd >= 0)
+		close(c->rootfd);
 }
 
 int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts,
@@ -1203,7 +1250,7 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 	if (!root || !*root)
 		return ls_fail(err, EINVAL, "apply: no root directory");
 	struct apply_ctx c = {
-		.rootfd = -1,
+		.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC),
 		.use_openat2 = true,
 		.privileged = geteuid() == 0,
 		.euid = geteuid(),
@@ -1212,26 +1259,18 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 		.stats = stats,
 		.err = err,
 	};
-	c.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0)
 		return ls_fail_errno(err, errno, "%s", root);
-	struct archive *a = NULL;
-	int r = open_layer(layer_fd, &a, err);
-	if (r == 0)
-		r = apply_all(&c, a);
-	/* entries applied before a failure keep their directory times too */
-	struct ls_error fix_err;
-	int fr = finish_dirs(&c, r == 0 ? err : &fix_err);
-	if (r == 0)
-		r = fr;
-	if (a)
-		archive_read_free(a);
-	for (size_t i = 0; i < c.n_dirs; i++)
-		free(c.dirs[i].path);
-	free(c.dirs);
-	pathset_free(&c.seen);
-	pathset_free(&c.keep);
-	pathset_free(&c.fixes);
-	close(c.rootfd);
+	/* pax names are UTF-8: in a UTF-8 locale libarchive hands their bytes over
+	 * unchanged and without a warning.  uselocale() changes this thread only,
+	 * and is undone before returning. */
+	locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	locale_t old = utf8 ? uselocale(utf8) : (locale_t)0;
+	int r = apply_layer(&c, layer_fd);
+	if (utf8) {
+		uselocale(old);
+		freelocale(utf8);
+	}
+	ctx_free(&c);
 	return r;
 }

@@ -37,6 +37,10 @@ enum ls_compress { LS_COMPRESS_NONE = 0, LS_COMPRESS_GZIP = 1, LS_COMPRESS_ZSTD 
 /** Callback for warnings and verbose notes; may be NULL. */
 typedef void ls_log_fn(void *ctx, int verbose, const char *msg);
 
+/** Progress callback: entries recorded so far; called from the calling
+ *  thread every few thousand entries and once at the end.  May be NULL. */
+typedef void ls_progress_fn(void *ctx, uint64_t entries, bool done);
+
 /** Options shared by scan, diff and compare. Zero-initialised means defaults
  *  except mode, which callers set (the CLI defaults to full). */
 struct ls_walk_options {
@@ -54,6 +58,7 @@ struct ls_walk_options {
 	size_t n_skip;
 	ls_log_fn *log;
 	void *log_ctx;
+	ls_progress_fn *progress;   /**< uses log_ctx */
 };
 
 /* ---- manifests ---------------------------------------------------------- */

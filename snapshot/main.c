@@ -108,6 +108,7 @@ struct cli {
 	int64_t epoch;
 	bool opaque, exit_code, json, do_fsync, mtime_seconds, nul;
 	int verbose, quiet;
+	int progress;           /* -1 off, 1 on, 0 when stderr is a terminal */
 	const char *args[3];
 	int n_args;
 };
@@ -127,6 +128,16 @@ static int die(const char *fmt, ...)
 static int fail_err(const struct ls_error *err)
 {
 	return die("%s", err->msg[0] ? err->msg : "unknown error");
+}
+
+static void progress_cb(void *ctx, uint64_t entries, bool done)
+{
+	(void)ctx;
+	if (done)
+		fputs("\r\033[K", stderr);
+	else
+		fprintf(stderr, "\rlayersnap: %" PRIu64 " entries", entries);
+	fflush(stderr);
 }
 
 static void log_cb(void *ctx, int verbose, const char *msg)
@@ -280,7 +291,8 @@ static int parse_args(struct cli *c, int argc, char **argv)
 		case OPT_JSON: c->json = true; break;
 		case 'v': c->verbose++; break;
 		case 'q': c->quiet++; break;
-		case OPT_PROGRESS: case OPT_NO_PROGRESS: break;
+		case OPT_PROGRESS: c->progress = 1; break;
+		case OPT_NO_PROGRESS: c->progress = -1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case OPT_VERSION: printf("layersnap %s\n", LAYERSNAP_VERSION); exit(0);
 		case 'o': c->output = optarg; break;
@@ -321,6 +333,8 @@ static int parse_args(struct cli *c, int argc, char **argv)
 	c->walk.n_excludes = c->n_excludes;
 	c->walk.log = log_cb;
 	c->walk.log_ctx = c;
+	if (c->progress > 0 || (c->progress == 0 && !c->quiet && isatty(STDERR_FILENO)))
+		c->walk.progress = progress_cb;
 	return 0;
 }
 

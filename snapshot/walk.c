@@ -211,6 +211,12 @@ static int blob_add(char **blob, size_t *len, size_t *cap, const char *name, con
 /* lgetxattr into a growing buffer; returns the length or -errno. */
 static ssize_t get_one_xattr(const char *path, const char *name, char **val, size_t *cap)
 {
+	/* A size of 0 would only ask for the length: start with a buffer. */
+	if (!*cap) {
+		if (!(*val = malloc(256)))
+			return -ENOMEM;
+		*cap = 256;
+	}
 	for (;;) {
 		ssize_t n = lgetxattr(path, name, *val, *cap);
 		if (n >= 0)
@@ -842,6 +848,8 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 			r.mode |= LS_REC_MOUNTPOINT;
 		rc = ls_manifest_append(w->out, &r, path, len, j->arena + k->link_off, k->link_len,
 					j->arena + k->xattr_off, k->xattr_len, err);
+		if (w->o->progress && (w->out->n & 4095) == 0)
+			w->o->progress(w->o->log_ctx, w->out->n, false);
 		if (rc == 0 && k->sub) {
 			rc = consume(w, k->sub, c, err);
 			free_job(k->sub);
@@ -955,6 +963,8 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 	}
 	ls_pool_push(w.pool, &top->task);
 	rc = consume(&w, top, &main_ctx, err);
+	if (o->progress)
+		o->progress(o->log_ctx, w.out->n, true);
 	if (rc == 0 && atomic_load(&w.ring_failed) && o->io == LS_IO_URING)
 		rc = ls_fail(err, EIO, "--io uring: io_uring failed during the walk");
 

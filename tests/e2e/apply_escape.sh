@@ -22,7 +22,7 @@ snap_outside() {
 	(cd "$SENT" && find . -printf '%p %y %m %U %G %s %T@ %i %n %l\n' | sort &&
 		find . -type f -exec sha256sum {} + | sort)
 	# and nothing new next to ROOT
-	(cd "$T" && ls -A | grep -Ev '^(root|layer\.tar|stdout|stderr)$')
+	find "$T" -mindepth 1 -maxdepth 1 -printf '%f\n' | grep -Ev '^(root|layer\.tar|stdout|stderr)$' | sort
 }
 SNAP0=$(snap_outside)
 check_outside() { assert_eq "$SNAP0" "$(snap_outside)" "outside ROOT changed ($1)"; }
