@@ -36,6 +36,8 @@ struct whiteout {
 
 struct plan {
 	const ls_manifest *base;
+	const char *const *skip;  /* the run's own outputs: absent on both sides */
+	size_t n_skip;
 	ls_manifest *cur;
 	uint8_t *status;
 	uint8_t *flags;
@@ -111,6 +113,16 @@ static ssize_t cur_parent_of(const struct plan *p, const char *path, size_t len)
 	return ls_manifest_find(p->cur, path, (size_t)(slash - path));
 }
 
+static bool is_skipped(const struct plan *p, const char *path, size_t len)
+{
+	for (size_t k = 0; k < p->n_skip; k++) {
+		size_t sl = strlen(p->skip[k]);
+		if (sl == len && memcmp(p->skip[k], path, len) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* The merge-join: statuses for cur, whiteouts for base. */
 static int join(struct plan *p, const struct ls_mode_ops *ops)
 {
@@ -122,9 +134,23 @@ static int join(struct plan *p, const struct ls_mode_ops *ops)
 	while (i < nb || j < c->n) {
 		const struct ls_rec *rb = i < nb ? &b->recs[i] : NULL;
 		const struct ls_rec *rc = j < c->n ? &c->recs[j] : NULL;
+		/* A layer cannot carry sockets: for the diff they do not exist
+		 * (dropping them from both sides keeps the walk order). */
+		if (rb && S_ISSOCK(rb->mode)) {
+			i++;
+			continue;
+		}
+		if (rc && S_ISSOCK(rc->mode)) {
+			j++;
+			continue;
+		}
 		if (rb && gone && has_prefix_dir(ls_rec_path(b, rb), rb->path_len, gone, gone_len)) {
 			p->deleted++;
 			i++;
+			continue;
+		}
+		if (rb && p->n_skip && is_skipped(p, ls_rec_path(b, rb), rb->path_len)) {
+			i++;  /* an output of this run: never whited out */
 			continue;
 		}
 		int cmp = !rb ? 1 : !rc ? -1 : ls_path_cmp(ls_rec_path(b, rb), rb->path_len, ls_rec_path(c, rc), rc->path_len);
@@ -534,7 +560,7 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		.opts = &opts->walk, .base = base, .defer_changed = true,
 		.skip_paths = opts->walk.skip_paths, .n_skip = opts->walk.n_skip,
 	};
-	struct plan p = { .base = base };
+	struct plan p = { .base = base, .skip = opts->walk.skip_paths, .n_skip = opts->walk.n_skip };
 	struct writer w = { .root = root, .rootfd = -1, .o = opts, .p = &p };
 	int rc = ls_walk(root, &wp, &p.cur, err);
 	if (rc)
