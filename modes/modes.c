@@ -43,9 +43,8 @@ unsigned int ls_mode_diff_fields(const struct ls_mode_ops *ops, const ls_manifes
 	if (f & LS_F_MTIME) {
 		int64_t x = a->mtime_ns, y = b->mtime_ns;
 		if (mtime_seconds) {
-			/* floor division: layers carry whole seconds */
-			x = x >= 0 ? x / 1000000000 : -((-x + 999999999) / 1000000000);
-			y = y >= 0 ? y / 1000000000 : -((-y + 999999999) / 1000000000);
+			x = ls_ns_to_sec(x);
+			y = ls_ns_to_sec(y);
 		}
 		if (x != y)
 			d |= LS_F_MTIME;

@@ -388,7 +388,7 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	const char *path = ls_rec_path(c, r);
 	if (S_ISSOCK(r->mode))
 		return 0; /* sockets cannot be carried by a layer */
-	int64_t mtime = r->mtime_ns >= 0 ? r->mtime_ns / 1000000000 : -((-r->mtime_ns + 999999999) / 1000000000);
+	int64_t mtime = ls_ns_to_sec(r->mtime_ns);
 	struct ls_layer_entry e = {
 		.path = path, .mode = r->mode & LS_REC_MODE_MASK, .uid = r->uid, .gid = r->gid,
 		.mtime_sec = mtime, .size = S_ISREG(r->mode) ? r->size : 0, .rdev = r->rdev,

@@ -82,6 +82,13 @@ int ls_manifest_append(ls_manifest *m, const struct ls_rec *r, const char *path,
 /** Appends a copy of record i of src (used to carry base entries over). */
 int ls_manifest_append_from(ls_manifest *m, const ls_manifest *src, size_t i, struct ls_error *err);
 
+/** Whole seconds of a nanosecond timestamp, rounded down (also before 1970):
+ *  what a layer keeps of an mtime. */
+static inline int64_t ls_ns_to_sec(int64_t ns)
+{
+	return ns >= 0 ? ns / 1000000000 : -((-(ns + 1)) / 1000000000) - 1;
+}
+
 static inline const char *ls_rec_path(const ls_manifest *m, const struct ls_rec *r)
 {
 	return m->pool + r->aux_off;

@@ -143,11 +143,6 @@ static struct ls_ring *content_ring(struct thread_ctx *c)
 
 /* ---- stat cache ---------------------------------------------------------- */
 
-static int64_t floor_sec(int64_t ns)
-{
-	return ns >= 0 ? ns / 1000000000 : -((-ns + 999999999) / 1000000000);
-}
-
 bool ls_stat_cache_hit(const struct ls_rec *rec, const struct ls_rec *cur, int64_t base_start_sec)
 {
 	if (!(rec->mode & LS_REC_HASHED) || rec->dev != cur->dev || rec->ino != cur->ino ||
@@ -156,7 +151,7 @@ bool ls_stat_cache_hit(const struct ls_rec *rec, const struct ls_rec *cur, int64
 		return false;
 	/* Racy: stamped in or after the second the base scan started, so a write
 	 * right after it was hashed would leave the same timestamps. */
-	return floor_sec(cur->mtime_ns) < base_start_sec && floor_sec(cur->ctime_ns) < base_start_sec;
+	return ls_ns_to_sec(cur->mtime_ns) < base_start_sec && ls_ns_to_sec(cur->ctime_ns) < base_start_sec;
 }
 
 static void rec_from_statx(struct ls_rec *r, const struct statx *s)
