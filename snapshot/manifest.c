@@ -534,7 +534,8 @@ int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest
 int ls_manifest_load(const char *path, ls_manifest **out, struct ls_error *err)
 {
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO given as a manifest is refused below, not waited on. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return ls_fail_errno(err, errno, "%s", path);
 	struct stat st;

@@ -119,7 +119,8 @@ static void list_tree(const char *root, struct paths *out)
 {
 	memset(out, 0, sizeof(*out));
 	collect(root, "", out);
-	qsort(out->v, out->n, sizeof(*out->v), cmp_str);
+	if (out->n)
+		qsort(out->v, out->n, sizeof(*out->v), cmp_str);
 }
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -1,0 +1,977 @@
+/* Unit tests for the binary manifest (snapshot/manifest.c): round trip,
+ * corruption and truncation detection, walk order, path normalisation and
+ * look-ups. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create, memmem */
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "manifest.h"
+
+/* Offsets in the fixed 64-byte header (manifest.c, struct header). */
+#define OFF_VERSION    8
+#define OFF_HEADER_LEN 12
+#define OFF_MODE       16
+#define OFF_XATTRS     17
+#define OFF_FLAGS      18
+#define OFF_N_EXCL     36
+#define OFF_N_ENTRIES  40
+#define OFF_OPTS_LEN   56
+
+/* ---- helpers -------------------------------------------------------------- */
+
+struct buf {
+	unsigned char *p;
+	size_t n;
+};
+
+static int new_memfd(void)
+{
+	int fd = memfd_create("manifest-test", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static struct buf read_fd_all(int fd)
+{
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	struct buf b = { malloc((size_t)st.st_size + 1), (size_t)st.st_size };
+	assert_non_null(b.p);
+	assert_int_equal(pread(fd, b.p, b.n, 0), (ssize_t)b.n);
+	return b;
+}
+
+static struct buf serialise(const ls_manifest *m)
+{
+	struct ls_error err = { 0 };
+	int fd = new_memfd();
+	assert_int_equal(ls_manifest_write_fd(m, fd, &err), 0);
+	struct buf b = read_fd_all(fd);
+	close(fd);
+	return b;
+}
+
+/* An exact-size heap copy of the first n bytes, so that ASan catches any read
+ * past the end. */
+static unsigned char *dup_prefix(const struct buf *b, size_t n)
+{
+	unsigned char *p = malloc(n ? n : 1);
+	assert_non_null(p);
+	memcpy(p, b->p, n);
+	return p;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/* Recomputes the trailing XXH3-64 after a deliberate patch. */
+static void fix_checksum(unsigned char *p, size_t n)
+{
+	uint64_t sum = XXH3_64bits(p, n - 8);
+	memcpy(p + n - 8, &sum, 8);
+}
+
+/* Parses p (n bytes) and expects a refusal whose message contains `want`
+ * (when not NULL). */
+static void expect_refused(const unsigned char *p, size_t n, const char *want)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = (ls_manifest *)(uintptr_t)1;
+	int rc = ls_manifest_parse(p, n, "mem", &m, &err);
+	if (rc >= 0)
+		fail_msg("a corrupt manifest (%zu bytes) was accepted", n);
+	assert_null(m);
+	assert_true(err.msg[0] != '\0');
+	assert_true(err.code > 0);
+	assert_int_equal(rc, -err.code);
+	if (want && !strstr(err.msg, want))
+		fail_msg("message '%s' lacks '%s'", err.msg, want);
+}
+
+/* A patched copy of b: `patch` edits it, the checksum is fixed, and the
+ * parser must refuse it mentioning `want`. */
+static void refuse_patched(const struct buf *b, void (*patch)(unsigned char *, size_t), const char *want)
+{
+	unsigned char *p = dup_prefix(b, b->n);
+	patch(p, b->n);
+	fix_checksum(p, b->n);
+	expect_refused(p, b->n, want);
+	free(p);
+}
+
+static char tmpdir[64];
+
+static int setup_tmpdir(void **state)
+{
+	strcpy(tmpdir, "/tmp/test_manifest.XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	return 0;
+}
+
+static int teardown_tmpdir(void **state)
+{
+	DIR *d = opendir(tmpdir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			char p[sizeof(tmpdir) + sizeof(e->d_name) + 1];
+			snprintf(p, sizeof(p), "%s/%s", tmpdir, e->d_name);
+			unlink(p);
+		}
+		closedir(d);
+	}
+	rmdir(tmpdir);
+	return 0;
+}
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+	close(fd);
+}
+
+/* ---- the sample manifest -------------------------------------------------- */
+
+struct sample {
+	const char *path;
+	uint32_t mode;          /* with LS_REC_* flags */
+	const char *link;
+	const void *xattrs;
+	size_t xattr_len;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t rdev;
+	uint32_t uid, nlink;
+};
+
+/* Xattr blobs in the documented encoding: u16 name_len, u32 value_len, name,
+ * value; sorted by name. */
+#define XA(nl, vl) (char)(nl), 0, (char)(vl), 0, 0, 0
+static const char xattrs_dir[] = {
+	XA(6, 1), 'u', 's', 'e', 'r', '.', 'a', '1',
+	XA(6, 0), 'u', 's', 'e', 'r', '.', 'b',
+	XA(7, 3), 'u', 's', 'e', 'r', '.', 'b', 'b', 'x', '\0', 'y',
+};
+static const char xattrs_cap[] = {
+	XA(19, 8), 's', 'e', 'c', 'u', 'r', 'i', 't', 'y', '.', 'c', 'a', 'p', 'a', 'b', 'i', 'l', 'i', 't', 'y',
+	1, 0, 0, 2, 0, 0x20, 0, 0,
+};
+
+#define DIR_(p) { p, S_IFDIR | 0755, NULL, NULL, 0, 4096, 1600000000123456789, 0, 0, 2 }
+static const struct sample samples[] = {
+	DIR_("bin"),
+	{ "bin/sh", S_IFLNK | 0777, "dash", NULL, 0, 4, 1600000000000000000, 0, 0, 1 },
+	{ "bin/sh-loop", S_IFLNK | 0777, "../bin/sh-loop", NULL, 0, 14, 1, 0, 0, 1 },
+	DIR_("dev"),
+	{ "dev/fifo", S_IFIFO | 0600, NULL, NULL, 0, 0, 0, 0, 0, 1 },
+	{ "dev/loop0", S_IFBLK | 0660, NULL, NULL, 0, 0, 5, 0, 6, 1 },
+	{ "dev/null", S_IFCHR | 0666, NULL, NULL, 0, 0, 7, 0, 0, 1 },
+	{ "dev/sock", S_IFSOCK | 0755, NULL, NULL, 0, 0, 8, 0, 0, 1 },
+	{ "etc", S_IFDIR | 01777, NULL, xattrs_dir, sizeof(xattrs_dir), 4096, -1500000000, 0, 0, 3 },
+	DIR_("etc/a"),
+	{ "etc/a/deep", S_IFREG | 04755 | LS_REC_HASHED, NULL, xattrs_cap, sizeof(xattrs_cap), 1ull << 40,
+	  -1, 0, 4294967294u, 1 },
+	{ "etc/a b", S_IFREG | 0644, NULL, NULL, 0, 3, 9, 0, 0, 1 },
+	{ "etc/a-b", S_IFREG | 0644 | LS_REC_HASHED, NULL, NULL, 0, 0, 10, 0, 0, 2 },
+	{ "etc/new\nline", S_IFREG | 0644, NULL, NULL, 0, 1, 11, 0, 0, 1 },
+	{ "etc/\xc3\xa9", S_IFREG | 0644, NULL, NULL, 0, 1, 12, 0, 0, 1 },
+	{ "etc/\xff\xfe", S_IFREG | 0644 | LS_REC_HASHED, NULL, NULL, 0, 1, 13, 0, 0, 2 },
+	{ "mnt", S_IFDIR | 0755 | LS_REC_MOUNTPOINT, NULL, NULL, 0, 80, 14, 0, 0, 3 },
+	DIR_("usr"),
+	DIR_("usr/lib"),
+	DIR_("usr/lib/x"),
+	{ "usr/lib/x/y", S_IFLNK | 0777, "/", NULL, 0, 1, 15, 0, 0, 1 },
+	DIR_("var"),
+};
+#define N_SAMPLES (sizeof(samples) / sizeof(samples[0]))
+
+static void sample_rec(size_t i, struct ls_rec *r)
+{
+	const struct sample *s = &samples[i];
+	memset(r, 0, sizeof(*r));
+	r->size = s->size;
+	r->mtime_ns = s->mtime_ns;
+	r->ctime_ns = s->mtime_ns + 1000000007;
+	r->dev = makedev(254, 1) + i;
+	r->ino = 1000000000000ull + i;
+	r->rdev = S_ISCHR(s->mode) ? makedev(1, 3) : S_ISBLK(s->mode) ? makedev(7, 0) : 0;
+	r->mode = s->mode;
+	r->uid = s->uid;
+	r->gid = s->uid ? s->uid - 1 : (uint32_t)i;
+	r->nlink = s->nlink;
+	if (s->mode & LS_REC_HASHED)
+		for (int k = 0; k < 16; k++)
+			r->hash[k] = (uint8_t)(i * 16 + (size_t)k + 1);
+	/* aux fields are the library's to fill: garbage must not matter */
+	r->aux_off = 0xdeadbeef;
+	r->path_len = 7;
+	r->link_len = 9;
+	r->xattr_len = 11;
+}
+
+static const char *const sample_excludes[] = { "/tmp//x/", "a/b", "./c", "a/b", "a-b", "a/b/c" };
+/* normalised, deduplicated, in walk order */
+static const char *const sample_excludes_norm[] = { "a/b", "a/b/c", "a-b", "c", "tmp/x" };
+
+static ls_manifest *build_sample(void)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_ALL, true, sample_excludes,
+					    sizeof(sample_excludes) / sizeof(sample_excludes[0]), &err), 0);
+	assert_non_null(m);
+	m->start_sec = 1700000000;
+	m->start_nsec = 123456789;
+	for (size_t i = 0; i < N_SAMPLES; i++) {
+		const struct sample *s = &samples[i];
+		struct ls_rec r;
+		sample_rec(i, &r);
+		assert_int_equal(ls_manifest_append(m, &r, s->path, strlen(s->path), s->link,
+						    s->link ? strlen(s->link) : 0, s->xattrs, s->xattr_len, &err), 0);
+	}
+	return m;
+}
+
+/* Checks m against the sample, field by field. */
+static void check_sample(const ls_manifest *m)
+{
+	assert_int_equal(ls_manifest_mode(m), LS_MODE_FULL);
+	assert_int_equal(m->xattrs, LS_XATTRS_ALL);
+	assert_true(m->one_file_system);
+	assert_int_equal(m->start_sec, 1700000000);
+	assert_int_equal(m->start_nsec, 123456789);
+	size_t ne = sizeof(sample_excludes_norm) / sizeof(sample_excludes_norm[0]);
+	assert_int_equal(m->n_excludes, ne);
+	for (size_t i = 0; i < ne; i++)
+		assert_string_equal(ls_manifest_exclude(m, i), sample_excludes_norm[i]);
+	assert_int_equal(ls_manifest_count(m), N_SAMPLES);
+	for (size_t i = 0; i < N_SAMPLES; i++) {
+		const struct sample *s = &samples[i];
+		const struct ls_rec *r = &m->recs[i];
+		struct ls_rec want;
+		sample_rec(i, &want);
+		assert_int_equal(r->size, want.size);
+		assert_int_equal(r->mtime_ns, want.mtime_ns);
+		assert_int_equal(r->ctime_ns, want.ctime_ns);
+		assert_int_equal(r->dev, want.dev);
+		assert_int_equal(r->ino, want.ino);
+		assert_int_equal(r->rdev, want.rdev);
+		assert_int_equal(r->mode, want.mode);
+		assert_int_equal(r->uid, want.uid);
+		assert_int_equal(r->gid, want.gid);
+		assert_int_equal(r->nlink, want.nlink);
+		assert_memory_equal(r->hash, want.hash, 16);
+		assert_int_equal(r->path_len, strlen(s->path));
+		assert_memory_equal(ls_rec_path(m, r), s->path, r->path_len);
+		assert_int_equal(ls_rec_path(m, r)[r->path_len], '\0');
+		size_t ll = s->link ? strlen(s->link) : 0;
+		assert_int_equal(r->link_len, ll);
+		if (ll)
+			assert_memory_equal(ls_rec_link(m, r), s->link, ll);
+		assert_int_equal(ls_rec_link(m, r)[ll], '\0');
+		assert_int_equal(r->xattr_len, s->xattr_len);
+		if (s->xattr_len)
+			assert_memory_equal(ls_rec_xattrs(m, r), s->xattrs, s->xattr_len);
+	}
+}
+
+static struct buf sample_bytes(void)
+{
+	ls_manifest *m = build_sample();
+	struct buf b = serialise(m);
+	ls_manifest_free(m);
+	return b;
+}
+
+/* ---- round trip ----------------------------------------------------------- */
+
+static void test_round_trip_memory(void **state)
+{
+	ls_manifest *m = build_sample();
+	check_sample(m);
+	struct buf b = serialise(m);
+	/* header + options + records + pool + checksum, 8-aligned records */
+	assert_memory_equal(b.p, LS_MANIFEST_MAGIC, 8);
+	assert_int_equal(get_u32(b.p + OFF_VERSION), LS_MANIFEST_VERSION);
+	assert_int_equal(get_u32(b.p + OFF_HEADER_LEN) % 8, 0);
+	assert_int_equal(b.n, get_u32(b.p + OFF_HEADER_LEN) + N_SAMPLES * sizeof(struct ls_rec) +
+				      m->pool_len + 8);
+
+	struct ls_error err = { 0 };
+	ls_manifest *p = NULL;
+	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
+	check_sample(p);
+	/* Written again, the parsed manifest gives the same bytes. */
+	struct buf b2 = serialise(p);
+	assert_int_equal(b2.n, b.n);
+	assert_memory_equal(b2.p, b.p, b.n);
+	/* A parsed manifest is read-only. */
+	struct ls_rec r;
+	sample_rec(0, &r);
+	assert_int_equal(ls_manifest_append(p, &r, "zzz", 3, NULL, 0, NULL, 0, &err), -EINVAL);
+	ls_manifest_free(p);
+	ls_manifest_free(m);
+	free(b.p);
+	free(b2.p);
+}
+
+static void test_round_trip_file(void **state)
+{
+	ls_manifest *m = build_sample();
+	char path[128], lock[140];
+	snprintf(path, sizeof(path), "%s/m", tmpdir);
+	snprintf(lock, sizeof(lock), "%s/m.lock", tmpdir);
+	struct ls_error err = { 0 };
+	assert_int_equal(ls_manifest_save(m, path, false, &err), 0);
+	assert_int_equal(ls_manifest_save(m, path, true, &err), 0);  /* replaces it */
+	/* Nothing but the manifest is left behind: no lock, no temporary. */
+	DIR *d = opendir(tmpdir);
+	assert_non_null(d);
+	struct dirent *e;
+	int n = 0;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			assert_string_equal(e->d_name, "m");
+			n++;
+		}
+	closedir(d);
+	assert_int_equal(n, 1);
+
+	ls_manifest *l = NULL;
+	assert_int_equal(ls_manifest_load(path, &l, &err), 0);
+	check_sample(l);
+	ls_manifest_free(l);
+
+	/* An existing lock: refused at once, the lock and the manifest kept. */
+	write_file(lock, "", 0);
+	assert_true(ls_manifest_save(m, path, false, &err) < 0);
+	assert_non_null(strstr(err.msg, "lock"));
+	assert_int_equal(access(lock, F_OK), 0);
+	assert_int_equal(ls_manifest_load(path, &l, &err), 0);
+	ls_manifest_free(l);
+	unlink(lock);
+	ls_manifest_free(m);
+}
+
+static void test_empty_manifest(void **state)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_TIME, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
+	struct buf b = serialise(m);
+	assert_int_equal(b.n, 64 + 8);
+	ls_manifest *p = NULL;
+	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
+	assert_int_equal(ls_manifest_count(p), 0);
+	assert_int_equal(ls_manifest_mode(p), LS_MODE_TIME);
+	assert_int_equal(p->xattrs, LS_XATTRS_NONE);
+	assert_false(p->one_file_system);
+	assert_int_equal(p->n_excludes, 0);
+	assert_int_equal(ls_manifest_lower_bound(p, "a", 1), 0);
+	assert_int_equal(ls_manifest_find(p, "a", 1), -1);
+	for (size_t n = 0; n < b.n; n++) {
+		unsigned char *q = dup_prefix(&b, n);
+		expect_refused(q, n, NULL);
+		free(q);
+	}
+	ls_manifest_free(p);
+	ls_manifest_free(m);
+	free(b.p);
+}
+
+static void test_append_from(void **state)
+{
+	ls_manifest *src = build_sample();
+	struct ls_error err = { 0 };
+	ls_manifest *dst = NULL;
+	assert_int_equal(ls_manifest_create(&dst, LS_MODE_FULL, LS_XATTRS_ALL, true, sample_excludes,
+					    sizeof(sample_excludes) / sizeof(sample_excludes[0]), &err), 0);
+	dst->start_sec = src->start_sec;
+	dst->start_nsec = src->start_nsec;
+	for (size_t i = 0; i < N_SAMPLES; i++)
+		assert_int_equal(ls_manifest_append_from(dst, src, i, &err), 0);
+	check_sample(dst);
+	ls_manifest_free(dst);
+	ls_manifest_free(src);
+}
+
+/* ---- corruption ------------------------------------------------------------ */
+
+static void test_truncation_every_offset(void **state)
+{
+	struct buf b = sample_bytes();
+	for (size_t n = 0; n < b.n; n++) {
+		unsigned char *p = dup_prefix(&b, n);
+		expect_refused(p, n, NULL);
+		free(p);
+	}
+	/* The same through a file, shortened one byte at a time. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/trunc", tmpdir);
+	write_file(path, b.p, b.n);
+	for (size_t n = b.n; n-- > 0;) {
+		assert_int_equal(truncate(path, (off_t)n), 0);
+		struct ls_error err = { 0 };
+		ls_manifest *m = (ls_manifest *)(uintptr_t)1;
+		int rc = ls_manifest_load(path, &m, &err);
+		if (rc >= 0)
+			fail_msg("a manifest truncated to %zu of %zu bytes was loaded", n, b.n);
+		assert_null(m);
+		assert_non_null(strstr(err.msg, path));
+		/* a shortened manifest says so (or, under 8 bytes, that it is none) */
+		if (n >= 8 && !strstr(err.msg, "truncated"))
+			fail_msg("at %zu: '%s' does not say truncated", n, err.msg);
+	}
+	unlink(path);
+	free(b.p);
+}
+
+static void test_bit_flip_every_byte(void **state)
+{
+	struct buf b = sample_bytes();
+	unsigned char *p = dup_prefix(&b, b.n);
+	for (size_t i = 0; i < b.n; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			p[i] ^= (unsigned char)(1u << bit);
+			expect_refused(p, b.n, NULL);
+			p[i] ^= (unsigned char)(1u << bit);
+		}
+	}
+	assert_memory_equal(p, b.p, b.n);
+	free(p);
+
+	/* And through ls_manifest_load, one bit per byte. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/flip", tmpdir);
+	for (size_t i = 0; i < b.n; i++) {
+		b.p[i] ^= (unsigned char)(1u << (i % 8));
+		write_file(path, b.p, b.n);
+		b.p[i] ^= (unsigned char)(1u << (i % 8));
+		struct ls_error err = { 0 };
+		ls_manifest *m = NULL;
+		if (ls_manifest_load(path, &m, &err) >= 0)
+			fail_msg("a manifest with byte %zu flipped was loaded", i);
+		assert_true(err.msg[0] != '\0');
+	}
+	unlink(path);
+	free(b.p);
+}
+
+static void test_not_a_manifest(void **state)
+{
+	static const char text[] = "#mtree\n. type=dir\n./a type=file size=0\n"
+				   "padding padding padding padding padding padding padding\n";
+	expect_refused((const unsigned char *)text, sizeof(text) - 1, "not a layersnap manifest");
+	unsigned char zeros[4096] = { 0 };
+	expect_refused(zeros, sizeof(zeros), "not a layersnap manifest");
+	expect_refused(zeros, 0, NULL);
+
+	char path[128];
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	snprintf(path, sizeof(path), "%s/empty", tmpdir);
+	write_file(path, "", 0);
+	assert_true(ls_manifest_load(path, &m, &err) < 0);
+	assert_non_null(strstr(err.msg, "empty"));
+	snprintf(path, sizeof(path), "%s/text", tmpdir);
+	write_file(path, text, sizeof(text) - 1);
+	assert_true(ls_manifest_load(path, &m, &err) < 0);
+	assert_non_null(strstr(err.msg, "not a layersnap manifest"));
+	snprintf(path, sizeof(path), "%s/missing", tmpdir);
+	assert_int_equal(ls_manifest_load(path, &m, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, path));
+	assert_true(ls_manifest_load(tmpdir, &m, &err) < 0);  /* a directory */
+	assert_null(m);
+}
+
+static void patch_version2(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 2); }
+static void patch_version0(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 0); }
+static void patch_version_big(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 0x01000001); }
+
+static void test_other_version(void **state)
+{
+	struct buf b = sample_bytes();
+	refuse_patched(&b, patch_version2, "version 2");
+	refuse_patched(&b, patch_version0, "version 0");
+	refuse_patched(&b, patch_version_big, "version");
+	/* The message says which version this build reads. */
+	unsigned char *p = dup_prefix(&b, b.n);
+	patch_version2(p, b.n);
+	fix_checksum(p, b.n);
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_true(ls_manifest_parse(p, b.n, "mem", &m, &err) < 0);
+	char want[64];
+	snprintf(want, sizeof(want), "version %u", LS_MANIFEST_VERSION);
+	assert_non_null(strstr(err.msg, want));
+	free(p);
+	free(b.p);
+}
+
+/* Structural corruption with a valid checksum. */
+static size_t recs_off(const unsigned char *p)
+{
+	return get_u32(p + OFF_HEADER_LEN);
+}
+
+static struct ls_rec *rec_at(unsigned char *p, size_t i)
+{
+	return (struct ls_rec *)(void *)(p + recs_off(p) + i * sizeof(struct ls_rec));
+}
+
+static size_t sample_index(const char *path)
+{
+	for (size_t i = 0; i < N_SAMPLES; i++)
+		if (strcmp(samples[i].path, path) == 0)
+			return i;
+	fail_msg("no sample %s", path);
+	return 0;
+}
+
+static void swap_recs(unsigned char *p, size_t a, size_t b)
+{
+	struct ls_rec t = *rec_at(p, a);
+	*rec_at(p, a) = *rec_at(p, b);
+	*rec_at(p, b) = t;
+}
+
+static void patch_swap_files(unsigned char *p, size_t n)
+{
+	swap_recs(p, sample_index("etc/a b"), sample_index("etc/a-b"));
+}
+static void patch_swap_dir_child(unsigned char *p, size_t n)
+{
+	swap_recs(p, sample_index("usr/lib"), sample_index("usr/lib/x"));
+}
+static void patch_duplicate(unsigned char *p, size_t n)
+{
+	size_t i = sample_index("etc/a-b");
+	*rec_at(p, i) = *rec_at(p, i - 1);
+}
+static void patch_parent_not_dir(unsigned char *p, size_t n)
+{
+	/* "etc/a" becomes a file: "etc/a/deep" then has no parent */
+	struct ls_rec *r = rec_at(p, sample_index("etc/a"));
+	r->mode = (r->mode & ~(uint32_t)S_IFMT) | S_IFREG;
+}
+static void patch_bad_type(unsigned char *p, size_t n)
+{
+	rec_at(p, 1)->mode &= ~(uint32_t)S_IFMT;
+}
+static void patch_unknown_flag(unsigned char *p, size_t n)
+{
+	rec_at(p, 1)->mode |= 1u << 30;
+}
+static void patch_aux_off(unsigned char *p, size_t n)
+{
+	rec_at(p, N_SAMPLES - 1)->aux_off = (uint64_t)1 << 40;
+}
+static void patch_path_len(unsigned char *p, size_t n)
+{
+	rec_at(p, N_SAMPLES - 1)->path_len = 1000;
+}
+static void patch_link_len(unsigned char *p, size_t n)
+{
+	rec_at(p, N_SAMPLES - 1)->link_len = 60000;
+}
+static void patch_xattr_len(unsigned char *p, size_t n)
+{
+	rec_at(p, N_SAMPLES - 1)->xattr_len = UINT32_MAX;
+}
+static void patch_path_shorter(unsigned char *p, size_t n)
+{
+	/* "bin" read as "bi": the NUL after it is then a path byte */
+	rec_at(p, 0)->path_len = 2;
+}
+static void patch_mode(unsigned char *p, size_t n) { p[OFF_MODE] = 3; }
+static void patch_xattrs_policy(unsigned char *p, size_t n) { p[OFF_XATTRS] = 3; }
+static void patch_flags(unsigned char *p, size_t n) { p[OFF_FLAGS] |= 2; }
+static void patch_header_len(unsigned char *p, size_t n) { put_u32(p + OFF_HEADER_LEN, get_u32(p + OFF_HEADER_LEN) + 8); }
+static void patch_header_len_small(unsigned char *p, size_t n) { put_u32(p + OFF_HEADER_LEN, 8); }
+static void patch_n_entries(unsigned char *p, size_t n) { put_u64(p + OFF_N_ENTRIES, (uint64_t)-1); }
+static void patch_n_excludes(unsigned char *p, size_t n) { put_u32(p + OFF_N_EXCL, get_u32(p + OFF_N_EXCL) + 1); }
+static void patch_options_nul(unsigned char *p, size_t n)
+{
+	/* the options block's last NUL becomes a byte: a name without its end */
+	p[64 + get_u32(p + OFF_OPTS_LEN) - 1] = 'x';
+}
+
+static void test_corrupt_structure(void **state)
+{
+	struct buf b = sample_bytes();
+	refuse_patched(&b, patch_swap_files, "out of order");
+	refuse_patched(&b, patch_swap_dir_child, NULL);
+	refuse_patched(&b, patch_duplicate, "out of order");
+	refuse_patched(&b, patch_parent_not_dir, "no parent");
+	refuse_patched(&b, patch_bad_type, "corrupt");
+	refuse_patched(&b, patch_unknown_flag, "corrupt");
+	refuse_patched(&b, patch_aux_off, "out of bounds");
+	refuse_patched(&b, patch_path_len, NULL);
+	refuse_patched(&b, patch_link_len, NULL);
+	refuse_patched(&b, patch_xattr_len, NULL);
+	refuse_patched(&b, patch_path_shorter, "corrupt");
+	refuse_patched(&b, patch_mode, "header");
+	refuse_patched(&b, patch_xattrs_policy, "header");
+	refuse_patched(&b, patch_flags, "header");
+	refuse_patched(&b, patch_header_len, NULL);
+	refuse_patched(&b, patch_header_len_small, NULL);
+	refuse_patched(&b, patch_n_entries, NULL);
+	refuse_patched(&b, patch_n_excludes, "options");
+	refuse_patched(&b, patch_options_nul, "options");
+
+	/* Trailing bytes after a valid manifest. */
+	unsigned char *p = malloc(b.n + 8);
+	assert_non_null(p);
+	memcpy(p, b.p, b.n);
+	memcpy(p + b.n, p + b.n - 8, 8);
+	fix_checksum(p, b.n + 8);
+	expect_refused(p, b.n + 8, NULL);
+	free(p);
+	free(b.p);
+}
+
+/* Manifests built out of order or with bad entries: the writer writes what
+ * it is given (with a correct checksum); the reader must refuse it. */
+static void refuse_built(const char *const *paths, const uint32_t *modes, size_t n, const char *want,
+			 const void *xattrs, size_t xattr_len)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+	for (size_t i = 0; i < n; i++) {
+		struct ls_rec r;
+		memset(&r, 0, sizeof(r));
+		r.mode = modes[i];
+		bool last = i + 1 == n;
+		assert_int_equal(ls_manifest_append(m, &r, paths[i], strlen(paths[i]),
+						    S_ISLNK(modes[i]) ? "t\0t" : NULL, S_ISLNK(modes[i]) ? 3 : 0,
+						    last ? xattrs : NULL, last ? xattr_len : 0, &err), 0);
+	}
+	struct buf b = serialise(m);
+	expect_refused(b.p, b.n, want);
+	free(b.p);
+	ls_manifest_free(m);
+}
+
+static void test_corrupt_built(void **state)
+{
+	const uint32_t D = S_IFDIR | 0755, F = S_IFREG | 0644, L = S_IFLNK | 0777;
+	{
+		const char *p[] = { "b", "a" };
+		const uint32_t mo[] = { F, F };
+		refuse_built(p, mo, 2, "out of order", NULL, 0);
+	}
+	{
+		const char *p[] = { "a-b", "a", "a/x" };  /* "a/x" sorts before "a-b" */
+		const uint32_t mo[] = { F, D, F };
+		refuse_built(p, mo, 3, "out of order", NULL, 0);
+	}
+	{
+		const char *p[] = { "a", "a0", "a/x" };
+		const uint32_t mo[] = { D, F, F };
+		refuse_built(p, mo, 3, "out of order", NULL, 0);
+	}
+	{
+		const char *p[] = { "x/y" };
+		const uint32_t mo[] = { F };
+		refuse_built(p, mo, 1, "no parent", NULL, 0);
+	}
+	{
+		const char *p[] = { "a", "a/b/c" };  /* "a/b" missing */
+		const uint32_t mo[] = { D, F };
+		refuse_built(p, mo, 2, "no parent", NULL, 0);
+	}
+	{
+		const char *p[] = { "a", "a/b", "a/b/c" };  /* parent is a file */
+		const uint32_t mo[] = { D, F, F };
+		refuse_built(p, mo, 3, "no parent", NULL, 0);
+	}
+	{
+		const char *p[] = { "a", "a/b", "a/c", "a/c/d", "e/f" };  /* e missing after a pop */
+		const uint32_t mo[] = { D, D, D, F, F };
+		refuse_built(p, mo, 5, "no parent", NULL, 0);
+	}
+	static const char *const bad_paths[] = { "/a", "a/", ".", "..", "a//b", "./a", "../a", "a/./b", "a/../b" };
+	for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
+		const char *p[] = { bad_paths[i] };
+		const uint32_t mo[] = { F };
+		refuse_built(p, mo, 1, "corrupt", NULL, 0);
+	}
+	{
+		/* a NUL inside a path */
+		struct ls_error err = { 0 };
+		ls_manifest *m = NULL;
+		assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+		struct ls_rec r;
+		memset(&r, 0, sizeof(r));
+		r.mode = F;
+		assert_int_equal(ls_manifest_append(m, &r, "a\0b", 3, NULL, 0, NULL, 0, &err), 0);
+		struct buf b = serialise(m);
+		expect_refused(b.p, b.n, "corrupt");
+		free(b.p);
+		ls_manifest_free(m);
+	}
+	{
+		/* a symlink target with a NUL in it */
+		const char *p[] = { "l" };
+		const uint32_t mo[] = { L };
+		refuse_built(p, mo, 1, "corrupt", NULL, 0);
+	}
+	/* Bad xattr blobs: unsorted, duplicate, empty name, NUL in the name,
+	 * value running past the end, a partial header. */
+	static const char unsorted[] = { XA(6, 0), 'u', 's', 'e', 'r', '.', 'b', XA(6, 0), 'u', 's', 'e', 'r', '.', 'a' };
+	static const char dup[] = { XA(6, 0), 'u', 's', 'e', 'r', '.', 'a', XA(6, 0), 'u', 's', 'e', 'r', '.', 'a' };
+	static const char longer_first[] = { XA(7, 0), 'u', 's', 'e', 'r', '.', 'a', 'a', XA(6, 0), 'u', 's', 'e', 'r', '.', 'a' };
+	static const char empty_name[] = { XA(0, 1), 'x' };
+	static const char nul_name[] = { XA(3, 0), 'a', '\0', 'b' };
+	static const char long_value[] = { XA(1, 9), 'a', '1' };
+	static const char partial[] = { XA(1, 0), 'a', 1, 0 };
+	const struct { const char *x; size_t n; } bad_x[] = {
+		{ unsorted, sizeof(unsorted) }, { dup, sizeof(dup) }, { longer_first, sizeof(longer_first) },
+		{ empty_name, sizeof(empty_name) }, { nul_name, sizeof(nul_name) },
+		{ long_value, sizeof(long_value) }, { partial, sizeof(partial) },
+	};
+	for (size_t i = 0; i < sizeof(bad_x) / sizeof(bad_x[0]); i++) {
+		const char *p[] = { "f" };
+		const uint32_t mo[] = { F };
+		refuse_built(p, mo, 1, "corrupt", bad_x[i].x, bad_x[i].n);
+	}
+}
+
+/* ---- walk order, normalisation, look-ups ------------------------------------ */
+
+static int cmp(const char *a, const char *b)
+{
+	int c = ls_path_cmp(a, strlen(a), b, strlen(b));
+	return c < 0 ? -1 : c > 0;
+}
+
+static int qsort_cmp(const void *a, const void *b)
+{
+	return cmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void test_path_cmp(void **state)
+{
+	/* depth first, siblings by bytes: '/' below every other byte */
+	static const char *const order[] = {
+		"\x01", "a", "a/\x01", "a/b", "a/b/c", "a/b c", "a/x", "a\tb", "a\nb", "a b", "a-b", "a.b",
+		"a0", "aa", "b", "\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac", "\xff", "\xff\xfe",
+	};
+	size_t n = sizeof(order) / sizeof(order[0]);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(cmp(order[i], order[i]), 0);
+		for (size_t k = i + 1; k < n; k++) {
+			if (cmp(order[i], order[k]) != -1 || cmp(order[k], order[i]) != 1)
+				fail_msg("'%s' should sort before '%s'", order[i], order[k]);
+		}
+	}
+	/* sorting a shuffled copy gives the order back */
+	const char *shuffled[sizeof(order) / sizeof(order[0])];
+	for (size_t i = 0; i < n; i++)
+		shuffled[i] = order[(i * 7 + 3) % n];
+	qsort(shuffled, n, sizeof(shuffled[0]), qsort_cmp);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(shuffled[i], order[i]);
+	/* lengths are honoured: no reading past them */
+	assert_int_equal(ls_path_cmp("abc", 2, "abd", 2), 0);
+	assert_true(ls_path_cmp("ab", 2, "abc", 3) < 0);
+	assert_true(ls_path_cmp("abc", 3, "ab", 2) > 0);
+	assert_int_equal(ls_path_cmp("", 0, "", 0), 0);
+	assert_true(ls_path_cmp("", 0, "a", 1) < 0);
+}
+
+static void norm_ok(const char *in, const char *want)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", in);
+	ssize_t n = ls_normalize_relpath(buf);
+	if (n < 0)
+		fail_msg("'%s' refused", in);
+	assert_int_equal((size_t)n, strlen(want));
+	assert_string_equal(buf, want);
+}
+
+static void norm_bad(const char *in)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", in);
+	if (ls_normalize_relpath(buf) != -1)
+		fail_msg("'%s' accepted", in);
+}
+
+static void test_normalize(void **state)
+{
+	norm_ok("a", "a");
+	norm_ok("a/b", "a/b");
+	norm_ok("/a//b/", "a/b");
+	norm_ok("///a", "a");
+	norm_ok("a/", "a");
+	norm_ok("./a/./b/.", "a/b");
+	norm_ok("a/.b/..c/c../...", "a/.b/..c/c../...");
+	norm_ok("a b/\tc", "a b/\tc");
+	norm_ok("", "");
+	norm_ok("/", "");
+	norm_ok(".", "");
+	norm_ok("./", "");
+	norm_ok("/././/", "");
+	norm_bad("..");
+	norm_bad("../a");
+	norm_bad("a/..");
+	norm_bad("a/../b");
+	norm_bad("/..");
+	norm_bad("a/./../b");
+	norm_bad("a//..//");
+}
+
+static void test_create_excludes(void **state)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = (ls_manifest *)(uintptr_t)1;
+	const char *dotdot[] = { "a", "x/../y" };
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_CAPABILITY, false, dotdot, 2, &err), -EINVAL);
+	assert_null(m);
+	assert_non_null(strstr(err.msg, "x/../y"));
+	assert_non_null(strstr(err.msg, ".."));
+	const char *root[] = { "//./" };
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_CAPABILITY, false, root, 1, &err), -EINVAL);
+	assert_null(m);
+	assert_non_null(strstr(err.msg, "root"));
+	const char *same[] = { "/a", "a/", "a" };
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_CAPABILITY, false, same, 3, &err), 0);
+	assert_int_equal(m->n_excludes, 1);
+	assert_string_equal(ls_manifest_exclude(m, 0), "a");
+	ls_manifest_free(m);
+	ls_manifest_free(NULL);
+}
+
+static void check_lookups(const ls_manifest *m)
+{
+	for (size_t i = 0; i < N_SAMPLES; i++) {
+		const char *p = samples[i].path;
+		assert_int_equal(ls_manifest_find(m, p, strlen(p)), (ssize_t)i);
+		assert_int_equal(ls_manifest_lower_bound(m, p, strlen(p)), i);
+	}
+	/* absent paths: where they would go */
+	assert_int_equal(ls_manifest_find(m, "a", 1), -1);
+	assert_int_equal(ls_manifest_lower_bound(m, "a", 1), 0);
+	assert_int_equal(ls_manifest_lower_bound(m, "zzz", 3), N_SAMPLES);
+	assert_int_equal(ls_manifest_find(m, "zzz", 3), -1);
+	/* "etc/a/" sorts after "etc/a" and before "etc/a/deep": the subtree */
+	assert_int_equal(ls_manifest_lower_bound(m, "etc/a/", 6), sample_index("etc/a/deep"));
+	assert_int_equal(ls_manifest_find(m, "etc/a/", 6), -1);
+	/* "etc/a/zz" is after etc/a's subtree, before "etc/a b" */
+	assert_int_equal(ls_manifest_lower_bound(m, "etc/a/zz", 8), sample_index("etc/a b"));
+	assert_int_equal(ls_manifest_lower_bound(m, "etc/a.", 6), sample_index("etc/new\nline"));
+	/* a prefix of an entry is not that entry */
+	assert_int_equal(ls_manifest_find(m, "bin/s", 5), -1);
+	assert_int_equal(ls_manifest_find(m, "bin/sh", 5), -1);  /* length counts */
+	assert_int_equal(ls_manifest_find(m, "bin/sh-loopx", 11), (ssize_t)sample_index("bin/sh-loop"));
+	assert_int_equal(ls_manifest_find(m, "etc/\xff\xfe", 6), (ssize_t)sample_index("etc/\xff\xfe"));
+}
+
+static void test_find(void **state)
+{
+	ls_manifest *m = build_sample();
+	check_lookups(m);
+	struct buf b = serialise(m);
+	struct ls_error err = { 0 };
+	ls_manifest *p = NULL;
+	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
+	check_lookups(p);
+	ls_manifest_free(p);
+	ls_manifest_free(m);
+	free(b.p);
+}
+
+static void test_append_limits(void **state)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
+	struct ls_rec r;
+	memset(&r, 0, sizeof(r));
+	r.mode = S_IFREG | 0644;
+	assert_int_equal(ls_manifest_append(m, &r, "", 0, NULL, 0, NULL, 0, &err), -ENAMETOOLONG);
+	size_t big = (size_t)UINT16_MAX + 1;
+	char *longp = malloc(big);
+	assert_non_null(longp);
+	memset(longp, 'a', big);
+	assert_int_equal(ls_manifest_append(m, &r, longp, big, NULL, 0, NULL, 0, &err), -ENAMETOOLONG);
+	assert_int_equal(ls_manifest_append(m, &r, "f", 1, longp, big, NULL, 0, &err), -ENAMETOOLONG);
+	assert_int_equal(ls_manifest_count(m), 0);
+	/* the longest path and target that fit round-trip */
+	assert_int_equal(ls_manifest_append(m, &r, longp, UINT16_MAX, NULL, 0, NULL, 0, &err), 0);
+	r.mode = S_IFLNK | 0777;
+	memcpy(longp, "b", 1);
+	assert_int_equal(ls_manifest_append(m, &r, "b", 1, longp, UINT16_MAX, NULL, 0, &err), 0);
+	struct buf b = serialise(m);
+	ls_manifest *p = NULL;
+	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
+	assert_int_equal(ls_manifest_count(p), 2);
+	assert_int_equal(p->recs[0].path_len, UINT16_MAX);
+	assert_int_equal(p->recs[1].link_len, UINT16_MAX);
+	assert_memory_equal(ls_rec_link(p, &p->recs[1]), longp, UINT16_MAX);
+	ls_manifest_free(p);
+	free(b.p);
+	free(longp);
+	ls_manifest_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip_memory),
+		cmocka_unit_test(test_round_trip_file),
+		cmocka_unit_test(test_empty_manifest),
+		cmocka_unit_test(test_append_from),
+		cmocka_unit_test(test_truncation_every_offset),
+		cmocka_unit_test(test_bit_flip_every_byte),
+		cmocka_unit_test(test_not_a_manifest),
+		cmocka_unit_test(test_other_version),
+		cmocka_unit_test(test_corrupt_structure),
+		cmocka_unit_test(test_corrupt_built),
+		cmocka_unit_test(test_path_cmp),
+		cmocka_unit_test(test_normalize),
+		cmocka_unit_test(test_create_excludes),
+		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_append_limits),
+	};
+	return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
+}
