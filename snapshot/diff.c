@@ -313,7 +313,8 @@ static int make_plan(struct plan *p, enum ls_mode mode, bool opaque, struct ls_e
 	for (size_t i = 0; i < n; i++)
 		if (p->flags[i] & IN_LAYER)
 			mark_ancestors(p, p->parent[i]);
-	qsort(p->wh, p->n_wh, sizeof(*p->wh), cmp_wh);
+	if (p->n_wh)  /* qsort(NULL, 0, ...) is undefined */
+		qsort(p->wh, p->n_wh, sizeof(*p->wh), cmp_wh);
 	for (size_t k = 0; k < p->n_wh; k++) {
 		if (p->wh[k].parent >= 0) {
 			p->flags[p->wh[k].parent] |= HAS_WH;

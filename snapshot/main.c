@@ -430,8 +430,10 @@ static int load_manifest(const char *path, ls_manifest **m)
 static int write_manifest_to(struct ls_output *o, const ls_manifest *m, bool do_fsync)
 {
 	struct ls_error err = { 0 };
-	if (ls_manifest_write_fd(m, o->fd, &err) || ls_output_commit(o, do_fsync, &err))
+	if (ls_manifest_write_fd(m, o->fd, &err))
 		return die("%s: %s", o->path, err.msg);
+	if (ls_output_commit(o, do_fsync, &err))
+		return fail_err(&err);  /* names the path already */
 	return 0;
 }
 
@@ -548,11 +550,9 @@ static int cmd_diff(struct cli *c)
 		rc = fail_err(&err);
 		goto done;
 	}
-	/* Commit order: layer, descriptor, manifest. */
-	if (ls_output_commit(&outs[0], c->do_fsync, &err)) {
-		rc = fail_err(&err);
-		goto done;
-	}
+	/* Every output is written before any is committed, so that a failure
+	 * (a full disk, a bad descriptor target) leaves the previous files
+	 * untouched.  Commit order: layer, descriptor, manifest. */
 	if (c->descriptor) {
 		int dfd = dup(outs[1].fd);
 		df = dfd >= 0 ? fdopen(dfd, "w") : NULL;
@@ -566,13 +566,17 @@ static int cmd_diff(struct cli *c)
 			goto done;
 		}
 		df = NULL;
-		if (ls_output_commit(&outs[1], c->do_fsync, &err)) {
-			rc = fail_err(&err);
-			goto done;
-		}
 	}
-	if (c->manifest_out && (rc = write_manifest_to(&outs[2], m, c->do_fsync)))
+	if (c->manifest_out && ls_manifest_write_fd(m, outs[2].fd, &err)) {
+		rc = die("%s: %s", c->manifest_out, err.msg);
 		goto done;
+	}
+	if (ls_output_commit(&outs[0], c->do_fsync, &err) ||
+	    (c->descriptor && ls_output_commit(&outs[1], c->do_fsync, &err)) ||
+	    (c->manifest_out && ls_output_commit(&outs[2], c->do_fsync, &err))) {
+		rc = fail_err(&err);
+		goto done;
+	}
 
 	FILE *sf = c->json && !to_stdout ? stdout : stderr;
 	if (c->json) {

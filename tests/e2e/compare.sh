@@ -1,0 +1,152 @@
+#!/bin/bash
+# compare OLD NEW|ROOT: one "X<TAB>path" line per change (A added, M
+# modified, D deleted, T type change) in manifest order, every path of a
+# deleted subtree listed, paths C-quoted as git does; -z raw NUL-ended
+# records; --json a list of {"status", "path"}; exit 0 / 1 / 2 as diff(1);
+# what each mode sees; --mtime-seconds for a tree restored from a layer.
+. "$(dirname "$0")/lib.sh"
+
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+T=$LS_TMP
+R=$T/root
+L() { "$LAYERSNAP" "$@"; }
+
+mkdir -p "$R/a" "$R/d/e"
+printf 'f\n' >"$R/a/f"
+printf 'g\n' >"$R/a/g"
+printf 'x\n' >"$R/d/e/f"
+printf 'y\n' >"$R/d/g"
+printf 'same\n' >"$R/s"
+ln -s a/f "$R/l"
+printf 't\n' >"$R/t"
+printf 'u\n' >"$R/u"
+find "$R" -mindepth 1 -exec touch -h -d @1600000000.123456789 {} +
+L scan "$R" -o "$T/old.m" || fail "scan"
+for m in redo time; do L scan --mode $m "$R" -o "$T/old.$m.m" || fail "scan --mode $m"; done
+
+# ---- nothing changed ------------------------------------------------------------------
+expect_status 0 L compare "$T/old.m" "$R"
+assert_eq "" "$(L compare "$T/old.m" "$R")" "no changes: no output"
+assert_eq "[]" "$(L compare --json "$T/old.m" "$R")" "no changes: --json"
+[ -z "$(L compare -z "$T/old.m" "$R" | od -An -c)" ] || fail "no changes: -z prints something"
+expect_status 0 L compare "$T/old.m" "$T/old.m"
+for m in redo time; do expect_status 0 L compare --mode $m "$T/old.$m.m" "$R"; done
+
+# ---- changes -------------------------------------------------------------------------------
+(
+	cd "$R" || exit 1
+	printf 'more\n' >>a/f
+	printf 'n\n' >a/new
+	chmod 0600 a/g
+	rm -r d
+	rm t && mkdir t && printf 'i\n' >t/i
+	rm u && ln -s t u
+	: >$'b\tc' && : >'back\slash' && : >$'new\nline' && : >'q"uote' && : >'sp ace' && : >$'\177del' &&
+		: >$'\303\251' && : >$'\377'
+	touch -r s "$T/ref" && printf 'SAME\n' >s && touch -r "$T/ref" s # same size, same mtime
+) || fail "changing the tree"
+L scan "$R" -o "$T/new.m" || fail "scan new"
+# a deleted subtree lists every path; T then A for a file that became a
+# directory; quoting as git's core.quotePath (octal for non-ASCII and DEL)
+want='M	a
+M	a/f
+M	a/g
+A	a/new
+A	"b\tc"
+A	"back\\slash"
+D	d
+D	d/e
+D	d/e/f
+D	d/g
+A	"new\nline"
+A	"q\"uote"
+M	s
+A	sp ace
+T	t
+A	t/i
+T	u
+A	"\177del"
+A	"\303\251"
+A	"\377"'
+expect_status 1 L compare "$T/old.m" "$R" >/dev/null
+assert_eq "$want" "$(L compare "$T/old.m" "$R")" "compare OLD ROOT"
+assert_eq "$want" "$(L compare "$T/old.m" "$T/new.m")" "compare OLD NEW"
+expect_status 1 L compare "$T/old.m" "$T/new.m" >/dev/null
+# what redo and time see: no content, and time no permissions either
+assert_eq "$(printf '%s\n' "$want" | grep -v '^M	s$')" "$(L compare --mode redo "$T/old.redo.m" "$R")" "compare --mode redo"
+assert_eq "$(printf '%s\n' "$want" | grep -Ev '^M	(s|a/g)$')" "$(L compare --mode time "$T/old.time.m" "$R")" "compare --mode time"
+# two manifests in different modes: what both recorded
+assert_eq "$(L compare --mode redo "$T/old.redo.m" "$R")" "$(L compare "$T/old.redo.m" "$T/new.m")" "full against redo"
+expect_error L compare --mode full "$T/old.redo.m" "$T/new.m"
+grep -q redo "$T/stderr" || fail "message does not say why: $(cat "$T/stderr")"
+
+# -z: the same records, raw, NUL-ended
+$PY - "$T/old.m" "$R" "$LAYERSNAP" <<'EOF' || fail "compare -z / --json"
+import json, os, subprocess, sys
+old, root, exe = sys.argv[1:]
+def run(*args):
+    p = subprocess.run([exe, "compare", *args, old, root], stdout=subprocess.PIPE)
+    assert p.returncode == 1, p.returncode
+    return p.stdout
+z = run("-z")
+assert z.endswith(b"\0"), z
+recs = [r.split(b"\t", 1) for r in z[:-1].split(b"\0")]
+want = [(b"M", b"a"), (b"M", b"a/f"), (b"M", b"a/g"), (b"A", b"a/new"), (b"A", b"b\tc"),
+        (b"A", b"back\\slash"), (b"D", b"d"), (b"D", b"d/e"), (b"D", b"d/e/f"), (b"D", b"d/g"),
+        (b"A", b"new\nline"), (b"A", b'q"uote'), (b"M", b"s"), (b"A", b"sp ace"), (b"T", b"t"),
+        (b"A", b"t/i"), (b"T", b"u"), (b"A", b"\177del"), (b"A", b"\303\251"), (b"A", b"\377")]
+assert [tuple(r) for r in recs] == want, recs
+for st, p in want:
+    assert os.path.lexists(os.path.join(os.fsencode(root), p)) == (st != b"D"), p
+j = json.loads(run("--json"))
+assert isinstance(j, list) and all(sorted(e) == ["path", "status"] for e in j), j
+assert [e["status"].encode() for e in j] == [s for s, _ in want], j
+# valid UTF-8 names come back exactly; the invalid one is escaped somehow
+assert [e["path"].encode() for e in j][:-1] == [p for _, p in want][:-1], j
+EOF
+
+# ---- exit status 2 -----------------------------------------------------------------------
+expect_error L compare "$T/old.m"
+expect_error L compare "$T/old.m" "$T/nonexistent"
+expect_error L compare "$T/nonexistent" "$R"
+head -c 100 "$T/old.m" >"$T/bad.m"
+expect_error L compare "$T/bad.m" "$R"
+expect_error L compare "$T/old.m" "$T/bad.m"
+expect_error L compare "$T/old.m" "$R/a/f"
+expect_error L compare -x a "$T/old.m" "$R"
+grep -q exclude "$T/stderr" || fail "message does not say why: $(cat "$T/stderr")"
+to_full() { "$@" >/dev/full; }
+expect_error to_full L compare "$T/old.m" "$R"
+expect_error to_full L compare --json "$T/old.m" "$R"
+
+# ---- excludes: the same -x on both sides -------------------------------------------------
+L scan -x a -x d "$R" -o "$T/x.m" || fail "scan -x"
+expect_status 0 L compare -x a -x /d/ "$T/x.m" "$R"
+: >"$R/a/more"
+expect_status 0 L compare -x a -x d "$T/x.m" "$R"
+rm "$R/a/more"
+
+# ---- a tree restored from a layer: --mtime-seconds -----------------------------------------
+# A full layer extracted with GNU tar: same bytes, owners and modes, mtimes
+# in whole seconds.  Only --mtime-seconds finds it equal.
+for t in tar; do command -v $t >/dev/null || skip "$t not installed"; done
+find "$R" -mindepth 1 -exec touch -h -d @1600000000.123456789 {} +
+L scan "$R" -o "$T/final.m" || fail "scan"
+L diff "$R" -o "$T/full.tar" -q || fail "full layer"
+X=$T/restored
+mkdir "$X"
+tar -xf "$T/full.tar" -C "$X" 2>"$T/tar.err" || { cat "$T/tar.err"; fail "GNU tar cannot extract the layer"; }
+expect_status 0 L compare --mtime-seconds "$T/final.m" "$X"
+expect_status 1 L compare "$T/final.m" "$X" >/dev/null
+L compare "$T/final.m" "$X" | grep -v '^M	' && fail "only mtimes (M) should differ"
+L scan "$X" -o "$T/restored.m" || fail "scan restored"
+expect_status 0 L compare --mtime-seconds "$T/final.m" "$T/restored.m"
+# whole seconds still see a change of a second
+touch -h -d @1600000001 "$X/a/f"
+assert_eq "M	a/f" "$(L compare --mtime-seconds "$T/final.m" "$X")" "--mtime-seconds, one second later"
+# and content: a same-size edit with the mtime restored is seen by full
+touch -r "$X/s" "$T/ref" && printf 'Same\n' >"$X/s" && touch -r "$T/ref" "$X/s"
+assert_eq "M	a/f
+M	s" "$(L compare --mtime-seconds "$T/final.m" "$X")" "--mtime-seconds, same-size edit"
+echo ok
