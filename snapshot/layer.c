@@ -2,9 +2,15 @@
  * Deterministic OCI layer writer (DESIGN.md "The layer").
  *
  * Data flow:  libarchive (pax_restricted, unbuffered)
- *               -> sink_write: sha256 (diff_id), byte count
+ *               -> sink_write: byte count, 1 MiB chunks handed to the
+ *                  stream thread (so that reading files and building the
+ *                  tar overlap hashing, compressing and writing)
+ *               -> stream thread: sha256 (diff_id)
  *               -> fixed-size staging blocks -> zlib / libzstd / nothing
  *               -> output buffer -> sha256 (digest), byte count, write(2)
+ *
+ * The bytes do not depend on the thread: chunks are processed in order and
+ * the compressor always sees the same fixed-size blocks.
  */
 #include "layer.h"
 
@@ -18,6 +24,8 @@
 #include <errno.h>
 #include <locale.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,6 +39,23 @@
 #define CONTENT_CAP (1024u * 1024u)  /* file bytes per read(2) */
 
 #define MEDIA_TAR  "application/vnd.oci.image.layer.v1.tar"
+
+#define PIPE_CHUNK (1024u * 1024u)   /* tar bytes per hand-over */
+#define PIPE_SLOTS 4
+
+/* Hand-over of tar chunks from the writing thread to the stream thread: a
+ * ring of slots; the producer fills slot `head`, the consumer drains the
+ * `count` pending slots from `tail`. */
+struct pipe {
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned char *buf[PIPE_SLOTS];
+	size_t len[PIPE_SLOTS];
+	unsigned int head, tail, count;
+	bool stop;
+};
 
 struct ls_layer {
 	struct archive *a;
@@ -59,9 +84,10 @@ struct ls_layer {
 
 	bool finished;
 	bool failed;                    /* stream may be inconsistent: refuse more */
-	bool discard;                   /* being freed: drop libarchive's last bytes */
-	bool sink_failed;
-	struct ls_error sink_err;       /* first failure inside the write callback */
+	atomic_bool discard;                 /* being freed: drop libarchive's last bytes */
+	atomic_bool sink_failed;
+	struct ls_error sink_err;       /* first failure of the stream side */
+	struct pipe pipe;
 };
 
 /* ---- blob side: hash, count, write --------------------------------------- */
@@ -69,9 +95,9 @@ struct ls_layer {
 /* Records the first failure of the sink; libarchive only sees "-1". */
 static int sink_fail(struct ls_layer *l, int code, const char *what, const char *why)
 {
-	if (!l->sink_failed) {
-		l->sink_failed = true;
+	if (!atomic_load(&l->sink_failed)) {
 		ls_fail(&l->sink_err, code, "layer: %s: %s", what, why);
+		atomic_store(&l->sink_failed, true);
 	}
 	return -l->sink_err.code;
 }
@@ -80,7 +106,8 @@ static int emit(struct ls_layer *l, const void *buf, size_t len)
 {
 	if (len == 0)
 		return 0;
-	if (EVP_DigestUpdate(l->sha_blob, buf, len) != 1)
+	/* Uncompressed, the blob is the tar: its digest is the diff_id. */
+	if (l->compress != LS_COMPRESS_NONE && EVP_DigestUpdate(l->sha_blob, buf, len) != 1)
 		return sink_fail(l, EIO, "sha256", "update failed");
 	int r = ls_write_all(l->fd, buf, len);
 	if (r < 0)
@@ -192,25 +219,127 @@ static int stage_append(struct ls_layer *l, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* The stream side of a chunk of tar bytes: diff_id, then compression or
+ * straight to the output. */
+static int stream_chunk(struct ls_layer *l, const unsigned char *buf, size_t len)
+{
+	if (atomic_load(&l->sink_failed))
+		return -l->sink_err.code;
+	if (EVP_DigestUpdate(l->sha_tar, buf, len) != 1)
+		return sink_fail(l, EIO, "sha256", "update failed");
+	return l->compress == LS_COMPRESS_NONE ? out_append(l, buf, len) : stage_append(l, buf, len);
+}
+
+static void *stream_thread(void *arg)
+{
+	struct ls_layer *l = arg;
+	struct pipe *p = &l->pipe;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (p->count == 0 && !p->stop)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->count == 0)
+			break;
+		unsigned int slot = p->tail;
+		bool discard = atomic_load(&l->discard);
+		pthread_mutex_unlock(&p->lock);
+		if (!discard)
+			stream_chunk(l, p->buf[slot], p->len[slot]);
+		pthread_mutex_lock(&p->lock);
+		p->len[slot] = 0;
+		p->tail = (p->tail + 1) % PIPE_SLOTS;
+		p->count--;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Hands the slot being filled to the stream thread and waits for a free one. */
+static void pipe_submit(struct pipe *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->count++;
+	p->head = (p->head + 1) % PIPE_SLOTS;
+	pthread_cond_broadcast(&p->cond);
+	while (p->count == PIPE_SLOTS)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Hands over what is buffered and waits until the stream side is idle and
+ * stopped; afterwards the calling thread owns every field again. */
+static void pipe_stop(struct ls_layer *l)
+{
+	struct pipe *p = &l->pipe;
+	if (!p->running)
+		return;
+	if (p->len[p->head] > 0 && !atomic_load(&l->discard))
+		pipe_submit(p);
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	p->running = false;
+}
+
+/* Without the thread (it could not be started), everything runs inline. */
+static void pipe_start(struct ls_layer *l)
+{
+	struct pipe *p = &l->pipe;
+	for (int i = 0; i < PIPE_SLOTS; i++) {
+		p->buf[i] = malloc(PIPE_CHUNK);
+		if (!p->buf[i])
+			return;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->running = pthread_create(&p->thread, NULL, stream_thread, l) == 0;
+	if (!p->running) {
+		pthread_mutex_destroy(&p->lock);
+		pthread_cond_destroy(&p->cond);
+	}
+}
+
+static void pipe_free(struct pipe *p)
+{
+	for (int i = 0; i < PIPE_SLOTS; i++)
+		free(p->buf[i]);
+}
+
 static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, size_t len)
 {
 	struct ls_layer *l = client;
-	if (l->discard)
+	if (atomic_load(&l->discard))
 		return (la_ssize_t)len;
 	int r = 0;
-	if (l->sink_failed)
+	if (atomic_load(&l->sink_failed)) {
 		r = -l->sink_err.code;
-	else if (EVP_DigestUpdate(l->sha_tar, buf, len) != 1)
-		r = sink_fail(l, EIO, "sha256", "update failed");
-	else {
-		l->bytes += len;
-		r = l->compress == LS_COMPRESS_NONE ? out_append(l, buf, len)
-						    : stage_append(l, buf, len);
+	} else if (!l->pipe.running) {
+		r = stream_chunk(l, buf, len);
+	} else {
+		struct pipe *p = &l->pipe;
+		const unsigned char *src = buf;
+		size_t left = len;
+		while (left > 0) {
+			size_t room = PIPE_CHUNK - p->len[p->head];
+			size_t c = left < room ? left : room;
+			memcpy(p->buf[p->head] + p->len[p->head], src, c);
+			p->len[p->head] += c;
+			src += c;
+			left -= c;
+			if (p->len[p->head] == PIPE_CHUNK)
+				pipe_submit(p);
+		}
 	}
 	if (r < 0) {
 		archive_set_error(a, -r, "%s", l->sink_err.msg);
 		return -1;
 	}
+	l->bytes += len;
 	return (la_ssize_t)len;
 }
 
@@ -219,7 +348,7 @@ static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, s
 static int arch_fail(struct ls_layer *l, struct ls_error *err, const char *what)
 {
 	l->failed = true;
-	if (l->sink_failed) {
+	if (atomic_load(&l->sink_failed)) {
 		if (err)
 			*err = l->sink_err;
 		return -l->sink_err.code;
@@ -426,6 +555,7 @@ int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *
 		r = arch_fail(l, err, "open");
 		goto fail;
 	}
+	pipe_start(l);
 	*out = l;
 	return 0;
 
@@ -585,9 +715,16 @@ int ls_layer_finish(struct ls_layer *l, struct ls_layer_result *res, struct ls_e
 	locale_t old = uselocale(l->c_locale);
 	r = archive_write_close(l->a);
 	uselocale(old);
+	pipe_stop(l);
 	if (r != ARCHIVE_OK)
 		return arch_fail(l, err, "close");
 	l->finished = true;
+	if (atomic_load(&l->sink_failed)) {
+		l->failed = true;
+		if (err)
+			*err = l->sink_err;
+		return -l->sink_err.code;
+	}
 	if (l->compress == LS_COMPRESS_NONE)
 		r = flush_out(l);
 	else {
@@ -606,7 +743,10 @@ int ls_layer_finish(struct ls_layer *l, struct ls_layer_result *res, struct ls_e
 	struct ls_layer_result tmp = { 0 };
 	bool ok = true;
 	hex_digest(l->sha_tar, tmp.diff_id, &ok);
-	hex_digest(l->sha_blob, tmp.digest, &ok);
+	if (l->compress == LS_COMPRESS_NONE)
+		memcpy(tmp.digest, tmp.diff_id, sizeof(tmp.digest));
+	else
+		hex_digest(l->sha_blob, tmp.digest, &ok);
 	if (!ok) {
 		l->failed = true;
 		return ls_fail(err, EIO, "layer: sha256 final failed");
@@ -632,6 +772,8 @@ void ls_layer_free(struct ls_layer *l)
 		l->discard = true;
 		archive_write_free(l->a);
 	}
+	pipe_stop(l);
+	pipe_free(&l->pipe);
 	if (l->c_locale != (locale_t)0)
 		freelocale(l->c_locale);
 	archive_entry_free(l->entry);

@@ -66,7 +66,9 @@ int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *
  *  offset; a file that ends early is an error ("changed while being read").
  *  When hash is not NULL, every content byte is also fed to it (XXH3-128
  *  state reset by the caller), so a file is read once for tar and hash.
- *  content_fd is not closed.  Returns 0 or a negative code. */
+ *  content_fd is not closed.  Returns 0 or a negative code.  The output is
+ *  hashed, compressed and written by a second thread: a failure there is
+ *  returned by a later call, ls_layer_finish at the latest. */
 int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content_fd,
 		 XXH3_state_t *hash, struct ls_error *err);
 
