@@ -316,12 +316,17 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	run_group "$runs" "${diff[@]}"
 
 	# --- full layer of the whole tree
+	# Each run writes a new file, its predecessor removed and the disk
+	# synced beforehand: replacing a large file (layersnap's rename, tar's
+	# O_TRUNC) makes ext4 flush or free the old one inside the timed run.
 	IDS=()
 	def ls-layer "full layer" "layersnap diff (no base) --source-date-epoch 0" \
-		"exec $(q "$LS" diff --json --source-date-epoch 0 "$root" -o "$o/layer.tar")"
+		"exec $(q "$LS" diff --json --source-date-epoch 0 "$root" -o "$o/layer.tar")" \
+		"rm -f $(q "$o/layer.tar"); sync"
 	JSONCHK[ls-layer]=1
 	have tar && def tar-layer "full layer" "tar, reproducible-builds options" \
-		"exec $(q tar --sort=name --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$o/tar-layer.tar" -C "$root" .)"
+		"exec $(q tar --sort=name --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$o/tar-layer.tar" -C "$root" .)" \
+		"rm -f $(q "$o/tar-layer.tar"); sync"
 	local layer=("${IDS[@]}")
 	echo "bench: $TREE_NAME: full layer" >&2
 	run_group "$runs" "${layer[@]}"
