@@ -553,7 +553,8 @@ static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *
 		if (reqs) {
 			for (size_t i = 0; i < n; i++)
 				reqs[i].name = kid_name(j, &j->kids[idx[i]]);
-			if (ls_ring_hash(ring, dfd, reqs, n) == 0) {
+			int rc = ls_ring_hash(ring, dfd, reqs, n);
+			if (rc == 0) {
 				for (size_t i = 0; i < n; i++) {
 					struct child *k = &j->kids[idx[i]];
 					if (reqs[i].result)
@@ -567,8 +568,10 @@ static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *
 				return;
 			}
 			free(reqs);
+			/* The ring itself failed: plain syscalls from here on. */
+			if (!atomic_exchange(&j->w->ring_failed, true))
+				log_msg(j->w, 1, "io_uring failed (%s): using plain syscalls", strerror(-rc));
 		}
-		/* fall through to the plain engine for this batch */
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct child *k = &j->kids[idx[i]];
@@ -847,8 +850,12 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 			w->o->progress(w->o->log_ctx, w->out->n, false);
 		if (rc == 0 && k->sub) {
 			rc = consume(w, k->sub, c, err);
-			free_job(k->sub);
-			k->sub = NULL;
+			/* After a failure, jobs below it may still be queued: they
+			 * are freed with the whole tree once the pool has stopped. */
+			if (rc == 0) {
+				free_job(k->sub);
+				k->sub = NULL;
+			}
 		}
 	}
 	return rc;
