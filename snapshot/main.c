@@ -463,13 +463,21 @@ static int cmd_scan(struct cli *c)
 	c->walk.skip_paths = (const char *const *)skip.paths;
 	c->walk.n_skip = skip.n;
 	struct ls_error err = { 0 };
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = ls_scan(root, &c->walk, base, &m, &err);
 	if (rc)
 		rc = fail_err(&err);
 	else
 		rc = write_manifest_to(&out, m, c->do_fsync);
-	if (rc == 0 && c->verbose)
-		fprintf(stderr, "layersnap: scanned %zu entries (%s)\n", ls_manifest_count(m), ls_mode_name(c->walk.mode));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	if (rc == 0 && c->json)
+		printf("{\"mode\": \"%s\", \"entries\": %zu, \"elapsed_ms\": %.1f}\n",
+		       ls_mode_name(c->walk.mode), ls_manifest_count(m), ms);
+	else if (rc == 0 && c->verbose)
+		fprintf(stderr, "layersnap: scanned %zu entries (%s) in %.0f ms\n", ls_manifest_count(m),
+			ls_mode_name(c->walk.mode), ms);
 	ls_output_abort(&out);
 	untrack_all();
 	skip_free(&skip);
