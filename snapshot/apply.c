@@ -205,20 +205,8 @@ struct target {
 	mode_t type;                /* AE_IF* */
 };
 
-static void log_msg(struct apply_ctx *c, int verbose, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void log_msg(struct apply_ctx *c, int verbose, const char *fmt, ...)
-{
-	if (!c->opts || !c->opts->log)
-		return;
-	char msg[1200];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	c->opts->log(c->opts->log_ctx, verbose, msg);
-}
+#define log_msg(c, verbose, ...) \
+	ls_log((c)->opts ? (c)->opts->log : NULL, (c)->opts ? (c)->opts->log_ctx : NULL, verbose, __VA_ARGS__)
 
 static void warn_unprivileged(struct apply_ctx *c)
 {

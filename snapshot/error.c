@@ -34,3 +34,15 @@ int ls_fail_errno(struct ls_error *err, int code, const char *fmt, ...)
 	va_end(ap);
 	return r;
 }
+
+void ls_log(ls_log_fn *log, void *ctx, int verbose, const char *fmt, ...)
+{
+	if (!log)
+		return;
+	char msg[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log(ctx, verbose, msg);
+}

@@ -13,4 +13,8 @@ int ls_fail(struct ls_error *err, int code, const char *fmt, ...)
 int ls_fail_errno(struct ls_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/** Formats a message and hands it to log (nothing when log is NULL). */
+void ls_log(ls_log_fn *log, void *ctx, int verbose, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 #endif

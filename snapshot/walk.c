@@ -108,19 +108,7 @@ static void ctx_fini(void *vctx)
 	memset(c, 0, sizeof(*c));
 }
 
-static void log_msg(const struct walker *w, int verbose, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void log_msg(const struct walker *w, int verbose, const char *fmt, ...)
-{
-	if (!w->o->log)
-		return;
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	w->o->log(w->o->log_ctx, verbose, buf);
-}
+#define log_msg(w, verbose, ...) ls_log((w)->o->log, (w)->o->log_ctx, verbose, __VA_ARGS__)
 
 /* The ring of this thread for contents, set up on first use; NULL when the
  * plain engine must be used. */
