@@ -331,7 +331,6 @@ static int make_plan(struct plan *p, enum ls_mode mode, bool opaque, struct ls_e
 struct writer {
 	const char *root;
 	int rootfd;
-	const struct ls_diff_options *o;
 	struct plan *p;
 	struct ls_layer *layer;
 	XXH3_state_t *xxh;
@@ -339,7 +338,7 @@ struct writer {
 	size_t xattr_cap;
 };
 
-static int cmp_wh_name(const char *name, size_t len)
+static bool is_whiteout_name(const char *name, size_t len)
 {
 	return len >= 4 && memcmp(name, ".wh.", 4) == 0;
 }
@@ -530,7 +529,7 @@ static int check_names(const ls_manifest *c, const char *root, struct ls_error *
 		const char *path = ls_rec_path(c, r);
 		const char *slash = memrchr(path, '/', r->path_len);
 		const char *name = slash ? slash + 1 : path;
-		if (cmp_wh_name(name, r->path_len - (size_t)(name - path)))
+		if (is_whiteout_name(name, r->path_len - (size_t)(name - path)))
 			return ls_fail(err, EINVAL, "%s/%s: a name starting with .wh. cannot be represented in "
 				       "an OCI layer", root, path);
 	}
@@ -562,7 +561,7 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		.skip_paths = opts->walk.skip_paths, .n_skip = opts->walk.n_skip,
 	};
 	struct plan p = { .base = base, .skip = opts->walk.skip_paths, .n_skip = opts->walk.n_skip };
-	struct writer w = { .root = root, .rootfd = -1, .o = opts, .p = &p };
+	struct writer w = { .root = root, .rootfd = -1, .p = &p };
 	int rc = ls_walk(root, &wp, &p.cur, err);
 	if (rc)
 		return rc;

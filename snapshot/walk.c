@@ -52,7 +52,6 @@ struct dir_job {
 	char *arena;
 	size_t arena_len, arena_cap;
 	int err;                /* opening or reading the directory failed */
-	const char *err_op;
 };
 
 struct walker {
@@ -691,7 +690,6 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 	}
 	if (dfd < 0) {
 		j->err = dfd;
-		j->err_op = "open";
 		return;
 	}
 	int rc = read_names(j, dfd, c);
@@ -701,7 +699,6 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 		rc = stat_kids(j, dfd, c);
 	if (rc) {
 		j->err = rc;
-		j->err_op = "read";
 	} else {
 		inspect_kids(j, dfd, c);
 		if (!w->ring_meta)
