@@ -59,14 +59,8 @@ static void plan_free(struct plan *p)
 
 static int add_whiteout(struct plan *p, ssize_t parent, size_t bi)
 {
-	if (p->n_wh == p->cap_wh) {
-		size_t ncap = p->cap_wh ? p->cap_wh * 2 : 64;
-		struct whiteout *n = realloc(p->wh, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		p->wh = n;
-		p->cap_wh = ncap;
-	}
+	if (ls_grow((void **)&p->wh, &p->cap_wh, p->n_wh + 1, sizeof(*p->wh)))
+		return -ENOMEM;
 	p->wh[p->n_wh].parent = parent;
 	p->wh[p->n_wh].base_index = bi;
 	p->n_wh++;
@@ -86,8 +80,7 @@ static int compute_parents(struct plan *p)
 		const char *path = ls_rec_path(m, r);
 		while (depth > 0) {
 			const struct ls_rec *a = &m->recs[chain[depth - 1]];
-			if (a->path_len < r->path_len && path[a->path_len] == '/' &&
-			    memcmp(ls_rec_path(m, a), path, a->path_len) == 0)
+			if (ls_path_is_under(path, r->path_len, ls_rec_path(m, a), a->path_len))
 				break;
 			depth--;
 		}
@@ -97,11 +90,6 @@ static int compute_parents(struct plan *p)
 	}
 	free(chain);
 	return 0;
-}
-
-static bool has_prefix_dir(const char *path, size_t len, const char *dir, size_t dlen)
-{
-	return len > dlen && path[dlen] == '/' && memcmp(path, dir, dlen) == 0;
 }
 
 /* Index in cur of the directory holding base path `path`, -1 for ROOT. */
@@ -144,7 +132,7 @@ static int join(struct plan *p, const struct ls_mode_ops *ops)
 			j++;
 			continue;
 		}
-		if (rb && gone && has_prefix_dir(ls_rec_path(b, rb), rb->path_len, gone, gone_len)) {
+		if (rb && gone && ls_path_is_under(ls_rec_path(b, rb), rb->path_len, gone, gone_len)) {
 			p->deleted++;
 			i++;
 			continue;
@@ -281,7 +269,7 @@ static void choose_opaque(struct plan *p)
 		for (size_t i = first; i < b->n; i++) {
 			const struct ls_rec *r = &b->recs[i];
 			const char *rp = ls_rec_path(b, r);
-			if (d >= 0 && !has_prefix_dir(rp, r->path_len, dp, dl))
+			if (d >= 0 && !ls_path_is_under(rp, r->path_len, dp, dl))
 				break;
 			const char *rest = d >= 0 ? rp + dl + 1 : rp;
 			size_t rest_len = d >= 0 ? r->path_len - dl - 1 : r->path_len;

@@ -193,7 +193,7 @@ const char *ls_manifest_exclude(const ls_manifest *m, size_t i)
 	return p;
 }
 
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+int ls_grow(void **buf, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap)
 		return 0;
@@ -217,8 +217,8 @@ int ls_manifest_append(ls_manifest *m, const struct ls_rec *r, const char *path,
 	if (path_len == 0 || path_len > UINT16_MAX || link_len > UINT16_MAX || xattr_len > UINT32_MAX)
 		return ls_fail(err, ENAMETOOLONG, "%.*s: name too long", (int)(path_len > 200 ? 200 : path_len), path);
 	size_t aux = path_len + 1 + link_len + 1 + xattr_len;
-	if (grow((void **)&m->recs, &m->cap, m->n + 1, sizeof(*m->recs)) ||
-	    grow((void **)&m->pool, &m->pool_cap, m->pool_len + aux, 1))
+	if (ls_grow((void **)&m->recs, &m->cap, m->n + 1, sizeof(*m->recs)) ||
+	    ls_grow((void **)&m->pool, &m->pool_cap, m->pool_len + aux, 1))
 		return ls_fail(err, ENOMEM, "manifest: out of memory");
 	struct ls_rec *d = &m->recs[m->n++];
 	*d = *r;
@@ -432,8 +432,7 @@ static int check_structure(const ls_manifest *m, const char *name, struct ls_err
 		}
 		while (depth > 0) {
 			const struct ls_rec *a = &m->recs[chain[depth - 1]];
-			if (a->path_len < r->path_len && p[a->path_len] == '/' &&
-			    memcmp(ls_rec_path(m, a), p, a->path_len) == 0)
+			if (ls_path_is_under(p, r->path_len, ls_rec_path(m, a), a->path_len))
 				break;
 			depth--;
 		}

@@ -13,6 +13,7 @@
 
 #include "layersnap.h"
 
+#include <string.h>
 #include <sys/types.h>
 
 #define LS_MANIFEST_MAGIC   "LAYRSNAP"
@@ -103,6 +104,16 @@ static inline const unsigned char *ls_rec_xattrs(const ls_manifest *m, const str
 {
 	return (const unsigned char *)m->pool + r->aux_off + r->path_len + 1 + r->link_len + 1;
 }
+
+/** True when path (len bytes) lies below directory dir (dlen bytes). */
+static inline bool ls_path_is_under(const char *path, size_t len, const char *dir, size_t dlen)
+{
+	return len > dlen && path[dlen] == '/' && memcmp(path, dir, dlen) == 0;
+}
+
+/** Grows an array of elem-byte items to hold at least need (doubling, from
+ *  1024).  Returns 0 or -ENOMEM, leaving the array as it was. */
+int ls_grow(void **buf, size_t *cap, size_t need, size_t elem);
 
 /** Walk order: bytewise, with '/' before every other byte.  Returns <0, 0, >0. */
 int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen);

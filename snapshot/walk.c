@@ -295,16 +295,8 @@ static int arena_add(struct dir_job *j, const void *data, size_t len, uint32_t *
 {
 	if (j->arena_len + len + 1 > UINT32_MAX)
 		return -E2BIG;
-	if (j->arena_len + len + 1 > j->arena_cap) {
-		size_t ncap = j->arena_cap ? j->arena_cap : 1024;
-		while (ncap < j->arena_len + len + 1)
-			ncap *= 2;
-		char *n = realloc(j->arena, ncap);
-		if (!n)
-			return -ENOMEM;
-		j->arena = n;
-		j->arena_cap = ncap;
-	}
+	if (ls_grow((void **)&j->arena, &j->arena_cap, j->arena_len + len + 1, 1))
+		return -ENOMEM;
 	*off = (uint32_t)j->arena_len;
 	memcpy(j->arena + j->arena_len, data, len);
 	j->arena[j->arena_len + len] = '\0';
@@ -373,14 +365,8 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 				if (is_excluded(w, c->path_buf))
 					continue;
 			}
-			if (j->n == j->cap) {
-				size_t ncap = j->cap ? j->cap * 2 : 16;
-				struct child *nk = realloc(j->kids, ncap * sizeof(*nk));
-				if (!nk)
-					return -ENOMEM;
-				j->kids = nk;
-				j->cap = ncap;
-			}
+			if (ls_grow((void **)&j->kids, &j->cap, j->n + 1, sizeof(*j->kids)))
+				return -ENOMEM;
 			struct child *k = &j->kids[j->n];
 			memset(k, 0, sizeof(*k));
 			k->fd = -1;
@@ -745,27 +731,23 @@ static void free_job(struct dir_job *j)
 	free(j);
 }
 
-/* --ignore-errors: an unreadable directory keeps its base entries. */
+/* --ignore-errors: an unreadable directory keeps its base entries.  In walk
+ * order a directory's subtree follows it directly. */
 static int carry_over(struct walker *w, const char *dir, size_t len, struct ls_error *err)
 {
 	const ls_manifest *base = w->p->base;
 	if (!base)
 		return 0;
-	char *prefix = malloc(len + 2);
-	if (!prefix)
-		return ls_fail(err, ENOMEM, "walker: out of memory");
-	memcpy(prefix, dir, len);
-	prefix[len] = '/';
-	size_t i = ls_manifest_lower_bound(base, prefix, len + 1);
 	int rc = 0;
-	for (; i < base->n && rc == 0; i++) {
+	for (size_t i = ls_manifest_lower_bound(base, dir, len); i < base->n && rc == 0; i++) {
 		const struct ls_rec *r = &base->recs[i];
 		const char *p = ls_rec_path(base, r);
-		if (r->path_len <= len + 1 || memcmp(p, prefix, len + 1) != 0)
+		if (r->path_len == len && memcmp(p, dir, len) == 0)
+			continue;  /* the directory itself, recorded by its parent */
+		if (!ls_path_is_under(p, r->path_len, dir, len))
 			break;
 		rc = ls_manifest_append_from(w->out, base, i, err);
 	}
-	free(prefix);
 	return rc;
 }
 
