@@ -57,8 +57,8 @@ unsigned int ls_mode_diff_fields(const struct ls_mode_ops *ops, const ls_manifes
 	if ((f & LS_F_OWNER) && (a->uid != b->uid || a->gid != b->gid))
 		d |= LS_F_OWNER;
 	if (f & LS_F_TARGET) {
-		if (S_ISLNK(a->mode) && (a->link_len != b->link_len ||
-		    memcmp(ls_rec_link(ma, a), ls_rec_link(mb, b), a->link_len) != 0))
+		/* targets are NUL-terminated and hold no NUL */
+		if (S_ISLNK(a->mode) && strcmp(ls_rec_link(ma, a), ls_rec_link(mb, b)) != 0)
 			d |= LS_F_TARGET;
 		if ((S_ISCHR(a->mode) || S_ISBLK(a->mode)) && a->rdev != b->rdev)
 			d |= LS_F_TARGET;

@@ -33,13 +33,13 @@
 #endif
 #include "layersnap.h"
 #include "error.h"
+#include "path.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <locale.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -172,7 +172,6 @@ struct dir_fix {
 
 struct apply_ctx {
 	int rootfd;
-	bool use_openat2;
 	bool privileged;
 	bool warned_unpriv;
 	bool warned_xattr;
@@ -245,50 +244,16 @@ static void show_name(char *out, const char *raw)
  * or a ".." component, or -ENOMEM. */
 static int normalise(const char *raw, char **out)
 {
-	*out = NULL;
-	if (raw[0] == '/')
-		return -EXDEV;
-	size_t n = strlen(raw);
-	char *buf = malloc(n + 1);
-	if (!buf)
+	*out = strdup(raw);
+	if (!*out)
 		return -ENOMEM;
-	size_t o = 0;
-	const char *p = raw;
-	while (*p) {
-		const char *end = strchr(p, '/');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			free(buf);
-			return -EXDEV;
-		}
-		if (len > 0 && !(len == 1 && p[0] == '.')) {
-			if (o)
-				buf[o++] = '/';
-			memcpy(buf + o, p, len);
-			o += len;
-		}
-		p += len;
-		if (*p == '/')
-			p++;
+	ssize_t n = ls_path_normalize(*out, LS_NORM_STRICT);
+	if (n < 0) {
+		free(*out);
+		*out = NULL;
+		return (int)n;
 	}
-	buf[o] = '\0';
-	*out = buf;
 	return 0;
-}
-
-/* "dir/name", or "name" when dir is "". */
-static char *join_path(const char *dir, const char *name)
-{
-	size_t dl = strlen(dir), nl = strlen(name);
-	char *s = malloc(dl + nl + 2);
-	if (!s)
-		return NULL;
-	if (dl) {
-		memcpy(s, dir, dl);
-		s[dl++] = '/';
-	}
-	memcpy(s + dl, name, nl + 1);
-	return s;
 }
 
 /* Splits a normalised path into a new parent string and a pointer to its
@@ -308,71 +273,12 @@ static bool has_prefix(const char *s, const char *prefix)
 
 /* ---- resolving paths beneath ROOT --------------------------------------- */
 
-/* Opens one component (no "/") beneath dirfd without following symlinks:
- * a symlink gives -ELOOP. */
-static int open_component_fallback(int dirfd, const char *comp)
-{
-	int fd = openat(dirfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	int e = errno;
-	struct stat st;
-	if (e == ENOTDIR && fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-		return -ELOOP;
-	return -e;
-}
-
-/* Component-by-component walk for kernels without openat2; path holds no
- * "..", "." or empty components. */
-static int walk_fallback(int dirfd, const char *path)
-{
-	int cur = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (cur < 0)
-		return -errno;
-	const char *p = path;
-	char comp[NAME_MAX + 1];
-	while (*p) {
-		const char *end = strchr(p, '/');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len > NAME_MAX) {
-			close(cur);
-			return -ENAMETOOLONG;
-		}
-		memcpy(comp, p, len);
-		comp[len] = '\0';
-		int next = open_component_fallback(cur, comp);
-		close(cur);
-		if (next < 0)
-			return next;
-		cur = next;
-		p += len;
-		if (*p == '/')
-			p++;
-	}
-	return cur;
-}
-
 /* Opens directory path (relative, normalised; "" = dirfd itself) beneath
  * dirfd as O_PATH, refusing symlinks anywhere.  Returns an fd or -errno
  * (-ELOOP: a symlink on the way; -EXDEV: escapes). */
-static int open_beneath(struct apply_ctx *c, int dirfd, const char *path)
+static int open_dir_beneath(int dirfd, const char *path)
 {
-	const char *p = *path ? path : ".";
-	for (int tries = 0; c->use_openat2; tries++) {
-		struct open_how how = {
-			.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-		};
-		long fd = syscall(SYS_openat2, dirfd, p, &how, sizeof(how));
-		if (fd >= 0)
-			return (int)fd;
-		if ((errno == EAGAIN || errno == EINTR) && tries < 16)
-			continue;   /* a concurrent rename or a signal: try again */
-		if (errno != ENOSYS)
-			return -errno;
-		c->use_openat2 = false;
-	}
-	return walk_fallback(dirfd, path);
+	return ls_open_beneath(dirfd, path, O_PATH | O_DIRECTORY);
 }
 
 static int keep_dir_times(struct apply_ctx *c, const char *path, int fd);
@@ -388,24 +294,24 @@ static int make_missing_dir(struct apply_ctx *c, const char *path, size_t prefix
 		return r;
 	if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST)
 		return -errno;
-	return open_beneath(c, cur, comp);
+	return open_dir_beneath(cur, comp);
 }
 
 /* Like open_beneath from ROOT; with create, missing directories are made
  * (mode 0755) one component at a time. */
 static int resolve_dir(struct apply_ctx *c, const char *path, bool create)
 {
-	int fd = open_beneath(c, c->rootfd, path);
+	int fd = open_dir_beneath(c->rootfd, path);
 	if (fd != -ENOENT || !create)
 		return fd;
 	char *copy = strdup(path);
 	if (!copy)
 		return -ENOMEM;
-	int cur = open_beneath(c, c->rootfd, "");
+	int cur = open_dir_beneath(c->rootfd, "");
 	char *save = NULL;
 	for (char *comp = strtok_r(copy, "/", &save); comp && cur >= 0;
 	     comp = strtok_r(NULL, "/", &save)) {
-		int next = open_beneath(c, cur, comp);
+		int next = open_dir_beneath(cur, comp);
 		if (next == -ENOENT)
 			next = make_missing_dir(c, path, comp > copy ? (size_t)(comp - copy - 1) : 0,
 						cur, comp);
@@ -525,7 +431,7 @@ static int prune_children(struct apply_ctx *c, int dirfd, const char *name, cons
 	char **names;
 	int r = list_dir(fd, &names);
 	for (size_t i = 0; r == 0 && names && names[i]; i++) {
-		char *child = join_path(path, names[i]);
+		char *child = ls_path_join_new(path, names[i]);
 		r = child ? prune(c, fd, names[i], child) : -ENOMEM;
 		free(child);
 	}
@@ -765,7 +671,7 @@ static int open_fixed_dir(struct apply_ctx *c, const struct dir_fix *f)
 		const char *name;
 		if (split_path(f->path, &dir, &name) < 0)
 			return -ENOMEM;
-		int pfd = open_beneath(c, c->rootfd, dir);
+		int pfd = open_dir_beneath(c->rootfd, dir);
 		free(dir);
 		if (pfd < 0)
 			return pfd;
@@ -1079,7 +985,7 @@ static int apply_whiteout(struct apply_ctx *c, const struct entry *e)
 	if (r == 0 && opaque) {
 		r = prune_children(c, dirfd, ".", e->dir);
 	} else if (r == 0) {
-		char *path = join_path(e->dir, victim);
+		char *path = ls_path_join_new(e->dir, victim);
 		r = path ? prune(c, dirfd, victim, path) : -ENOMEM;
 		free(path);
 	}
@@ -1239,7 +1145,6 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 		return ls_fail(err, EINVAL, "apply: no root directory");
 	struct apply_ctx c = {
 		.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC),
-		.use_openat2 = true,
 		.privileged = geteuid() == 0,
 		.euid = geteuid(),
 		.egid = getegid(),

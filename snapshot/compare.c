@@ -9,6 +9,11 @@
 
 static const char *const xattr_policy_names[] = { "capability", "all", "none" };
 
+static bool same_block(const char *a, size_t alen, const char *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
 int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_walk_options *opts,
 		  struct ls_error *err)
 {
@@ -21,16 +26,21 @@ int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_wa
 	if (base->one_file_system != opts->one_file_system)
 		return ls_fail(err, EINVAL, "base manifest was recorded %s --one-file-system",
 			       base->one_file_system ? "with" : "without");
+	/* A probe normalises the excludes as a scan would record them. */
 	ls_manifest *probe;
 	int rc = ls_manifest_create(&probe, mode, opts->xattrs, opts->one_file_system, opts->excludes,
 				    opts->n_excludes, err);
 	if (rc)
 		return rc;
-	bool same = probe->options_len == base->options_len &&
-		    (probe->options_len == 0 || memcmp(probe->options, base->options, base->options_len) == 0);
+	bool same_excl = same_block(probe->options, probe->options_len, base->options, base->options_len);
+	/* Patterns are kept in their order (the last match wins): a reordered
+	 * list is another setting.  The walk options have none yet. */
+	bool same_pat = same_block(probe->patterns, probe->patterns_len, base->patterns, base->patterns_len);
 	ls_manifest_free(probe);
-	if (!same)
+	if (!same_excl)
 		return ls_fail(err, EINVAL, "base manifest was recorded with other --exclude paths");
+	if (!same_pat)
+		return ls_fail(err, EINVAL, "base manifest was recorded with other --exclude-pattern patterns");
 	return 0;
 }
 

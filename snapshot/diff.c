@@ -10,7 +10,9 @@
 #include "layer.h"
 #include "manifest.h"
 #include "modes.h"
+#include "path.h"
 #include "walk.h"
+#include "xattr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,8 @@ enum status { ST_SAME = 0, ST_ADDED, ST_MODIFIED, ST_TYPE };
 #define ANCESTOR  2u  /* written because something below it is */
 #define OPAQUE    4u  /* gets .wh..wh..opq instead of per-child whiteouts */
 #define HAS_WH    8u  /* has whiteouts to write */
+#define GONE     16u  /* vanished after the walk: absent from layer and manifest */
+#define KEPT     32u  /* unreadable (--ignore-errors): not in the layer, the base's entry kept */
 
 struct whiteout {
 	ssize_t parent;       /* index in cur of the directory, -1 for ROOT */
@@ -42,7 +46,8 @@ struct plan {
 	uint8_t *status;
 	uint8_t *flags;
 	ssize_t *parent;
-	ssize_t *link_first;  /* hard links: index of the group's first member in the layer, or -1 */
+	ssize_t *link_first;  /* hard links: index of the group's first member in the layer, or -1;
+			       * for a first member that vanished, the member that took its place */
 	struct whiteout *wh;
 	size_t n_wh, cap_wh;
 	uint64_t added, modified, deleted;
@@ -317,14 +322,20 @@ static int make_plan(struct plan *p, enum ls_mode mode, bool opaque, struct ls_e
 /* ---- writing ------------------------------------------------------------- */
 
 struct writer {
+	const struct ls_walk_options *o;
 	const char *root;
 	int rootfd;
+	struct ls_dirchain *dirs;  /* the open directories above the entry being written */
 	struct plan *p;
 	struct ls_layer *layer;
 	XXH3_state_t *xxh;
 	struct ls_xattr *xattrs;
 	size_t xattr_cap;
+	XXH3_state_t *xxh2;         /* for a second read */
+	char *buf;                  /* REREAD_BUF bytes, for a second read */
 };
+
+#define REREAD_BUF (256 * 1024)
 
 static bool is_whiteout_name(const char *name, size_t len)
 {
@@ -332,35 +343,28 @@ static bool is_whiteout_name(const char *name, size_t len)
 }
 
 /* Decodes a manifest xattr blob into w->xattrs. */
-static int decode_xattrs(struct writer *w, const unsigned char *x, size_t len, size_t *n_out)
+static int decode_xattrs(struct writer *w, const void *blob, size_t len, size_t *n_out)
 {
 	size_t n = 0;
-	const unsigned char *end = x + len;
-	while (x < end) {
-		uint16_t nl;
-		uint32_t vl;
-		memcpy(&nl, x, 2);
-		memcpy(&vl, x + 2, 4);
-		if (n == w->xattr_cap) {
-			size_t ncap = w->xattr_cap ? w->xattr_cap * 2 : 8;
-			struct ls_xattr *nx = realloc(w->xattrs, ncap * sizeof(*nx));
-			if (!nx)
-				return -ENOMEM;
-			w->xattrs = nx;
-			w->xattr_cap = ncap;
-		}
+	struct ls_xattr_it it = ls_xattr_iter(blob, len);
+	struct ls_xattr_view v;
+	int rc;
+	while ((rc = ls_xattr_next(&it, &v)) > 0) {
+		if (ls_grow((void **)&w->xattrs, &w->xattr_cap, n + 1, sizeof(*w->xattrs)))
+			rc = -ENOMEM;
 		/* Names are NUL-free in the blob but not NUL-terminated: copy. */
-		char *name = strndup((const char *)x + LS_XATTR_HDR, nl);
-		if (!name)
-			return -ENOMEM;
+		char *name = rc > 0 ? strndup(v.name, v.name_len) : NULL;
+		if (!name) {
+			rc = -ENOMEM;
+			break;
+		}
 		w->xattrs[n].name = name;
-		w->xattrs[n].value = x + LS_XATTR_HDR + nl;
-		w->xattrs[n].value_len = vl;
+		w->xattrs[n].value = v.value;
+		w->xattrs[n].value_len = v.value_len;
 		n++;
-		x += LS_XATTR_HDR + nl + vl;
 	}
 	*n_out = n;
-	return 0;
+	return rc;
 }
 
 static void free_xattr_names(struct writer *w, size_t n)
@@ -369,20 +373,161 @@ static void free_xattr_names(struct writer *w, size_t n)
 		free((char *)w->xattrs[i].name);
 }
 
+/* What write_entry found of an entry. */
+enum { WRITTEN = 0, VANISHED = 1, UNREADABLE = 2 };
+
+static bool is_vanished(int rc)
+{
+	/* Gone, or its name (or a parent's) now holds something else. */
+	return rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP || rc == -ENXIO;
+}
+
+/* The part of a record an fd's metadata replaces: what the header says. */
+static void rec_take_stat(struct ls_rec *r, const struct stat *st)
+{
+	r->size = (uint64_t)st->st_size;
+	r->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	r->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+	r->mode = (r->mode & LS_REC_FLAGS_MASK) | (uint32_t)st->st_mode;
+	r->uid = st->st_uid;
+	r->gid = st->st_gid;
+	r->nlink = (uint32_t)st->st_nlink;
+}
+
+static bool same_inode(const struct ls_rec *r, const struct stat *st)
+{
+	return (uint64_t)st->st_ino == r->ino && (uint64_t)st->st_dev == r->dev &&
+	       (st->st_mode & S_IFMT) == (r->mode & S_IFMT);
+}
+
+/* Whether the file's bytes may differ between two fstats of it: every write
+ * moves mtime and ctime.  A ctime that moved along with the link count is an
+ * unlink, a rename over it or a new link: its bytes stayed. */
+static bool changed_since(const struct stat *a, const struct stat *b)
+{
+	if (a->st_size != b->st_size || a->st_mtim.tv_sec != b->st_mtim.tv_sec ||
+	    a->st_mtim.tv_nsec != b->st_mtim.tv_nsec)
+		return true;
+	bool ctime_moved = a->st_ctim.tv_sec != b->st_ctim.tv_sec || a->st_ctim.tv_nsec != b->st_ctim.tv_nsec;
+	return ctime_moved && a->st_nlink == b->st_nlink;
+}
+
+/* Reads fd again from the start: true when its bytes hash to want. */
+static int reread_matches(struct writer *w, int fd, const uint8_t want[16], bool *same)
+{
+	if (!w->buf && !(w->buf = malloc(REREAD_BUF)))
+		return -ENOMEM;
+	if (!w->xxh2 && !(w->xxh2 = XXH3_createState()))
+		return -ENOMEM;
+	if (lseek(fd, 0, SEEK_SET) != 0)
+		return -errno;
+	uint8_t got[16];
+	int rc = ls_hash_fd(fd, w->buf, REREAD_BUF, w->xxh2, got);
+	*same = rc == 0 && memcmp(got, want, 16) == 0;
+	return rc;
+}
+
+/* True when st no longer has the size, mtime and ctime recorded in r. */
+static bool rec_differs(const struct ls_rec *r, const struct stat *st)
+{
+	struct ls_rec now = *r;
+	rec_take_stat(&now, st);
+	return now.size != r->size || now.mtime_ns != r->mtime_ns || now.ctime_ns != r->ctime_ns;
+}
+
+/* Opens the contents of the regular file at record r (name in dirfd), the
+ * inode the walk recorded and nothing else.  Returns an fd and *st, VANISHED
+ * as a negative -ENOENT, or another -errno. */
+static int open_recorded(int dirfd, const char *name, const struct ls_rec *r, struct stat *st)
+{
+	int fd = ls_open_noatime(dirfd, name);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st) != 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	if (!same_inode(r, st)) {
+		close(fd);
+		return -ENOENT;  /* replaced since the walk: what was recorded is gone */
+	}
+	return fd;
+}
+
+/* The parent directory of entry path (from the writer's chain) and the
+ * entry's last component. */
+static int parent_of(struct writer *w, const char *path, size_t len, const char **name)
+{
+	const char *slash = memrchr(path, '/', len);
+	*name = slash ? slash + 1 : path;
+	return ls_dirchain_get(w->dirs, path, slash ? (size_t)(slash - path) : 0);
+}
+
+/* Writes entry i.  Returns WRITTEN, VANISHED (nothing written: the caller
+ * accounts for it) or a negative code. */
 static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 {
-	ls_manifest *c = w->p->cur;
+	struct plan *p = w->p;
+	ls_manifest *c = p->cur;
 	struct ls_rec *r = &c->recs[i];
 	const char *path = ls_rec_path(c, r);
 	if (S_ISSOCK(r->mode))
-		return 0; /* sockets cannot be carried by a layer */
-	int64_t mtime = ls_ns_to_sec(r->mtime_ns);
+		return WRITTEN; /* sockets cannot be carried by a layer */
+	const char *name;
+	int dirfd = parent_of(w, path, r->path_len, &name);
+	if (dirfd < 0 && !is_vanished(dirfd))
+		return ls_fail_errno(err, -dirfd, "%s/%s", w->root, path);
+	/* A directory must still be the one the walk recorded; its header
+	 * takes its metadata as it is now. */
+	if (S_ISDIR(r->mode)) {
+		struct stat st;
+		if (dirfd < 0 || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			int e = dirfd < 0 ? dirfd : -errno;
+			return is_vanished(e) ? VANISHED : ls_fail_errno(err, -e, "%s/%s", w->root, path);
+		}
+		if (!same_inode(r, &st))
+			return VANISHED;
+		rec_take_stat(r, &st);
+	}
+
+	/* A hard link names the first member of its group written; when that
+	 * one was not written, the next member takes its place (and when that
+	 * one was not either, the one after). */
+	ssize_t first = p->link_first[i];
+	if (first >= 0 && (p->flags[first] & (GONE | KEPT))) {
+		ssize_t stand_in = p->link_first[first];
+		if (stand_in < 0 || (p->flags[stand_in] & (GONE | KEPT))) {
+			p->link_first[first] = (ssize_t)i;
+			stand_in = -1;
+		}
+		first = stand_in;
+	}
+	bool read_content = S_ISREG(r->mode) && first < 0;
+	int fd = -1;
+	struct stat before;
+	if (dirfd < 0 && (read_content || first >= 0))
+		return VANISHED;
+	if (read_content) {
+		fd = open_recorded(dirfd, name, r, &before);
+		if (fd < 0 && is_vanished(fd))
+			return VANISHED;
+		if ((fd == -EACCES || fd == -EPERM) && w->o->ignore_errors)
+			return UNREADABLE;
+		if (fd < 0)
+			return ls_fail_errno(err, -fd, "%s/%s", w->root, path);
+		rec_take_stat(r, &before);
+	} else if (first >= 0) {
+		struct stat st;
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !same_inode(r, &st))
+			return VANISHED;
+	}
+
 	struct ls_layer_entry e = {
 		.path = path, .mode = r->mode & LS_REC_MODE_MASK, .uid = r->uid, .gid = r->gid,
-		.mtime_sec = mtime, .size = S_ISREG(r->mode) ? r->size : 0, .rdev = r->rdev,
-		.link_target = S_ISLNK(r->mode) ? ls_rec_link(c, r) : NULL,
+		.mtime_sec = ls_ns_to_sec(r->mtime_ns), .size = S_ISREG(r->mode) ? r->size : 0,
+		.rdev = r->rdev, .link_target = S_ISLNK(r->mode) ? ls_rec_link(c, r) : NULL,
 	};
-	ssize_t first = w->p->link_first[i];
 	if (first >= 0) {
 		e.hardlink = ls_rec_path(c, &c->recs[first]);
 		e.size = 0;
@@ -393,45 +538,47 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	const unsigned char *xb = ls_rec_xattrs(c, r);
 	size_t xl = r->xattr_len;
 	int rc = 0;
-	if (!(ls_mode_ops_of(c->mode)->fields & LS_F_XATTRS) && c->xattrs != LS_XATTRS_NONE) {
-		char *abs = NULL;
-		if (asprintf(&abs, "%s/%s", w->root, path) < 0)
-			return ls_fail(err, ENOMEM, "diff: out of memory");
-		rc = ls_read_xattrs(abs, r->mode, c->xattrs, &blob, &blob_len);
-		free(abs);
-		if (rc && rc != -ENOENT)
-			return ls_fail_errno(err, -rc, "%s/%s: reading xattrs", w->root, path);
+	if (!(ls_mode_ops_of(c->mode)->fields & LS_F_XATTRS) && c->xattrs != LS_XATTRS_NONE && dirfd >= 0) {
+		rc = ls_xattrs_read(dirfd, name, r->mode, c->xattrs, &blob, &blob_len);
+		if (rc && rc != -ENOENT) {
+			rc = ls_fail_errno(err, -rc, "%s/%s: reading xattrs", w->root, path);
+			goto out;
+		}
+		rc = 0;
 		xb = blob;
 		xl = blob_len;
 	}
 	if (xl && decode_xattrs(w, xb, xl, &n_x)) {
-		free(blob);
-		return ls_fail(err, ENOMEM, "diff: out of memory");
+		rc = ls_fail(err, ENOMEM, "diff: out of memory");
+		goto out;
 	}
 	e.xattrs = w->xattrs;
 	e.n_xattrs = n_x;
 
-	int fd = -1;
-	bool read_content = S_ISREG(r->mode) && first < 0;
-	if (read_content) {
-		fd = ls_open_noatime(w->rootfd, path);
-		if (fd < 0) {
-			rc = ls_fail_errno(err, -fd, "%s/%s", w->root, path);
-			goto out;
-		}
-		struct stat st;
-		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-			rc = ls_fail(err, EAGAIN, "%s/%s: file changed while being read", w->root, path);
-			goto out;
-		}
+	if (read_content)
 		XXH3_128bits_reset(w->xxh);
-	}
 	rc = ls_layer_add(w->layer, &e, fd, read_content ? w->xxh : NULL, err);
-	if (rc == 0 && read_content) {
-		XXH128_canonical_t h;
-		XXH128_canonicalFromHash(&h, XXH3_128bits_digest(w->xxh));
-		memcpy(r->hash, h.digest, 16);
-		r->mode |= LS_REC_HASHED;
+	if (read_content) {
+		/* The same size and timestamps after the bytes as before them
+		 * mean the bytes are one state of the file. */
+		struct stat after;
+		bool same = fstat(fd, &after) == 0 && !changed_since(&before, &after);
+		if (same && rc == 0) {
+			XXH128_canonical_t h;
+			XXH128_canonicalFromHash(&h, XXH3_128bits_digest(w->xxh));
+			memcpy(r->hash, h.digest, 16);
+			r->mode |= LS_REC_HASHED;
+			if (ls_stamped_recently((int64_t)before.st_ctim.tv_sec * 1000000000 + before.st_ctim.tv_nsec)) {
+				int rr = reread_matches(w, fd, r->hash, &same);
+				if (rr) {
+					rc = ls_fail_errno(err, -rr, "%s/%s", w->root, path);
+					goto out;
+				}
+			}
+		}
+		/* Also when the layer found the file short: the cause. */
+		if (!same)
+			rc = ls_fail(err, EAGAIN, "%s/%s: changed while being read", w->root, path);
 	} else if (rc == 0 && first >= 0 && S_ISREG(r->mode)) {
 		memcpy(r->hash, c->recs[first].hash, 16);
 		r->mode = (r->mode & ~LS_REC_HASHED) | (c->recs[first].mode & LS_REC_HASHED);
@@ -442,6 +589,107 @@ out:
 	free_xattr_names(w, n_x);
 	free(blob);
 	return rc;
+}
+
+/* Takes back what the plan counted for entry i, which is now absent: true
+ * when the base has an entry at its path that the layer must still delete. */
+static bool forget_status(struct plan *p, size_t i)
+{
+	switch (p->status[i]) {
+	case ST_ADDED:
+		p->added--;
+		return false;
+	case ST_TYPE:
+		/* The directory's whiteouts already removed the base's entry. */
+		p->modified--;
+		p->deleted++;
+		return false;
+	case ST_MODIFIED:
+		p->modified--;
+		break;
+	default:
+		break;
+	}
+	p->deleted++;
+	return true;
+}
+
+/* Entry i vanished after the walk: it is absent from the layer and the
+ * manifest.  The base's entry at its path gets a whiteout right here, unless
+ * the directory's whiteouts already removed it (a type change). */
+static int drop_vanished(struct writer *w, size_t i, struct ls_error *err)
+{
+	struct plan *p = w->p;
+	p->flags[i] |= GONE;
+	if (!forget_status(p, i))
+		return 0;
+	return ls_layer_add_whiteout(w->layer, ls_rec_path(p->cur, &p->cur->recs[i]), err);
+}
+
+/* Directory entry i vanished after the walk (or its name now holds another
+ * inode): it and its whole subtree, which follows it in walk order, are
+ * absent, with one whiteout when the base has it; the whiteouts planned
+ * inside it are moot.  *k is the next planned whiteout, *end the index
+ * after the subtree. */
+static int drop_vanished_dir(struct writer *w, size_t i, size_t *k, size_t *end, struct ls_error *err)
+{
+	struct plan *p = w->p;
+	const ls_manifest *c = p->cur;
+	const struct ls_rec *d = &c->recs[i];
+	const char *dp = ls_rec_path(c, d);
+	size_t e = i + 1;
+	for (; e < c->n; e++) {
+		const struct ls_rec *r = &c->recs[e];
+		if (!ls_path_is_under(ls_rec_path(c, r), r->path_len, dp, d->path_len))
+			break;
+		p->flags[e] |= GONE;
+		forget_status(p, e);  /* deleted, as the join counts a deleted subtree */
+	}
+	while (*k < p->n_wh && p->wh[*k].parent >= 0 && (size_t)p->wh[*k].parent < e)
+		(*k)++;
+	*end = e;
+	return drop_vanished(w, i, err);
+}
+
+/* Entry i could not be read (--ignore-errors): it stays out of the layer and
+ * the manifest keeps the base's entry for it, as a walk keeps the base's
+ * entries of what it cannot read; a new file is left out. */
+static int keep_unreadable(struct writer *w, size_t i, struct ls_error *err)
+{
+	struct plan *p = w->p;
+	const struct ls_rec *r = &p->cur->recs[i];
+	const char *path = ls_rec_path(p->cur, r);
+	ssize_t bi = p->base ? ls_manifest_find(p->base, path, r->path_len) : -1;
+	/* After a type change the layer's whiteouts have removed the base's
+	 * entry: nothing is left to keep. */
+	bool keep = bi >= 0 && p->status[i] != ST_TYPE;
+	ls_log(w->o->log, w->o->log_ctx, 0, "%s/%s: %s (skipped%s)", w->root, path, strerror(EACCES),
+	       keep ? ", base entry kept" : "");
+	if (!keep) {
+		p->flags[i] |= GONE;
+		if (p->status[i] == ST_ADDED)
+			p->added--;
+		else {
+			p->modified--;
+			p->deleted++;
+		}
+		return 0;
+	}
+	if (p->status[i] == ST_MODIFIED)
+		p->modified--;
+	p->flags[i] |= KEPT;
+	return ls_manifest_set_from(p->cur, i, p->base, (size_t)bi, err);
+}
+
+/* Takes the vanished entries out of the new manifest. */
+static void compact_manifest(struct plan *p)
+{
+	ls_manifest *c = p->cur;
+	size_t o = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (!(p->flags[i] & GONE))
+			c->recs[o++] = c->recs[i];
+	c->n = o;
 }
 
 static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_error *err)
@@ -468,27 +716,36 @@ static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_e
 static int hash_leftovers(struct writer *w, struct ls_error *err)
 {
 	ls_manifest *c = w->p->cur;
-	char *buf = NULL;
 	int rc = 0;
 	for (size_t i = 0; i < c->n && rc == 0; i++) {
 		struct ls_rec *r = &c->recs[i];
-		if (!S_ISREG(r->mode) || (r->mode & LS_REC_HASHED))
+		if (!S_ISREG(r->mode) || (r->mode & LS_REC_HASHED) || (w->p->flags[i] & GONE))
 			continue;
-		if (!buf && !(buf = malloc(256 * 1024)))
+		if (!w->buf && !(w->buf = malloc(REREAD_BUF)))
 			return ls_fail(err, ENOMEM, "diff: out of memory");
-		int fd = ls_open_noatime(w->rootfd, ls_rec_path(c, r));
-		if (fd < 0) {
-			rc = ls_fail_errno(err, -fd, "%s/%s", w->root, ls_rec_path(c, r));
-			break;
+		const char *path = ls_rec_path(c, r), *name;
+		struct stat before, after;
+		int fd = parent_of(w, path, r->path_len, &name);
+		if (fd >= 0)
+			fd = open_recorded(fd, name, r, &before);
+		/* The layer is written: a file that is not what the walk saw
+		 * can no longer be left out of it. */
+		if (is_vanished(fd) || (fd >= 0 && rec_differs(r, &before))) {
+			rc = ls_fail(err, EAGAIN, "%s/%s: changed while being read", w->root, path);
+		} else if (fd < 0) {
+			rc = ls_fail_errno(err, -fd, "%s/%s", w->root, path);
+		} else {
+			int hr = ls_hash_fd(fd, w->buf, REREAD_BUF, w->xxh, r->hash);
+			if (hr)
+				rc = ls_fail_errno(err, -hr, "%s/%s", w->root, path);
+			else if (fstat(fd, &after) != 0 || changed_since(&before, &after))
+				rc = ls_fail(err, EAGAIN, "%s/%s: changed while being read", w->root, path);
+			else
+				r->mode |= LS_REC_HASHED;
 		}
-		int hr = ls_hash_fd(fd, buf, 256 * 1024, w->xxh, r->hash);
-		close(fd);
-		if (hr)
-			rc = ls_fail_errno(err, -hr, "%s/%s", w->root, ls_rec_path(c, r));
-		else
-			r->mode |= LS_REC_HASHED;
+		if (fd >= 0)
+			close(fd);
 	}
-	free(buf);
 	return rc;
 }
 
@@ -502,7 +759,15 @@ static int write_layer(struct writer *w, struct ls_layer_result *lres, struct ls
 		if (!(p->flags[i] & (IN_LAYER | ANCESTOR)))
 			continue;
 		rc = write_entry(w, i, err);
-		if (rc == 0 && S_ISDIR(c->recs[i].mode) && (p->flags[i] & HAS_WH))
+		if (rc == VANISHED && S_ISDIR(c->recs[i].mode)) {
+			size_t end;
+			rc = drop_vanished_dir(w, i, &k, &end, err);
+			i = end - 1;
+		} else if (rc == VANISHED)
+			rc = drop_vanished(w, i, err);
+		else if (rc == UNREADABLE)
+			rc = keep_unreadable(w, i, err);
+		else if (rc == 0 && S_ISDIR(c->recs[i].mode) && (p->flags[i] & HAS_WH))
 			rc = write_whiteouts(w, (ssize_t)i, &k, err);
 	}
 	if (rc == 0)
@@ -549,7 +814,7 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		.skip_paths = opts->walk.skip_paths, .n_skip = opts->walk.n_skip,
 	};
 	struct plan p = { .base = base, .skip = opts->walk.skip_paths, .n_skip = opts->walk.n_skip };
-	struct writer w = { .root = root, .rootfd = -1, .p = &p };
+	struct writer w = { .o = &opts->walk, .root = root, .rootfd = -1, .p = &p };
 	int rc = ls_walk(root, &wp, &p.cur, err);
 	if (rc)
 		return rc;
@@ -560,9 +825,13 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		goto done;
 
 	w.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (w.rootfd < 0) {
+		rc = ls_fail_errno(err, errno, "%s", root);
+		goto done;
+	}
 	w.xxh = XXH3_createState();
-	if (w.rootfd < 0 || !w.xxh) {
-		rc = w.rootfd < 0 ? ls_fail_errno(err, errno, "%s", root) : ls_fail(err, ENOMEM, "diff: out of memory");
+	if (!w.xxh || ls_dirchain_create(&w.dirs, w.rootfd)) {
+		rc = ls_fail(err, ENOMEM, "diff: out of memory");
 		goto done;
 	}
 	struct ls_layer_options lo = {
@@ -592,13 +861,18 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	res->media_type = lres.media_type;
 	res->elapsed_ms = now_ms() - t0;
 	if (new_manifest) {
+		compact_manifest(&p);
 		*new_manifest = p.cur;
 		p.cur = NULL;
 	}
 done:
 	ls_layer_free(w.layer);
+	ls_dirchain_free(w.dirs);
 	if (w.xxh)
 		XXH3_freeState(w.xxh);
+	if (w.xxh2)
+		XXH3_freeState(w.xxh2);
+	free(w.buf);
 	free(w.xattrs);
 	if (w.rootfd >= 0)
 		close(w.rootfd);

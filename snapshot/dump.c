@@ -52,7 +52,7 @@ int ls_manifest_dump_mtree(const ls_manifest *m, FILE *out, struct ls_error *err
 			fprintf(out, " time=%" PRId64 ".%09ld", sec, nsec);
 		if (S_ISLNK(r->mode)) {
 			fputs(" link=", out);
-			ls_put_vis(out, ls_rec_link(m, r), r->link_len);
+			ls_put_vis(out, ls_rec_link(m, r), ls_rec_link_len(m, r));
 		}
 		if (S_ISCHR(r->mode) || S_ISBLK(r->mode))
 			fprintf(out, " device=native,%u,%u", major(r->rdev), minor(r->rdev));
@@ -82,6 +82,13 @@ int ls_manifest_dump_json(const ls_manifest *m, FILE *out, struct ls_error *err)
 			fputs(", ", out);
 		ls_put_json_string(out, e, strlen(e));
 	}
+	fputs("], \"patterns\": [", out);
+	for (size_t i = 0; i < m->n_patterns; i++) {
+		const char *e = ls_manifest_pattern(m, i);
+		if (i)
+			fputs(", ", out);
+		ls_put_json_string(out, e, strlen(e));
+	}
 	fputs("], \"entries\": [\n", out);
 	for (size_t i = 0; i < m->n; i++) {
 		const struct ls_rec *r = &m->recs[i];
@@ -96,7 +103,7 @@ int ls_manifest_dump_json(const ls_manifest *m, FILE *out, struct ls_error *err)
 			fprintf(out, ", \"rdev\": [%u, %u]", major(r->rdev), minor(r->rdev));
 		if (S_ISLNK(r->mode)) {
 			fputs(", \"link\": ", out);
-			ls_put_json_string(out, ls_rec_link(m, r), r->link_len);
+			ls_put_json_string(out, ls_rec_link(m, r), ls_rec_link_len(m, r));
 		}
 		if (r->mode & LS_REC_MOUNTPOINT)
 			fputs(", \"mountpoint\": true", out);
@@ -107,21 +114,15 @@ int ls_manifest_dump_json(const ls_manifest *m, FILE *out, struct ls_error *err)
 		}
 		if (r->xattr_len) {
 			fputs(", \"xattrs\": {", out);
-			const unsigned char *x = ls_rec_xattrs(m, r), *end = x + r->xattr_len;
-			bool first = true;
-			while (x < end) {
-				uint16_t nl;
-				uint32_t vl;
-				memcpy(&nl, x, 2);
-				memcpy(&vl, x + 2, 4);
+			struct ls_xattr_it it = ls_xattr_iter(ls_rec_xattrs(m, r), r->xattr_len);
+			struct ls_xattr_view v;
+			for (bool first = true; ls_xattr_next(&it, &v) > 0; first = false) {
 				if (!first)
 					fputs(", ", out);
-				first = false;
-				ls_put_json_string(out, (const char *)x + LS_XATTR_HDR, nl);
+				ls_put_json_string(out, v.name, v.name_len);
 				fputs(": \"", out);
-				put_hex(out, x + LS_XATTR_HDR + nl, vl);
+				put_hex(out, v.value, v.value_len);
 				fputc('"', out);
-				x += LS_XATTR_HDR + nl + vl;
 			}
 			fputc('}', out);
 		}

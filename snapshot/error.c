@@ -2,7 +2,32 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Formats into out (size bytes); a message too long for it keeps its head
+ * and its tail around "...", so the reason at the end (and a long path's
+ * last components) always shows. */
+static void format_fit(char *out, size_t size, const char *fmt, va_list ap, const char *reason)
+{
+	char *full = NULL;
+	int n = vasprintf(&full, fmt, ap);
+	if (n < 0) {
+		snprintf(out, size, "%s", reason ? reason : "(message lost: out of memory)");
+		return;
+	}
+	size_t len = (size_t)n, rlen = reason ? strlen(reason) + 2 : 0;
+	if (len + rlen < size) {
+		snprintf(out, size, "%s%s%s", full, reason ? ": " : "", reason ? reason : "");
+	} else {
+		/* head ... tail, then the reason */
+		size_t room = size - 1 - rlen - 3;
+		size_t head = room / 3, tail = room - head;
+		snprintf(out, size, "%.*s...%s%s%s", (int)head, full, full + len - tail, reason ? ": " : "",
+			 reason ? reason : "");
+	}
+	free(full);
+}
 
 static int fail_va(struct ls_error *err, int code, bool with_errno, const char *fmt, va_list ap)
 {
@@ -10,9 +35,7 @@ static int fail_va(struct ls_error *err, int code, bool with_errno, const char *
 		code = code < 0 ? -code : 5 /* EIO */;
 	if (err) {
 		err->code = code;
-		int n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		if (with_errno && n >= 0 && (size_t)n < sizeof(err->msg))
-			snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, ": %s", strerror(code));
+		format_fit(err->msg, sizeof(err->msg), fmt, ap, with_errno ? strerror(code) : NULL);
 	}
 	return -code;
 }
@@ -39,10 +62,10 @@ void ls_log(ls_log_fn *log, void *ctx, int verbose, const char *fmt, ...)
 {
 	if (!log)
 		return;
-	char msg[1200];
+	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	format_fit(msg, sizeof(msg), fmt, ap, NULL);
 	va_end(ap);
 	log(ctx, verbose, msg);
 }

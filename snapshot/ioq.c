@@ -1,8 +1,11 @@
 #include "ioq.h"
 #include "error.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,11 +193,16 @@ void ls_pool_destroy(struct ls_pool *p)
 
 /* ---- plain helpers ------------------------------------------------------- */
 
+/* A regular file's name may hold a FIFO or a device by the time it is
+ * opened: O_NONBLOCK keeps the open from waiting for a writer (and does
+ * nothing to a regular file's reads), O_NOCTTY a tty from becoming ours. */
+#define CONTENT_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
 int ls_open_noatime(int dirfd, const char *name)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+	int fd = openat(dirfd, name, CONTENT_FLAGS | O_NOATIME);
 	if (fd < 0 && errno == EPERM)
-		fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = openat(dirfd, name, CONTENT_FLAGS);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -225,7 +233,7 @@ int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[
 
 /* ---- io_uring ----------------------------------------------------------- */
 
-#define HASH_SLOTS 16
+#define HASH_SLOTS LS_RING_FDS
 #define HASH_CHUNK (128 * 1024)
 
 struct hash_slot {
@@ -240,6 +248,7 @@ struct hash_slot {
 struct ls_ring {
 	struct io_uring ring;
 	unsigned int depth;
+	size_t hash_inflight;    /* hash operations submitted or queued, not reaped */
 	struct hash_slot slots[HASH_SLOTS];
 };
 
@@ -284,6 +293,34 @@ static struct io_uring_sqe *get_sqe(struct ls_ring *r)
 	return sqe;
 }
 
+/* Reaps n completions whose results no longer matter, after submitting
+ * whatever is still queued: the kernel may write into a buffer or hand out
+ * an fd until its operation completes, so nothing is freed or closed before
+ * that.  Returns 0, or the ring's error when it cannot even wait (the ring
+ * is then unusable; the caller stops using it). */
+static int drain(struct ls_ring *r, size_t n, void (*on_done)(struct ls_ring *, uint64_t, int))
+{
+	int rc = 0;
+	while (n > 0) {
+		struct io_uring_cqe *cqe;
+		do
+			rc = io_uring_submit_and_wait(&r->ring, 1);
+		while (rc == -EINTR);
+		if (rc < 0 && rc != -EBUSY && rc != -EAGAIN)
+			return rc;
+		do
+			rc = io_uring_wait_cqe(&r->ring, &cqe);
+		while (rc == -EINTR);
+		if (rc < 0)
+			return rc;
+		if (on_done)
+			on_done(r, io_uring_cqe_get_data64(cqe), cqe->res);
+		io_uring_cqe_seen(&r->ring, cqe);
+		n--;
+	}
+	return 0;
+}
+
 /* Submits what is queued and reaps one completion. */
 static int next_cqe(struct ls_ring *r, uint64_t *data, int *res)
 {
@@ -310,26 +347,33 @@ int ls_ring_statx(struct ls_ring *r, int dirfd, const char *const *names, struct
 {
 	size_t done = 0;
 	while (done < n) {
-		size_t batch = n - done;
+		size_t batch = n - done, queued = 0;
 		if (batch > r->depth)
 			batch = r->depth;
-		for (size_t i = 0; i < batch; i++) {
+		int rc = 0;
+		for (; queued < batch; queued++) {
 			struct io_uring_sqe *sqe = get_sqe(r);
-			if (!sqe)
-				return -EBUSY;
-			size_t k = done + i;
+			if (!sqe) {
+				rc = -EBUSY;
+				break;
+			}
+			size_t k = done + queued;
 			io_uring_prep_statx(sqe, dirfd, names[k], AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
 					    STATX_BASIC_STATS, &stx[k]);
 			io_uring_sqe_set_data64(sqe, k);
 		}
-		for (size_t i = 0; i < batch; i++) {
+		size_t reaped = 0;
+		for (; rc == 0 && reaped < queued; reaped++) {
 			uint64_t k;
 			int v;
-			int rc = next_cqe(r, &k, &v);
-			if (rc)
-				return rc;
-			if (k < n)
+			rc = next_cqe(r, &k, &v);
+			if (rc == 0 && k < n)
 				res[k] = v < 0 ? v : 0;
+		}
+		if (rc) {
+			/* stx belongs to the caller, who frees it on our error. */
+			drain(r, queued - reaped, NULL);
+			return rc;
 		}
 		done += batch;
 	}
@@ -345,13 +389,27 @@ static int single_op(struct ls_ring *r, struct io_uring_sqe *sqe)
 	return rc ? rc : res;
 }
 
-int ls_ring_openat(struct ls_ring *r, int dirfd, const char *path, int flags)
+int ls_ring_open_beneath(struct ls_ring *r, int dirfd, const char *path, int flags)
 {
-	struct io_uring_sqe *sqe = get_sqe(r);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_openat(sqe, dirfd, path, flags, 0);
-	return single_op(r, sqe);
+	/* What one lookup cannot take, ls_open_beneath opens a piece at a time. */
+	if (strlen(path) >= PATH_MAX)
+		return ls_open_beneath(dirfd, path, flags);
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	for (int tries = 0;; tries++) {
+		struct io_uring_sqe *sqe = get_sqe(r);
+		if (!sqe)
+			return -EBUSY;
+		io_uring_prep_openat2(sqe, dirfd, *path ? path : ".", &how);
+		int fd = single_op(r, sqe);
+		if ((fd == -EAGAIN || fd == -EINTR) && tries < 64)
+			continue;   /* a concurrent rename: RESOLVE_BENEATH asks to retry */
+		if (fd == -EINVAL || fd == -EOPNOTSUPP)
+			return ls_open_beneath(dirfd, path, flags);  /* a ring without OPENAT2 */
+		return fd;
+	}
 }
 
 int ls_ring_close(struct ls_ring *r, int fd)
@@ -374,9 +432,10 @@ static int hash_submit_open(struct ls_ring *r, int dirfd, struct ls_hash_req *re
 	struct io_uring_sqe *sqe = get_sqe(r);
 	if (!sqe)
 		return -EBUSY;
-	int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (h->retried ? 0 : O_NOATIME);
+	int flags = CONTENT_FLAGS | (h->retried ? 0 : O_NOATIME);
 	io_uring_prep_openat(sqe, dirfd, reqs[h->req].name, flags, 0);
 	io_uring_sqe_set_data64(sqe, H_DATA(H_OPEN, s));
+	r->hash_inflight++;
 	return 0;
 }
 
@@ -388,6 +447,7 @@ static int hash_submit_read(struct ls_ring *r, int s)
 		return -EBUSY;
 	io_uring_prep_read(sqe, h->fd, h->buf, HASH_CHUNK, h->off);
 	io_uring_sqe_set_data64(sqe, H_DATA(H_READ, s));
+	r->hash_inflight++;
 	return 0;
 }
 
@@ -399,13 +459,26 @@ static int hash_submit_close(struct ls_ring *r, int s)
 		return -EBUSY;
 	io_uring_prep_close(sqe, h->fd);
 	io_uring_sqe_set_data64(sqe, H_DATA(H_CLOSE, s));
+	r->hash_inflight++;
 	return 0;
+}
+
+/* A completion reaped while draining after a failure: an open that
+ * succeeded leaves an fd to close; a close that completed leaves none. */
+static void hash_drained(struct ls_ring *r, uint64_t data, int res)
+{
+	struct hash_slot *h = &r->slots[data & 0xff];
+	if ((data >> 8) == H_OPEN && res >= 0)
+		h->fd = res;
+	else if ((data >> 8) == H_CLOSE)
+		h->fd = -1;
 }
 
 int ls_ring_hash(struct ls_ring *r, int dirfd, struct ls_hash_req *reqs, size_t n)
 {
 	size_t next = 0, active = 0;
 	int rc = 0;
+	r->hash_inflight = 0;
 	for (int s = 0; s < HASH_SLOTS; s++) {
 		struct hash_slot *h = &r->slots[s];
 		h->req = SIZE_MAX;
@@ -439,6 +512,7 @@ int ls_ring_hash(struct ls_ring *r, int dirfd, struct ls_hash_req *reqs, size_t 
 		rc = next_cqe(r, &data, &res);
 		if (rc)
 			break;
+		r->hash_inflight--;
 		int s = (int)(data & 0xff);
 		struct hash_slot *h = &r->slots[s];
 		struct ls_hash_req *q = &reqs[h->req];
@@ -480,7 +554,12 @@ int ls_ring_hash(struct ls_ring *r, int dirfd, struct ls_hash_req *reqs, size_t 
 		}
 	}
 	if (rc) {
-		/* The ring itself failed: close what is open, synchronously. */
+		/* The ring itself failed.  Every active slot has one operation in
+		 * flight (or queued): wait for them all, so that no read lands in
+		 * a buffer and no open hands out an fd after we return, then close
+		 * what is open. */
+		drain(r, r->hash_inflight, hash_drained);
+		r->hash_inflight = 0;
 		for (int s = 0; s < HASH_SLOTS; s++) {
 			if (r->slots[s].fd >= 0)
 				close(r->slots[s].fd);

@@ -57,6 +57,9 @@ void ls_pool_destroy(struct ls_pool *p);
 
 struct ls_ring;
 
+/** Files a ring holds open at once while hashing (for fd budgets). */
+#define LS_RING_FDS 16
+
 /** Sets up a ring of `depth` entries.  Returns 0, or the negative errno of
  *  the failed set-up (EPERM under seccomp, ENOSYS, ENOMEM, EINVAL), which the
  *  caller may treat as "use the plain engine". */
@@ -68,8 +71,11 @@ void ls_ring_destroy(struct ls_ring *r);
 int ls_ring_statx(struct ls_ring *r, int dirfd, const char *const *names, struct statx *stx,
 		  int *res, size_t n);
 
-/** openat through the ring; returns an fd or -errno. */
-int ls_ring_openat(struct ls_ring *r, int dirfd, const char *path, int flags);
+/** ls_open_beneath (path.h) through the ring: openat2 with RESOLVE_BENEATH |
+ *  RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, retried on EAGAIN; a path
+ *  longer than one lookup takes is opened with plain syscalls.  Returns an fd
+ *  or -errno. */
+int ls_ring_open_beneath(struct ls_ring *r, int dirfd, const char *path, int flags);
 
 /** close through the ring; returns 0 or -errno. */
 int ls_ring_close(struct ls_ring *r, int fd);
@@ -88,8 +94,11 @@ int ls_ring_hash(struct ls_ring *r, int dirfd, struct ls_hash_req *reqs, size_t 
 
 /* ---- plain helpers shared by both engines -------------------------------- */
 
-/** Opens name under dirfd for reading with O_NOATIME, falling back without
- *  it where the kernel refuses (EPERM: not the owner).  Returns fd or -errno. */
+/** Opens name (one component) under dirfd for reading a regular file's
+ *  contents: O_NOFOLLOW, O_NONBLOCK (a FIFO that took the name does not block
+ *  the open), O_NOCTTY and O_NOATIME, without O_NOATIME where the kernel
+ *  refuses it (EPERM: not the owner).  The caller checks what it opened.
+ *  Returns fd or -errno. */
 int ls_open_noatime(int dirfd, const char *name);
 
 /** Hashes everything readable from fd with XXH3-128 into out (canonical

@@ -655,7 +655,7 @@ int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content
 			}
 			if (n == 0) {
 				l->failed = true;
-				return ls_fail(err, EIO, "%s: file changed while being read", path);
+				return ls_fail(err, EIO, "%s: changed while being read", path);
 			}
 			if (hash)
 				XXH3_128bits_update(hash, l->content, (size_t)n);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,40 +44,76 @@ static const char usage_text[] =
 
 /* ---- interrupted runs leave no temporary file behind ---------------------- */
 
-#define MAX_CLEANUP 8
-/* Copies, not pointers: the outputs free their own strings on commit. */
-static volatile sig_atomic_t n_cleanup;
-static char cleanup_paths[MAX_CLEANUP][PATH_MAX];
+/* What SIGINT/SIGTERM/SIGHUP must remove for each open output (one slot per
+ * output of a command): its named temporary (the O_TMPFILE fallback; an
+ * O_TMPFILE has no name, the kernel frees it with the process) and its lock
+ * file, both held by us while tracked.  Copies, not pointers: the outputs free
+ * their own strings.  A SIGKILL leaves at most a lock file, which blocks
+ * nobody (an OFD lock dies with its process), and a named temporary, which
+ * the next run writing that output removes. */
+#define N_SLOTS 3
+static struct {
+	volatile sig_atomic_t has_tmp, has_lock;
+	char tmp[PATH_MAX], lock[PATH_MAX];
+} cleanup[N_SLOTS];
 
 static void on_signal(int sig)
 {
-	for (sig_atomic_t i = 0; i < n_cleanup; i++)
-		unlink(cleanup_paths[i]);
+	for (int i = 0; i < N_SLOTS; i++) {
+		if (cleanup[i].has_tmp)
+			unlink(cleanup[i].tmp);
+		if (cleanup[i].has_lock)
+			unlink(cleanup[i].lock);
+	}
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
-static void track_output(const struct ls_output *o)
+static void block_cleanup_signals(sigset_t *old)
 {
-	sigset_t all, old;
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	const char *paths[2] = { o->tmp_path, o->lock_path };
-	for (int i = 0; i < 2; i++) {
-		if (paths[i] && n_cleanup < MAX_CLEANUP && strlen(paths[i]) < PATH_MAX) {
-			strcpy(cleanup_paths[n_cleanup], paths[i]);
-			n_cleanup++;
-		}
-	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, old);
 }
 
-static void untrack_all(void)
+/* Sets the slot from the output's current state; signals blocked. */
+static void sync_tracking(int slot, const struct ls_output *o)
 {
-	sigset_t all, old;
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	n_cleanup = 0;
+	cleanup[slot].has_tmp = 0;
+	cleanup[slot].has_lock = 0;
+	if (o->tmp_named && o->tmp_path && strlen(o->tmp_path) < PATH_MAX) {
+		strcpy(cleanup[slot].tmp, o->tmp_path);
+		cleanup[slot].has_tmp = 1;
+	}
+	if (o->locked && o->lock_path && strlen(o->lock_path) < PATH_MAX) {
+		strcpy(cleanup[slot].lock, o->lock_path);
+		cleanup[slot].has_lock = 1;
+	}
+}
+
+/* Commit and abort run with the cleanup signals blocked and update the slot
+ * in the same step: the handler must never remove a name the output has
+ * handed over (the renamed temporary; a lock file another run may create
+ * once ours is gone).  A signal meanwhile is taken right after. */
+static int commit_output(int slot, struct ls_output *o, bool do_fsync, struct ls_error *err)
+{
+	sigset_t old;
+	block_cleanup_signals(&old);
+	int rc = ls_output_commit(o, do_fsync, err);
+	sync_tracking(slot, o);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+static void abort_output(int slot, struct ls_output *o)
+{
+	sigset_t old;
+	block_cleanup_signals(&old);
+	ls_output_abort(o);
+	sync_tracking(slot, o);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -91,6 +128,23 @@ static void install_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	/* A closed stdout pipe must surface as EPIPE, cleaned up normally. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Likewise a file size limit: EFBIG is reported and cleaned up, where
+	 * SIGXFSZ would kill the run with its temporaries. */
+	signal(SIGXFSZ, SIG_IGN);
+}
+
+/* The walker and the layer writer keep many files open at once; the usual
+ * soft limit of 1024 is far below what the hard limit allows. */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		rl.rlim_cur = want;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 /* ---- messages ------------------------------------------------------------ */
@@ -107,6 +161,7 @@ struct cli {
 	bool have_epoch;
 	int64_t epoch;
 	bool opaque, exit_code, json, do_fsync, mtime_seconds, nul;
+	bool no_tmpfile;        /* LAYERSNAP_TEST_NO_TMPFILE=1: test the named fallback */
 	int verbose, quiet;
 	int progress;           /* -1 off, 1 on, 0 when stderr is a terminal */
 	const char *args[3];
@@ -395,6 +450,9 @@ static void skip_outputs(struct skip_list *s, const char *root, const struct ls_
 	char *root_real = realpath(root, NULL);
 	if (!root_real)
 		return;
+	/* tmp_path is the temporary's name, or with O_TMPFILE the name it is
+	 * meant to get at commit (after the walk); walks skip every
+	 * temporary's name pattern besides (ls_output_is_temp_name). */
 	for (size_t i = 0; i < n; i++) {
 		skip_add(s, root_real, outs[i].path);
 		skip_add(s, root_real, outs[i].tmp_path);
@@ -410,12 +468,19 @@ static void skip_free(struct skip_list *s)
 	s->n = 0;
 }
 
-static int open_output(struct ls_output *o, const char *path, bool lock)
+static int open_output(const struct cli *c, int slot, struct ls_output *o, const char *path, bool lock)
 {
 	struct ls_error err = { 0 };
-	if (ls_output_open(o, path, lock, &err))
+	struct ls_output_options opts = { .lock = lock, .no_tmpfile = c->no_tmpfile };
+	if (ls_output_open_opts(o, path, &opts, &err))
 		return fail_err(&err);
-	track_output(o);
+	sigset_t old;
+	block_cleanup_signals(&old);
+	sync_tracking(slot, o);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (o->n_stale && c->verbose)
+		fprintf(stderr, "layersnap: %s: removed %zu stale temporary file%s of earlier runs\n", o->path,
+			o->n_stale, o->n_stale == 1 ? "" : "s");
 	return 0;
 }
 
@@ -427,12 +492,12 @@ static int load_manifest(const char *path, ls_manifest **m)
 	return 0;
 }
 
-static int write_manifest_to(struct ls_output *o, const ls_manifest *m, bool do_fsync)
+static int write_manifest_to(int slot, struct ls_output *o, const ls_manifest *m, bool do_fsync)
 {
 	struct ls_error err = { 0 };
 	if (ls_manifest_write_fd(m, o->fd, &err))
 		return die("%s: %s", o->path, err.msg);
-	if (ls_output_commit(o, do_fsync, &err))
+	if (commit_output(slot, o, do_fsync, &err))
 		return fail_err(&err);  /* names the path already */
 	return 0;
 }
@@ -453,7 +518,7 @@ static int cmd_scan(struct cli *c)
 	if (c->base && (rc = load_manifest(c->base, &base)))
 		return rc;
 	struct ls_output out;
-	rc = open_output(&out, c->output, true);
+	rc = open_output(c, 0, &out, c->output, true);
 	if (rc) {
 		ls_manifest_free(base);
 		return rc;
@@ -469,7 +534,7 @@ static int cmd_scan(struct cli *c)
 	if (rc)
 		rc = fail_err(&err);
 	else
-		rc = write_manifest_to(&out, m, c->do_fsync);
+		rc = write_manifest_to(0, &out, m, c->do_fsync);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	if (rc == 0 && c->json)
@@ -478,8 +543,7 @@ static int cmd_scan(struct cli *c)
 	else if (rc == 0 && c->verbose)
 		fprintf(stderr, "layersnap: scanned %zu entries (%s) in %.0f ms\n", ls_manifest_count(m),
 			ls_mode_name(c->walk.mode), ms);
-	ls_output_abort(&out);
-	untrack_all();
+	abort_output(0, &out);
 	skip_free(&skip);
 	ls_manifest_free(m);
 	ls_manifest_free(base);
@@ -537,11 +601,11 @@ static int cmd_diff(struct cli *c)
 	}
 	struct skip_list skip = { 0 };
 	FILE *df = NULL;
-	if (c->manifest_out && (rc = open_output(&outs[2], c->manifest_out, true)))
+	if (c->manifest_out && (rc = open_output(c, 2, &outs[2], c->manifest_out, true)))
 		goto done;
-	if ((rc = open_output(&outs[0], c->output, false)))
+	if ((rc = open_output(c, 0, &outs[0], c->output, false)))
 		goto done;
-	if (c->descriptor && (rc = open_output(&outs[1], c->descriptor, false)))
+	if (c->descriptor && (rc = open_output(c, 1, &outs[1], c->descriptor, false)))
 		goto done;
 	skip_outputs(&skip, root, outs, 3);
 	c->walk.skip_paths = (const char *const *)skip.paths;
@@ -579,9 +643,9 @@ static int cmd_diff(struct cli *c)
 		rc = die("%s: %s", c->manifest_out, err.msg);
 		goto done;
 	}
-	if (ls_output_commit(&outs[0], c->do_fsync, &err) ||
-	    (c->descriptor && ls_output_commit(&outs[1], c->do_fsync, &err)) ||
-	    (c->manifest_out && ls_output_commit(&outs[2], c->do_fsync, &err))) {
+	if (commit_output(0, &outs[0], c->do_fsync, &err) ||
+	    (c->descriptor && commit_output(1, &outs[1], c->do_fsync, &err)) ||
+	    (c->manifest_out && commit_output(2, &outs[2], c->do_fsync, &err))) {
 		rc = fail_err(&err);
 		goto done;
 	}
@@ -610,8 +674,7 @@ done:
 	if (df)
 		fclose(df);
 	for (int i = 0; i < 3; i++)
-		ls_output_abort(&outs[i]);
-	untrack_all();
+		abort_output(i, &outs[i]);
 	skip_free(&skip);
 	ls_manifest_free(m);
 	ls_manifest_free(base);
@@ -751,6 +814,7 @@ int main(int argc, char **argv)
 	if (!setlocale(LC_ALL, "C.UTF-8"))
 		setlocale(LC_ALL, "C");
 	install_signals();
+	raise_nofile_limit();
 	if (argc < 2)
 		return die("missing command (see --help)");
 	const char *cmd = argv[1];
@@ -766,6 +830,9 @@ int main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.cmd = cmd;
 	c.walk.mode = LS_MODE_FULL;
+	/* The library takes no input from the environment: read here. */
+	const char *nt = getenv("LAYERSNAP_TEST_NO_TMPFILE");
+	c.no_tmpfile = nt && strcmp(nt, "1") == 0;
 	int (*run)(struct cli *) = NULL;
 	if (strcmp(cmd, "scan") == 0) run = cmd_scan;
 	else if (strcmp(cmd, "diff") == 0) run = cmd_diff;

@@ -1,9 +1,11 @@
 #include "manifest.h"
 #include "error.h"
 #include "output.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,29 +17,86 @@
 #error "the manifest format is little-endian and mapped in place"
 #endif
 
-#define HEADER_FIXED 64
-#define TRAILER 8
-
+/* The on-disk layout is documented in manifest.h. */
 struct header {
 	char magic[8];
 	uint32_t version;
 	uint32_t header_len;
-	uint8_t mode, xattrs, flags, reserved0[5];
-	int64_t start_sec;
+	uint8_t mode, xattrs;
+	uint16_t flags;
 	uint32_t start_nsec;
-	uint32_t n_excludes;
+	int64_t start_sec;
+};
+
+struct option_head {
+	uint32_t n_excludes, excludes_len;
+	uint32_t n_patterns, patterns_len;
+};
+
+struct trailer {
 	uint64_t n_entries;
 	uint64_t pool_len;
-	uint32_t options_len;
-	uint32_t reserved1;
+	uint64_t checksum;
 };
-_Static_assert(sizeof(struct header) == HEADER_FIXED, "header layout");
 
-#define FLAG_ONE_FS 1u
+#define HEADER_FIXED sizeof(struct header)
+#define OPTIONS_OFF  HEADER_FIXED
+#define OPTIONS_HEAD sizeof(struct option_head)
+#define TRAILER      sizeof(struct trailer)
+_Static_assert(sizeof(struct header) == 32 && offsetof(struct header, start_sec) == 24, "header layout");
+_Static_assert(sizeof(struct option_head) == 16, "option block layout");
+_Static_assert(sizeof(struct trailer) == 24, "trailer layout");
+
+/* The smallest file: the fixed header, an empty option block and a trailer. */
+#define MIN_LEN (HEADER_FIXED + OPTIONS_HEAD + TRAILER)
 
 static size_t pad8(size_t n)
 {
 	return (n + 7) & ~(size_t)7;
+}
+
+/* ---- on-disk codes -------------------------------------------------------- */
+
+/* Explicit codes, so that reordering the C enums never changes the format.
+ * 0 means "no such value". */
+static uint8_t mode_to_code(enum ls_mode mode)
+{
+	switch (mode) {
+	case LS_MODE_TIME: return LS_CODE_MODE_TIME;
+	case LS_MODE_REDO: return LS_CODE_MODE_REDO;
+	case LS_MODE_FULL: return LS_CODE_MODE_FULL;
+	}
+	return 0;
+}
+
+static bool mode_from_code(uint8_t code, enum ls_mode *out)
+{
+	switch (code) {
+	case LS_CODE_MODE_TIME: *out = LS_MODE_TIME; return true;
+	case LS_CODE_MODE_REDO: *out = LS_MODE_REDO; return true;
+	case LS_CODE_MODE_FULL: *out = LS_MODE_FULL; return true;
+	}
+	return false;
+}
+
+static uint8_t xattrs_to_code(enum ls_xattrs x)
+{
+	switch (x) {
+	case LS_XATTRS_CAPABILITY: return LS_CODE_XATTRS_CAPABILITY;
+	case LS_XATTRS_ALL: return LS_CODE_XATTRS_ALL;
+	case LS_XATTRS_NONE: return LS_CODE_XATTRS_NONE;
+	}
+	return 0;
+}
+
+static bool xattrs_from_code(uint8_t code, enum ls_xattrs *out)
+{
+	switch (code) {
+	case LS_CODE_XATTRS_CAPABILITY: *out = LS_XATTRS_CAPABILITY; return true;
+	case LS_CODE_XATTRS_ALL: *out = LS_XATTRS_ALL; return true;
+	case LS_CODE_XATTRS_NONE: *out = LS_XATTRS_NONE; return true;
+	}
+	return false;
 }
 
 int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
@@ -80,33 +139,6 @@ ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len)
 	return -1;
 }
 
-ssize_t ls_normalize_relpath(char *p)
-{
-	char *out = p;
-	const char *s = p;
-	while (*s) {
-		while (*s == '/')
-			s++;
-		if (!*s)
-			break;
-		const char *e = strchrnul(s, '/');
-		size_t n = (size_t)(e - s);
-		if (n == 1 && s[0] == '.') {
-			s = e;
-			continue;
-		}
-		if (n == 2 && s[0] == '.' && s[1] == '.')
-			return -1;
-		if (out != p)
-			*out++ = '/';
-		memmove(out, s, n);
-		out += n;
-		s = e;
-	}
-	*out = '\0';
-	return out - p;
-}
-
 static int cmp_strptr(const void *a, const void *b)
 {
 	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
@@ -136,7 +168,7 @@ int ls_manifest_create(ls_manifest **out, enum ls_mode mode, enum ls_xattrs xatt
 			rc = ls_fail(err, ENOMEM, "manifest: out of memory");
 			break;
 		}
-		if (ls_normalize_relpath(c) < 0) {
+		if (ls_path_normalize(c, LS_NORM_ROOTED) < 0) {
 			rc = ls_fail(err, EINVAL, "--exclude %s: '..' is not allowed", excludes[i]);
 			free(c);
 			break;
@@ -160,8 +192,9 @@ int ls_manifest_create(ls_manifest **out, enum ls_mode mode, enum ls_xattrs xatt
 			total += strlen(norm[i]) + 1;
 		}
 		kept = uniq;
-		m->options = malloc(total);
-		if (!m->options) {
+		if (total > UINT32_MAX) {
+			rc = ls_fail(err, E2BIG, "--exclude: too many paths for the manifest");
+		} else if (!(m->options = malloc(total))) {
 			rc = ls_fail(err, ENOMEM, "manifest: out of memory");
 		} else {
 			char *p = m->options;
@@ -185,12 +218,57 @@ int ls_manifest_create(ls_manifest **out, enum ls_mode mode, enum ls_xattrs xatt
 	return 0;
 }
 
-const char *ls_manifest_exclude(const ls_manifest *m, size_t i)
+/* The i-th of a block of NUL-terminated strings. */
+static const char *nth_string(const char *p, size_t i)
 {
-	const char *p = m->options;
 	while (i-- > 0)
 		p += strlen(p) + 1;
 	return p;
+}
+
+const char *ls_manifest_exclude(const ls_manifest *m, size_t i)
+{
+	return nth_string(m->options, i);
+}
+
+const char *ls_manifest_pattern(const ls_manifest *m, size_t i)
+{
+	return nth_string(m->patterns, i);
+}
+
+int ls_manifest_set_patterns(ls_manifest *m, const char *const *patterns, size_t n,
+			     struct ls_error *err)
+{
+	if (m->map)
+		return ls_fail(err, EINVAL, "manifest: read-only");
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(patterns[i]);
+		/* an empty pattern matches nothing (a blank gitignore line): the
+		 * caller drops it, the format has no room for it */
+		if (l == 0)
+			return ls_fail(err, EINVAL, "--exclude-pattern: empty pattern");
+		total += l + 1;
+		if (total > UINT32_MAX)
+			return ls_fail(err, E2BIG, "--exclude-pattern: too many patterns for the manifest");
+	}
+	char *buf = NULL;
+	if (total) {
+		buf = malloc(total);
+		if (!buf)
+			return ls_fail(err, ENOMEM, "manifest: out of memory");
+		char *p = buf;
+		for (size_t i = 0; i < n; i++) {
+			size_t l = strlen(patterns[i]) + 1;
+			memcpy(p, patterns[i], l);
+			p += l;
+		}
+	}
+	free(m->patterns);
+	m->patterns = buf;
+	m->patterns_len = total;
+	m->n_patterns = n;
+	return 0;
 }
 
 int ls_grow(void **buf, size_t *cap, size_t need, size_t elem)
@@ -214,8 +292,18 @@ int ls_manifest_append(ls_manifest *m, const struct ls_rec *r, const char *path,
 {
 	if (m->map)
 		return ls_fail(err, EINVAL, "manifest: read-only");
-	if (path_len == 0 || path_len > UINT16_MAX || link_len > UINT16_MAX || xattr_len > UINT32_MAX)
-		return ls_fail(err, ENAMETOOLONG, "%.*s: name too long", (int)(path_len > 200 ? 200 : path_len), path);
+	int shown = (int)(path_len > 200 ? 200 : path_len);
+	if (path_len == 0)
+		return ls_fail(err, EINVAL, "manifest: empty path");
+	if (path_len > UINT32_MAX)
+		return ls_fail(err, ENAMETOOLONG, "%.*s...: path too long for the manifest (%zu bytes)",
+			       shown, path, path_len);
+	/* the target's length is found with strlen when read back */
+	if (link_len && memchr(link, '\0', link_len))
+		return ls_fail(err, EINVAL, "%.*s: symlink target contains a NUL byte", shown, path);
+	if (xattr_len > UINT32_MAX)
+		return ls_fail(err, E2BIG, "%.*s: xattrs too large for the manifest (%zu bytes)",
+			       shown, path, xattr_len);
 	size_t aux = path_len + 1 + link_len + 1 + xattr_len;
 	if (ls_grow((void **)&m->recs, &m->cap, m->n + 1, sizeof(*m->recs)) ||
 	    ls_grow((void **)&m->pool, &m->pool_cap, m->pool_len + aux, 1))
@@ -223,8 +311,7 @@ int ls_manifest_append(ls_manifest *m, const struct ls_rec *r, const char *path,
 	struct ls_rec *d = &m->recs[m->n++];
 	*d = *r;
 	d->aux_off = m->pool_len;
-	d->path_len = (uint16_t)path_len;
-	d->link_len = (uint16_t)link_len;
+	d->path_len = (uint32_t)path_len;
 	d->xattr_len = (uint32_t)xattr_len;
 	char *p = m->pool + m->pool_len;
 	memcpy(p, path, path_len);
@@ -240,11 +327,28 @@ int ls_manifest_append(ls_manifest *m, const struct ls_rec *r, const char *path,
 	return 0;
 }
 
+int ls_manifest_set_from(ls_manifest *m, size_t i, const ls_manifest *src, size_t j, struct ls_error *err)
+{
+	/* Appended, then moved into place; its old pool bytes stay unused. */
+	int rc = ls_manifest_append_from(m, src, j, err);
+	if (rc == 0)
+		m->recs[i] = m->recs[--m->n];
+	return rc;
+}
+
+void ls_manifest_pop(ls_manifest *m)
+{
+	m->n--;
+	m->pool_len = m->recs[m->n].aux_off;
+}
+
 int ls_manifest_append_from(ls_manifest *m, const ls_manifest *src, size_t i, struct ls_error *err)
 {
 	const struct ls_rec *r = &src->recs[i];
-	return ls_manifest_append(m, r, ls_rec_path(src, r), r->path_len, ls_rec_link(src, r),
-				  r->link_len, ls_rec_xattrs(src, r), r->xattr_len, err);
+	const char *link = ls_rec_link(src, r);
+	size_t link_len = strlen(link);
+	return ls_manifest_append(m, r, ls_rec_path(src, r), r->path_len, link, link_len,
+				  (const unsigned char *)link + link_len + 1, r->xattr_len, err);
 }
 
 void ls_manifest_free(ls_manifest *m)
@@ -258,6 +362,7 @@ void ls_manifest_free(ls_manifest *m)
 		free(m->recs);
 		free(m->pool);
 		free(m->options);
+		free(m->patterns);
 	}
 	free(m);
 }
@@ -293,16 +398,24 @@ int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err)
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, LS_MANIFEST_MAGIC, 8);
 	h.version = LS_MANIFEST_VERSION;
-	h.header_len = (uint32_t)(HEADER_FIXED + pad8(m->options_len));
-	h.mode = (uint8_t)m->mode;
-	h.xattrs = (uint8_t)m->xattrs;
-	h.flags = m->one_file_system ? FLAG_ONE_FS : 0;
-	h.start_sec = m->start_sec;
+	size_t opts_len = OPTIONS_HEAD + m->options_len + m->patterns_len;
+	if (opts_len > UINT32_MAX - HEADER_FIXED - 8)
+		return ls_fail(err, E2BIG, "manifest: option block too large");
+	h.header_len = (uint32_t)pad8(HEADER_FIXED + opts_len);
+	h.mode = mode_to_code(m->mode);
+	h.xattrs = xattrs_to_code(m->xattrs);
+	if (!h.mode || !h.xattrs)
+		return ls_fail(err, EINVAL, "manifest: invalid mode or xattrs policy");
+	h.flags = m->one_file_system ? LS_CODE_FLAG_ONE_FS : 0;
 	h.start_nsec = m->start_nsec;
-	h.n_excludes = (uint32_t)m->n_excludes;
-	h.n_entries = m->n;
-	h.pool_len = m->pool_len;
-	h.options_len = (uint32_t)m->options_len;
+	h.start_sec = m->start_sec;
+	struct option_head oh = {
+		.n_excludes = (uint32_t)m->n_excludes,
+		.excludes_len = (uint32_t)m->options_len,
+		.n_patterns = (uint32_t)m->n_patterns,
+		.patterns_len = (uint32_t)m->patterns_len,
+	};
+	struct trailer t = { .n_entries = m->n, .pool_len = m->pool_len };
 
 	XXH3_state_t *st = XXH3_createState();
 	if (!st)
@@ -310,18 +423,25 @@ int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err)
 	XXH3_64bits_reset(st);
 	struct hashed_writer w = { fd, st };
 	static const char zeros[8];
+	/* In file order; only the trailer depends on what came before. */
 	int rc = hw_write(&w, &h, sizeof(h));
+	if (!rc)
+		rc = hw_write(&w, &oh, sizeof(oh));
 	if (!rc)
 		rc = hw_write(&w, m->options, m->options_len);
 	if (!rc)
-		rc = hw_write(&w, zeros, pad8(m->options_len) - m->options_len);
+		rc = hw_write(&w, m->patterns, m->patterns_len);
+	if (!rc)
+		rc = hw_write(&w, zeros, h.header_len - HEADER_FIXED - opts_len);
 	if (!rc)
 		rc = hw_write(&w, m->recs, m->n * sizeof(*m->recs));
 	if (!rc)
 		rc = hw_write(&w, m->pool, m->pool_len);
+	if (!rc)
+		rc = hw_write(&w, &t, offsetof(struct trailer, checksum));
 	if (!rc) {
-		uint64_t sum = XXH3_64bits_digest(st);
-		rc = ls_write_all(fd, &sum, sizeof(sum));
+		t.checksum = XXH3_64bits_digest(st);
+		rc = ls_write_all(fd, &t.checksum, sizeof(t.checksum));
 	}
 	XXH3_freeState(st);
 	if (rc)
@@ -373,32 +493,21 @@ static bool is_normal_path(const char *p, size_t len)
 
 static bool xattrs_valid(const unsigned char *x, size_t len)
 {
-	const char *prev = NULL;
-	size_t prev_len = 0;
-	while (len > 0) {
-		if (len < LS_XATTR_HDR)
+	struct ls_xattr_it it = ls_xattr_iter(x, len);
+	struct ls_xattr_view v, prev = { 0 };
+	int rc;
+	while ((rc = ls_xattr_next(&it, &v)) > 0) {
+		if (memchr(v.name, '\0', v.name_len))
 			return false;
-		uint16_t nl;
-		uint32_t vl;
-		memcpy(&nl, x, 2);
-		memcpy(&vl, x + 2, 4);
-		if (nl == 0 || (size_t)nl + vl > len - LS_XATTR_HDR)
-			return false;
-		const char *name = (const char *)x + LS_XATTR_HDR;
-		if (memchr(name, '\0', nl))
-			return false;
-		if (prev) {
-			size_t n = prev_len < nl ? prev_len : nl;
-			int c = memcmp(prev, name, n);
-			if (c > 0 || (c == 0 && prev_len >= nl))
-				return false;
+		if (prev.name) {
+			size_t n = prev.name_len < v.name_len ? prev.name_len : v.name_len;
+			int c = memcmp(prev.name, v.name, n);
+			if (c > 0 || (c == 0 && prev.name_len >= v.name_len))
+				return false;  /* sorted by name, no duplicates */
 		}
-		prev = name;
-		prev_len = nl;
-		x += LS_XATTR_HDR + nl + vl;
-		len -= LS_XATTR_HDR + nl + vl;
+		prev = v;
 	}
-	return true;
+	return rc == 0;
 }
 
 /* The parent of every entry must be an earlier directory entry: the diff and
@@ -409,15 +518,22 @@ static int check_structure(const ls_manifest *m, const char *name, struct ls_err
 	int rc = 0;
 	for (size_t i = 0; i < m->n && rc == 0; i++) {
 		const struct ls_rec *r = &m->recs[i];
-		if (r->aux_off > m->pool_len ||
-		    m->pool_len - r->aux_off < (uint64_t)r->path_len + 1 + r->link_len + 1 + r->xattr_len) {
+		/* path NUL link NUL xattrs, within the pool; the link ends at
+		 * its first NUL, which must leave room for the xattrs */
+		uint64_t room = r->aux_off <= m->pool_len ? m->pool_len - r->aux_off : 0;
+		uint64_t fixed = (uint64_t)r->path_len + 1 + 1 + r->xattr_len;
+		const char *l = NULL;
+		if (fixed <= room) {
+			l = m->pool + r->aux_off + r->path_len + 1;
+			if (!memchr(l, '\0', (size_t)(room - fixed) + 1))
+				l = NULL;
+		}
+		if (!l) {
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu out of bounds)", name, i);
 			break;
 		}
 		const char *p = ls_rec_path(m, r);
-		const char *l = ls_rec_link(m, r);
-		if (!is_normal_path(p, r->path_len) || p[r->path_len] != '\0' || l[r->link_len] != '\0' ||
-		    memchr(l, '\0', r->link_len) || !is_valid_type(r->mode) ||
+		if (!is_normal_path(p, r->path_len) || p[r->path_len] != '\0' || !is_valid_type(r->mode) ||
 		    (r->mode & LS_REC_FLAGS_MASK & ~(LS_REC_HASHED | LS_REC_MOUNTPOINT)) ||
 		    !xattrs_valid(ls_rec_xattrs(m, r), r->xattr_len)) {
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu)", name, i);
@@ -461,67 +577,113 @@ static int check_structure(const ls_manifest *m, const char *name, struct ls_err
 	return rc;
 }
 
+/* Counts the NUL-terminated, non-empty strings of a block; false when the
+ * block does not end with a NUL or holds an empty string. */
+static bool count_strings(const char *p, size_t len, size_t *count)
+{
+	size_t n = 0;
+	if (len && p[len - 1] != '\0')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\0') {
+			if (i == 0 || p[i - 1] == '\0')
+				return false;
+			n++;
+		}
+	}
+	*count = n;
+	return true;
+}
+
+static int parse_options(const char *buf, const struct header *h, ls_manifest *m, const char *name,
+			 struct ls_error *err)
+{
+	struct option_head oh;
+	memcpy(&oh, buf + OPTIONS_OFF, sizeof(oh));
+	uint64_t used = (uint64_t)HEADER_FIXED + OPTIONS_HEAD + oh.excludes_len + oh.patterns_len;
+	if (pad8(used) != h->header_len)
+		return ls_fail(err, EINVAL, "%s: corrupt manifest options", name);
+	const char *excl = buf + OPTIONS_OFF + OPTIONS_HEAD;
+	const char *pat = excl + oh.excludes_len;
+	size_t ne, np;
+	if (!count_strings(excl, oh.excludes_len, &ne) || ne != oh.n_excludes ||
+	    !count_strings(pat, oh.patterns_len, &np) || np != oh.n_patterns)
+		return ls_fail(err, EINVAL, "%s: corrupt manifest options", name);
+	for (size_t i = used; i < h->header_len; i++)
+		if (buf[i])
+			return ls_fail(err, EINVAL, "%s: corrupt manifest options (padding)", name);
+	m->options = (char *)excl;
+	m->options_len = oh.excludes_len;
+	m->n_excludes = ne;
+	m->patterns = (char *)pat;
+	m->patterns_len = oh.patterns_len;
+	m->n_patterns = np;
+	return 0;
+}
+
 int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest **out,
 		      struct ls_error *err)
 {
 	*out = NULL;
-	struct header h;
-	if (len < 8 || memcmp(buf, LS_MANIFEST_MAGIC, 8) != 0)
+	const char *b = buf;
+	if (len < 8 || memcmp(b, LS_MANIFEST_MAGIC, 8) != 0)
 		return ls_fail(err, EINVAL, "%s: not a layersnap manifest", name);
-	if (len < HEADER_FIXED + TRAILER)
+	struct header h;
+	if (len < offsetof(struct header, header_len))
 		return ls_fail(err, EINVAL, "%s: truncated manifest", name);
-	memcpy(&h, buf, sizeof(h));
-	if (h.version != LS_MANIFEST_VERSION)
-		return ls_fail(err, EINVAL, "%s: manifest format version %u, this layersnap reads version %u",
+	/* The version first, and alone: no other field of another version's
+	 * layout means anything here. */
+	memcpy(&h.version, b + offsetof(struct header, version), sizeof(h.version));
+	if (h.version < LS_MANIFEST_VERSION)
+		return ls_fail(err, EINVAL, "%s: manifest format %u is from an older layersnap: re-scan the tree",
+			       name, h.version);
+	if (h.version > LS_MANIFEST_VERSION)
+		return ls_fail(err, EINVAL, "%s: manifest format %u is newer than this layersnap supports (%u)",
 			       name, h.version, LS_MANIFEST_VERSION);
-	/* Sizes are checked before the checksum so that a truncation is named as such. */
-	uint64_t need = h.header_len;
-	bool overflow = h.n_entries > (UINT64_MAX / 2) / sizeof(struct ls_rec) || h.pool_len > UINT64_MAX / 4;
-	if (!overflow)
-		need += h.n_entries * sizeof(struct ls_rec) + h.pool_len + TRAILER;
-	if (overflow || h.header_len < HEADER_FIXED || need > len) {
-		uint64_t sum;
-		memcpy(&sum, (const char *)buf + len - TRAILER, TRAILER);
-		if (!overflow && h.header_len >= HEADER_FIXED && sum == XXH3_64bits(buf, len - TRAILER))
-			return ls_fail(err, EINVAL, "%s: corrupt manifest", name);
-		return ls_fail(err, EINVAL, "%s: truncated or corrupt manifest", name);
-	}
-	if (need < len)
-		return ls_fail(err, EINVAL, "%s: corrupt manifest (trailing bytes)", name);
-	uint64_t sum;
-	memcpy(&sum, (const char *)buf + len - TRAILER, TRAILER);
-	if (sum != XXH3_64bits(buf, len - TRAILER))
-		return ls_fail(err, EINVAL, "%s: manifest checksum mismatch (corrupt file)", name);
-	if (h.mode > LS_MODE_FULL || h.xattrs > LS_XATTRS_NONE || (h.flags & ~FLAG_ONE_FS) ||
-	    h.header_len != HEADER_FIXED + pad8(h.options_len) || h.header_len % 8)
-		return ls_fail(err, EINVAL, "%s: corrupt manifest header", name);
+	if (len < MIN_LEN)
+		return ls_fail(err, EINVAL, "%s: truncated manifest", name);
+	memcpy(&h, b, sizeof(h));
+	struct trailer t;
+	memcpy(&t, b + len - TRAILER, TRAILER);
 
-	const char *opts = (const char *)buf + HEADER_FIXED;
-	size_t count = 0;
-	for (size_t i = 0; i < h.options_len; i++)
-		if (opts[i] == '\0')
-			count++;
-	if (count != h.n_excludes || (h.options_len && opts[h.options_len - 1] != '\0'))
-		return ls_fail(err, EINVAL, "%s: corrupt manifest options", name);
+	/* Sizes from the trailer before the checksum: a truncated file has lost
+	 * its trailer, and its last bytes hardly ever add up. */
+	uint64_t body = len - TRAILER;
+	bool fits = h.header_len >= HEADER_FIXED + OPTIONS_HEAD && h.header_len % 8 == 0 &&
+		    h.header_len <= body && t.n_entries <= (body - h.header_len) / sizeof(struct ls_rec) &&
+		    t.pool_len == body - h.header_len - t.n_entries * sizeof(struct ls_rec);
+	if (!fits)
+		return ls_fail(err, EINVAL, "%s: truncated or corrupt manifest (its size does not match its trailer)",
+			       name);
+	if (t.checksum != XXH3_64bits(b, len - sizeof(t.checksum)))
+		return ls_fail(err, EINVAL, "%s: manifest checksum mismatch (corrupt or truncated file)", name);
 
 	ls_manifest *m = calloc(1, sizeof(*m));
 	if (!m)
 		return ls_fail(err, ENOMEM, "%s: out of memory", name);
-	m->mode = (enum ls_mode)h.mode;
-	m->xattrs = (enum ls_xattrs)h.xattrs;
-	m->one_file_system = h.flags & FLAG_ONE_FS;
+	int rc = 0;
+	if (!mode_from_code(h.mode, &m->mode))
+		rc = ls_fail(err, EINVAL, "%s: unknown snapshot mode code %u", name, h.mode);
+	else if (!xattrs_from_code(h.xattrs, &m->xattrs))
+		rc = ls_fail(err, EINVAL, "%s: unknown xattrs policy code %u", name, h.xattrs);
+	else if ((h.flags & ~LS_CODE_FLAG_ONE_FS) || h.start_nsec >= 1000000000u)
+		rc = ls_fail(err, EINVAL, "%s: corrupt manifest header", name);
+	else
+		rc = parse_options(b, &h, m, name, err);
+	if (rc) {
+		free(m);
+		return rc;
+	}
+	m->one_file_system = h.flags & LS_CODE_FLAG_ONE_FS;
 	m->start_sec = h.start_sec;
 	m->start_nsec = h.start_nsec;
-	m->options = (char *)opts;
-	m->options_len = h.options_len;
-	m->n_excludes = h.n_excludes;
-	m->recs = (struct ls_rec *)((char *)buf + h.header_len);
-	m->n = m->cap = h.n_entries;
-	m->pool = (char *)buf + h.header_len + h.n_entries * sizeof(struct ls_rec);
-	m->pool_len = m->pool_cap = h.pool_len;
+	m->recs = (struct ls_rec *)(void *)(b + h.header_len);
+	m->n = m->cap = t.n_entries;
+	m->pool = (char *)b + h.header_len + t.n_entries * sizeof(struct ls_rec);
+	m->pool_len = m->pool_cap = t.pool_len;
 	m->map = (void *)buf;
 	m->map_len = 0; /* borrowed */
-	int rc = check_structure(m, name, err);
+	rc = check_structure(m, name, err);
 	if (rc) {
 		ls_manifest_free(m);
 		return rc;

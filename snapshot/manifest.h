@@ -1,23 +1,57 @@
 /*
  * The manifest: one 96-byte record per entry in walk order plus a pool of
- * path, symlink-target and xattr bytes.  On disk (little-endian):
+ * path, symlink-target and xattr bytes.  On disk, format 2 (little-endian):
  *
- *   header (64 bytes + option block, padded to 8) | records | pool | XXH3-64
+ *   offset  size  field
+ *        0     8  magic "LAYRSNAP"
+ *        8     4  u32 format version (2)
+ *       12     4  u32 header_len: bytes before the first record, a multiple of 8
+ *       16     1  u8 mode code (LS_CODE_MODE_*)
+ *       17     1  u8 xattrs policy code (LS_CODE_XATTRS_*)
+ *       18     2  u16 flags (LS_CODE_FLAG_*; unknown bits are refused)
+ *       20     4  u32 start_nsec (< 10^9)
+ *       24     8  i64 start_sec: scan start, for the racy check
+ *   option block, at 32:
+ *       32     4  u32 n_excludes
+ *       36     4  u32 excludes_len
+ *       40     4  u32 n_patterns
+ *       44     4  u32 patterns_len
+ *       48        excludes: n_excludes NUL-terminated paths, in walk order, unique
+ *                 patterns: n_patterns NUL-terminated patterns, in their given
+ *                 order (the last match wins), duplicates kept
+ *                 zero bytes up to header_len
+ *   header_len    n_entries records of 96 bytes (struct ls_rec)
+ *                 pool_len bytes of pool
+ *   trailer, the last 24 bytes:
+ *                 u64 n_entries, u64 pool_len, u64 XXH3-64 of every byte before it
  *
- * The trailing XXH3-64 covers every byte before it.  A loaded manifest is
- * mmap'ed and used in place after verification; a built one lives in growing
- * heap arrays.  Both are the same struct.
+ * Nothing before the records depends on them, so the file can be written as a
+ * stream; the reader checks the trailer's sizes against the file's length
+ * before the checksum.  Codes on disk are explicit, never the C enums' values.
+ * A loaded manifest is mmap'ed and used in place after verification (records
+ * are 8-byte aligned); a built one lives in growing heap arrays.  Both are the
+ * same struct.
  */
 #ifndef LS_MANIFEST_H
 #define LS_MANIFEST_H
 
 #include "layersnap.h"
+#include "xattr.h"
 
 #include <string.h>
 #include <sys/types.h>
 
 #define LS_MANIFEST_MAGIC   "LAYRSNAP"
-#define LS_MANIFEST_VERSION 1u
+#define LS_MANIFEST_VERSION 2u
+
+/* On-disk codes of the header (see above). */
+#define LS_CODE_MODE_TIME         't'
+#define LS_CODE_MODE_REDO         'r'
+#define LS_CODE_MODE_FULL         'f'
+#define LS_CODE_XATTRS_CAPABILITY 'c'
+#define LS_CODE_XATTRS_ALL        'a'
+#define LS_CODE_XATTRS_NONE       'n'
+#define LS_CODE_FLAG_ONE_FS       0x0001u
 
 /* Flags kept in the high 16 bits of ls_rec.mode; the low 16 are st_mode. */
 #define LS_REC_HASHED     (1u << 16)  /* hash[] holds the content's XXH3-128 */
@@ -38,9 +72,8 @@ struct ls_rec {
 	uint32_t nlink;
 	uint8_t hash[16];
 	uint64_t aux_off;    /* pool offset of: path NUL link NUL xattrs */
-	uint16_t path_len;
-	uint16_t link_len;
-	uint32_t xattr_len;
+	uint32_t path_len;
+	uint32_t xattr_len;  /* a symlink target's length is its strlen: no NUL in it */
 };
 
 _Static_assert(sizeof(struct ls_rec) == 96, "manifest record must be 96 bytes");
@@ -51,9 +84,12 @@ struct ls_manifest {
 	bool one_file_system;
 	int64_t start_sec;           /* scan start (CLOCK_REALTIME), for the racy check */
 	uint32_t start_nsec;
-	char *options;               /* excludes, NUL-separated, sorted */
+	char *options;               /* excludes, each NUL-terminated, in walk order */
 	size_t options_len;
 	size_t n_excludes;
+	char *patterns;              /* patterns, each NUL-terminated, in given order */
+	size_t patterns_len;
+	size_t n_patterns;
 
 	struct ls_rec *recs;
 	size_t n, cap;
@@ -64,9 +100,7 @@ struct ls_manifest {
 	size_t map_len;
 };
 
-/** Xattr blob encoding, per attribute: u16 name_len, u32 value_len, name, value;
- *  sorted by name, no duplicates. */
-#define LS_XATTR_HDR 6
+/* Xattr blobs: see xattr.h. */
 
 /** Creates an empty manifest with the given settings; excludes are copied,
  *  normalised ("/a//b/" -> "a/b") and sorted. */
@@ -74,11 +108,29 @@ int ls_manifest_create(ls_manifest **out, enum ls_mode mode, enum ls_xattrs xatt
 		       bool one_file_system, const char *const *excludes, size_t n_excludes,
 		       struct ls_error *err);
 
+/** Replaces the manifest's exclude patterns with a copy of patterns[0..n),
+ *  kept in this order with duplicates (gitignore: the last match wins).
+ *  Returns 0, or -EINVAL (an empty pattern, a loaded manifest), -E2BIG or
+ *  -ENOMEM, leaving the previous list. */
+int ls_manifest_set_patterns(ls_manifest *m, const char *const *patterns, size_t n,
+			     struct ls_error *err);
+
 /** Appends a record; r's aux fields are filled from the given bytes, which
- *  are copied into the pool.  Returns 0 or -ENOMEM / -ENAMETOOLONG. */
+ *  are copied into the pool.  Returns 0, or -EINVAL (empty path, NUL in the
+ *  link, a loaded manifest), -ENAMETOOLONG (path over UINT32_MAX bytes),
+ *  -E2BIG (xattrs over UINT32_MAX bytes) or -ENOMEM. */
 int ls_manifest_append(ls_manifest *m, const struct ls_rec *r, const char *path, size_t path_len,
 		       const char *link, size_t link_len, const void *xattrs, size_t xattr_len,
 		       struct ls_error *err);
+
+/** Removes the last record appended (and its pool bytes); the manifest must
+ *  be a built one, not a loaded one, and not empty. */
+void ls_manifest_pop(ls_manifest *m);
+
+/** Replaces record i of m (a built manifest) with a copy of record j of src,
+ *  which must have the same path.  Pointers into m's records and pool are
+ *  invalid afterwards.  Returns 0 or -ENOMEM. */
+int ls_manifest_set_from(ls_manifest *m, size_t i, const ls_manifest *src, size_t j, struct ls_error *err);
 
 /** Appends a copy of record i of src (used to carry base entries over). */
 int ls_manifest_append_from(ls_manifest *m, const ls_manifest *src, size_t i, struct ls_error *err);
@@ -100,9 +152,16 @@ static inline const char *ls_rec_link(const ls_manifest *m, const struct ls_rec 
 	return m->pool + r->aux_off + r->path_len + 1;
 }
 
+/** Length of r's symlink target (0 when none was recorded): targets hold no NUL. */
+static inline size_t ls_rec_link_len(const ls_manifest *m, const struct ls_rec *r)
+{
+	return strlen(ls_rec_link(m, r));
+}
+
 static inline const unsigned char *ls_rec_xattrs(const ls_manifest *m, const struct ls_rec *r)
 {
-	return (const unsigned char *)m->pool + r->aux_off + r->path_len + 1 + r->link_len + 1;
+	const char *link = ls_rec_link(m, r);
+	return (const unsigned char *)link + strlen(link) + 1;
 }
 
 /** True when path (len bytes) lies below directory dir (dlen bytes). */
@@ -124,11 +183,6 @@ ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
 /** Index of the first record whose path is >= path in walk order (n if none). */
 size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t len);
 
-/** Normalises an exclude/relative path in place: strips leading and trailing
- *  '/', collapses "//" and "./" components.  Returns its new length, or -1
- *  when it contains "..". */
-ssize_t ls_normalize_relpath(char *p);
-
 /** Serialises to fd (for tests and ls_manifest_save).  Returns 0 or negative. */
 int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err);
 
@@ -140,5 +194,8 @@ int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest
 
 /** The i-th exclude of the option block, for messages and checks. */
 const char *ls_manifest_exclude(const ls_manifest *m, size_t i);
+
+/** The i-th pattern of the option block (i < n_patterns), in given order. */
+const char *ls_manifest_pattern(const ls_manifest *m, size_t i);
 
 #endif

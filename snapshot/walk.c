@@ -2,6 +2,9 @@
 #include "error.h"
 #include "ioq.h"
 #include "modes.h"
+#include "output.h"
+#include "path.h"
+#include "xattr.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,7 +17,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
-#include <sys/xattr.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +49,7 @@ struct dir_job {
 	char *path;             /* relative to ROOT, "" for ROOT */
 	size_t path_len;
 	uint64_t dev;           /* the directory's device (one-file-system) */
+	uint64_t ino;           /* and inode, as its parent saw them */
 	int fd;                 /* opened by the parent's job, or -1 */
 	struct child *kids;
 	size_t n, cap;
@@ -67,6 +71,7 @@ struct walker {
 	bool ring_hash;         /* io_uring for file contents */
 	atomic_bool ring_failed;
 	atomic_int open_fds;    /* subdirectory fds held ahead of their jobs */
+	int held_budget;        /* at most this many, sized from RLIMIT_NOFILE */
 	struct ls_pool *pool;
 	ls_manifest *out;
 };
@@ -75,7 +80,7 @@ struct thread_ctx {
 	struct walker *w;
 	char *dirent_buf;
 	char *read_buf;
-	char *path_buf;         /* PATH_MAX * 2 */
+	struct ls_pathbuf pb;   /* paths of children, any length */
 	XXH3_state_t *xxh;
 	struct ls_ring *ring;
 	bool ring_tried;
@@ -88,9 +93,8 @@ static int ctx_init(void *vctx, void *arg)
 	c->w = arg;
 	c->dirent_buf = malloc(DIRENT_BUF);
 	c->read_buf = malloc(READ_BUF);
-	c->path_buf = malloc(2 * PATH_MAX + 2);
 	c->xxh = XXH3_createState();
-	if (!c->dirent_buf || !c->read_buf || !c->path_buf || !c->xxh)
+	if (!c->dirent_buf || !c->read_buf || !c->xxh)
 		return -ENOMEM;
 	return 0;
 }
@@ -100,7 +104,7 @@ static void ctx_fini(void *vctx)
 	struct thread_ctx *c = vctx;
 	free(c->dirent_buf);
 	free(c->read_buf);
-	free(c->path_buf);
+	free(c->pb.buf);
 	if (c->xxh)
 		XXH3_freeState(c->xxh);
 	ls_ring_destroy(c->ring);
@@ -156,139 +160,6 @@ static void rec_from_statx(struct ls_rec *r, const struct statx *s)
 	r->nlink = s->stx_nlink;
 }
 
-/* ---- xattrs -------------------------------------------------------------- */
-
-static int cmp_cstr(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int blob_add(char **blob, size_t *len, size_t *cap, const char *name, const void *val, size_t vlen)
-{
-	size_t nl = strlen(name);
-	size_t need = *len + LS_XATTR_HDR + nl + vlen;
-	if (nl > UINT16_MAX || vlen > UINT32_MAX)
-		return -E2BIG;
-	if (need > *cap) {
-		size_t ncap = *cap ? *cap : 256;
-		while (ncap < need)
-			ncap *= 2;
-		char *n = realloc(*blob, ncap);
-		if (!n)
-			return -ENOMEM;
-		*blob = n;
-		*cap = ncap;
-	}
-	uint16_t n16 = (uint16_t)nl;
-	uint32_t v32 = (uint32_t)vlen;
-	memcpy(*blob + *len, &n16, 2);
-	memcpy(*blob + *len + 2, &v32, 4);
-	memcpy(*blob + *len + LS_XATTR_HDR, name, nl);
-	if (vlen)
-		memcpy(*blob + *len + LS_XATTR_HDR + nl, val, vlen);
-	*len = need;
-	return 0;
-}
-
-/* lgetxattr into a growing buffer; returns the length or -errno. */
-static ssize_t get_one_xattr(const char *path, const char *name, char **val, size_t *cap)
-{
-	/* A size of 0 would only ask for the length: start with a buffer. */
-	if (!*cap) {
-		if (!(*val = malloc(256)))
-			return -ENOMEM;
-		*cap = 256;
-	}
-	for (;;) {
-		ssize_t n = lgetxattr(path, name, *val, *cap);
-		if (n >= 0)
-			return n;
-		if (errno != ERANGE)
-			return -errno;
-		ssize_t need = lgetxattr(path, name, NULL, 0);
-		if (need < 0)
-			return -errno;
-		char *nv = realloc(*val, (size_t)need + 1);
-		if (!nv)
-			return -ENOMEM;
-		*val = nv;
-		*cap = (size_t)need + 1;
-	}
-}
-
-int ls_read_xattrs(const char *abs_path, uint32_t mode, enum ls_xattrs policy, void **out, size_t *out_len)
-{
-	*out = NULL;
-	*out_len = 0;
-	if (policy == LS_XATTRS_NONE)
-		return 0;
-	char *blob = NULL, *val = NULL;
-	size_t len = 0, cap = 0, vcap = 0;
-	int rc = 0;
-	if (policy == LS_XATTRS_CAPABILITY) {
-		/* File capabilities only mean something on regular files. */
-		if (!S_ISREG(mode))
-			return 0;
-		ssize_t n = get_one_xattr(abs_path, "security.capability", &val, &vcap);
-		if (n >= 0)
-			rc = blob_add(&blob, &len, &cap, "security.capability", val, (size_t)n);
-		else if (n != -ENODATA && n != -ENOTSUP && n != -ENOENT)
-			rc = (int)n;
-		free(val);
-		if (rc) {
-			free(blob);
-			return rc;
-		}
-		*out = blob;
-		*out_len = len;
-		return 0;
-	}
-	ssize_t ln = llistxattr(abs_path, NULL, 0);
-	if (ln <= 0)
-		return (ln < 0 && errno != ENOTSUP && errno != ENOENT) ? -errno : 0;
-	char *names = malloc((size_t)ln + 1);
-	if (!names)
-		return -ENOMEM;
-	ln = llistxattr(abs_path, names, (size_t)ln);
-	if (ln < 0) {
-		rc = -errno;
-		free(names);
-		return rc == -ERANGE ? -EAGAIN : rc;
-	}
-	size_t count = 0;
-	for (ssize_t i = 0; i < ln; i++)
-		if (names[i] == '\0')
-			count++;
-	const char **list = calloc(count ? count : 1, sizeof(*list));
-	if (!list) {
-		free(names);
-		return -ENOMEM;
-	}
-	size_t k = 0;
-	for (char *s = names; s < names + ln && k < count; s += strlen(s) + 1)
-		list[k++] = s;
-	qsort(list, k, sizeof(*list), cmp_cstr);
-	for (size_t i = 0; i < k && rc == 0; i++) {
-		ssize_t n = get_one_xattr(abs_path, list[i], &val, &vcap);
-		if (n == -ENODATA)
-			continue;
-		if (n < 0)
-			rc = (int)n;
-		else
-			rc = blob_add(&blob, &len, &cap, list[i], val, (size_t)n);
-	}
-	free(val);
-	free(list);
-	free(names);
-	if (rc) {
-		free(blob);
-		return rc;
-	}
-	*out = blob;
-	*out_len = len;
-	return 0;
-}
-
 /* ---- dir jobs ------------------------------------------------------------ */
 
 static int arena_add(struct dir_job *j, const void *data, size_t len, uint32_t *off)
@@ -309,18 +180,14 @@ static const char *kid_name(const struct dir_job *j, const struct child *k)
 	return j->arena + k->name_off;
 }
 
-/* "DIR/NAME" (or "NAME" under ROOT) into buf; returns its length. */
-static size_t join_path(char *buf, const struct dir_job *j, const char *name, size_t name_len)
+/* "DIR/NAME" of child k (or "NAME" under ROOT) in the thread's path buffer,
+ * valid until the buffer is next used; NULL when out of memory. */
+static const char *kid_path(struct thread_ctx *c, const struct dir_job *j, const struct child *k, size_t *len)
 {
-	size_t n = 0;
-	if (j->path_len) {
-		memcpy(buf, j->path, j->path_len);
-		buf[j->path_len] = '/';
-		n = j->path_len + 1;
-	}
-	memcpy(buf + n, name, name_len);
-	buf[n + name_len] = '\0';
-	return n + name_len;
+	if (ls_path_join(&c->pb, j->path, j->path_len, kid_name(j, k), k->name_len))
+		return NULL;
+	*len = c->pb.len;
+	return c->pb.buf;
 }
 
 static bool is_excluded(const struct walker *w, const char *path)
@@ -357,12 +224,14 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 			if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
 				continue;
 			size_t nl = strlen(name);
-			/* path buffers hold 2 * PATH_MAX; the manifest takes 64 KiB */
-			if (j->path_len + 1 + nl >= 2 * PATH_MAX)
-				return -ENAMETOOLONG;
+			/* A run's temporaries, live or left by a killed run, are
+			 * never part of a tree. */
+			if (ls_output_is_temp_name(name, nl))
+				continue;
 			if (w->n_excl) {
-				join_path(c->path_buf, j, name, nl);
-				if (is_excluded(w, c->path_buf))
+				if (ls_path_join(&c->pb, j->path, j->path_len, name, nl))
+					return -ENOMEM;
+				if (is_excluded(w, c->pb.buf))
 					continue;
 			}
 			if (ls_grow((void **)&j->kids, &j->cap, j->n + 1, sizeof(*j->kids)))
@@ -416,7 +285,7 @@ static int sort_kids(struct dir_job *j)
 
 static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 {
-	if (j->w->ring_meta && c->ring) {
+	if (j->w->ring_meta && c->ring && !atomic_load(&j->w->ring_failed)) {
 		const char **names = malloc(j->n * sizeof(*names));
 		int *res = malloc(j->n * sizeof(*res));
 		struct statx *stx = malloc(j->n * sizeof(*stx));
@@ -433,7 +302,13 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 		free(names);
 		free(res);
 		free(stx);
-		return rc;
+		if (rc != -ENOMEM && rc != -EBUSY && rc) {
+			/* The ring itself failed: plain syscalls from here on. */
+			if (!atomic_exchange(&j->w->ring_failed, true))
+				log_msg(j->w, 1, "io_uring failed (%s): using plain syscalls", strerror(-rc));
+		} else if (rc != -EBUSY) {
+			return rc;
+		}
 	}
 	for (size_t i = 0; i < j->n; i++) {
 		struct child *k = &j->kids[i];
@@ -449,8 +324,9 @@ static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struc
 	const ls_manifest *base = j->w->p->base;
 	if (!base || base->mode != LS_MODE_FULL)
 		return NULL;
-	size_t len = join_path(c->path_buf, j, kid_name(j, k), k->name_len);
-	ssize_t bi = ls_manifest_find(base, c->path_buf, len);
+	size_t len;
+	const char *path = kid_path(c, j, k, &len);
+	ssize_t bi = path ? ls_manifest_find(base, path, len) : -1;
 	return bi >= 0 ? &base->recs[bi] : NULL;
 }
 
@@ -495,27 +371,99 @@ static bool needs_hash_now(struct dir_job *j, struct child *k, const struct ls_r
 	return !meta_differs;
 }
 
-static int read_kid_xattrs(struct dir_job *j, struct child *k, struct thread_ctx *c)
+static int read_kid_xattrs(struct dir_job *j, struct child *k, int dfd)
 {
-	struct walker *w = j->w;
-	size_t len = join_path(c->path_buf, j, kid_name(j, k), k->name_len);
-	size_t rl = strlen(w->root);
-	char *abs = malloc(rl + len + 2);
-	if (!abs)
-		return -ENOMEM;
-	memcpy(abs, w->root, rl);
-	abs[rl] = '/';
-	memcpy(abs + rl + 1, c->path_buf, len + 1);
 	void *blob;
 	size_t blen;
-	int rc = ls_read_xattrs(abs, k->stx.stx_mode, w->o->xattrs, &blob, &blen);
-	free(abs);
+	int rc = ls_xattrs_read(dfd, kid_name(j, k), k->stx.stx_mode, j->w->o->xattrs, &blob, &blen);
 	if (rc == 0 && blen)
 		rc = arena_add(j, blob, blen, &k->xattr_off);
 	if (rc == 0)
 		k->xattr_len = (uint32_t)blen;
 	free(blob);
 	return rc;
+}
+
+/* Out of file descriptors: back-pressure (the walk's other threads release
+ * theirs as their jobs finish), not a failure, for a while. */
+static bool fd_shortage(int rc)
+{
+	return rc == -EMFILE || rc == -ENFILE;
+}
+
+/* Waits a millisecond before another try; false once the tries are spent. */
+static bool fd_backoff(int *tries)
+{
+	if (++*tries > 1000)
+		return false;
+	struct timespec ts = { 0, 1000000 };
+	nanosleep(&ts, NULL);
+	return true;
+}
+
+static int64_t stx_ns(const struct statx_timestamp *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+static int64_t st_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/* What a record keeps of an fstat of the file, into the child's statx. */
+static void stx_take_stat(struct statx *x, const struct stat *st)
+{
+	x->stx_size = (uint64_t)st->st_size;
+	x->stx_mtime.tv_sec = st->st_mtim.tv_sec;
+	x->stx_mtime.tv_nsec = (uint32_t)st->st_mtim.tv_nsec;
+	x->stx_ctime.tv_sec = st->st_ctim.tv_sec;
+	x->stx_ctime.tv_nsec = (uint32_t)st->st_ctim.tv_nsec;
+	x->stx_mode = (uint16_t)st->st_mode;
+	x->stx_uid = st->st_uid;
+	x->stx_gid = st->st_gid;
+	x->stx_nlink = (uint32_t)st->st_nlink;
+}
+
+static bool same_stamps(const struct stat *a, const struct stat *b)
+{
+	return a->st_size == b->st_size && st_ns(&a->st_mtim) == st_ns(&b->st_mtim) &&
+	       st_ns(&a->st_ctim) == st_ns(&b->st_ctim);
+}
+
+/* A file stamped just now may be in the middle of a write that stamped it
+ * before we looked (ls_stamped_recently): its hash counts once two reads in
+ * a row, with the same size and timestamps around the second, give the same
+ * bytes; the record then takes those timestamps.  Returns 0, -ENOENT when
+ * the file is gone or replaced, -EAGAIN when it kept changing. */
+static int confirm_hash(struct dir_job *j, struct child *k, int dfd, struct thread_ctx *c)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		int fd;
+		for (int waits = 0; fd_shortage(fd = ls_open_noatime(dfd, kid_name(j, k))) && fd_backoff(&waits);)
+			;
+		if (fd < 0)
+			return fd;
+		struct stat before, after;
+		uint8_t again[16];
+		int rc = fstat(fd, &before) == 0 ? 0 : -errno;
+		if (rc == 0 && (before.st_ino != k->stx.stx_ino || !S_ISREG(before.st_mode)))
+			rc = -ENOENT;
+		if (rc == 0)
+			rc = ls_hash_fd(fd, c->read_buf, READ_BUF, c->xxh, again);
+		if (rc == 0 && fstat(fd, &after) != 0)
+			rc = -errno;
+		close(fd);
+		if (rc)
+			return rc;
+		bool same = same_stamps(&before, &after) && memcmp(again, k->hash, sizeof(again)) == 0;
+		memcpy(k->hash, again, sizeof(again));
+		if (same) {
+			stx_take_stat(&k->stx, &after);
+			return 0;
+		}
+	}
+	return -EAGAIN;
 }
 
 static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *idx, size_t n)
@@ -528,27 +476,38 @@ static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *
 				reqs[i].name = kid_name(j, &j->kids[idx[i]]);
 			int rc = ls_ring_hash(ring, dfd, reqs, n);
 			if (rc == 0) {
+				bool short_of_fds = false;
 				for (size_t i = 0; i < n; i++) {
 					struct child *k = &j->kids[idx[i]];
-					if (reqs[i].result)
+					if (reqs[i].result) {
 						k->err = reqs[i].result;
-					else {
+						short_of_fds |= fd_shortage(k->err);
+					} else {
 						memcpy(k->hash, reqs[i].hash, 16);
 						k->hashed = true;
 					}
 				}
 				free(reqs);
-				return;
+				/* Files the ring could not open for want of fds are
+				 * read one at a time below. */
+				if (!short_of_fds)
+					goto confirm;
+			} else {
+				free(reqs);
+				/* The ring itself failed: plain syscalls from here on. */
+				if (!atomic_exchange(&j->w->ring_failed, true))
+					log_msg(j->w, 1, "io_uring failed (%s): using plain syscalls", strerror(-rc));
 			}
-			free(reqs);
-			/* The ring itself failed: plain syscalls from here on. */
-			if (!atomic_exchange(&j->w->ring_failed, true))
-				log_msg(j->w, 1, "io_uring failed (%s): using plain syscalls", strerror(-rc));
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct child *k = &j->kids[idx[i]];
-		int fd = ls_open_noatime(dfd, kid_name(j, k));
+		if (k->hashed || (k->err && !fd_shortage(k->err)))
+			continue;
+		k->err = 0;
+		int fd;
+		for (int tries = 0; fd_shortage(fd = ls_open_noatime(dfd, kid_name(j, k))) && fd_backoff(&tries);)
+			;
 		if (fd < 0) {
 			k->err = fd;
 			continue;
@@ -560,6 +519,17 @@ static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *
 		else
 			k->hashed = true;
 	}
+confirm:
+	for (size_t i = 0; i < n; i++) {
+		struct child *k = &j->kids[idx[i]];
+		if (k->hashed && ls_stamped_recently(stx_ns(&k->stx.stx_ctime))) {
+			int rc = confirm_hash(j, k, dfd, c);
+			if (rc) {
+				k->hashed = false;
+				k->err = rc;
+			}
+		}
+	}
 }
 
 static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
@@ -567,8 +537,11 @@ static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 	struct walker *w = j->w;
 	bool full = w->mode->fields & LS_F_HASH;
 	size_t *to_hash = NULL, n_hash = 0;
-	if (full && j->n)
-		to_hash = malloc(j->n * sizeof(*to_hash));
+	if (full && j->n && !(to_hash = malloc(j->n * sizeof(*to_hash)))) {
+		for (size_t i = 0; i < j->n; i++)
+			j->kids[i].err = -ENOMEM;
+		return;
+	}
 	for (size_t i = 0; i < j->n; i++) {
 		struct child *k = &j->kids[i];
 		if (k->err == -ENOENT) {
@@ -588,7 +561,7 @@ static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 					k->err = -errno;
 				continue;
 			}
-			if (n > PATH_MAX || n > UINT16_MAX) {
+			if (n > PATH_MAX) {
 				k->err = -ENAMETOOLONG;
 				continue;
 			}
@@ -612,7 +585,7 @@ static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 		if (b && take_from_cache(j, k, b))
 			continue;
 		if (w->o->xattrs == LS_XATTRS_ALL || (w->o->xattrs == LS_XATTRS_CAPABILITY && S_ISREG(mode))) {
-			int rc = read_kid_xattrs(j, k, c);
+			int rc = read_kid_xattrs(j, k, dfd);
 			if (rc) {
 				k->err = rc;
 				continue;
@@ -629,6 +602,8 @@ static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 /* Subdirectories are opened here, by name under their parent, so that their
  * jobs skip a lookup of the whole path; a budget bounds the fds held. */
 #define MAX_HELD_FDS 256
+/* Descriptors a walk leaves to its caller (outputs, the layer writer). */
+#define CALLER_FDS 32
 
 static void open_subdirs(struct dir_job *j, int dfd)
 {
@@ -637,13 +612,16 @@ static void open_subdirs(struct dir_job *j, int dfd)
 		struct child *k = &j->kids[i];
 		if (k->gone || k->err || k->mountpoint || !S_ISDIR(k->stx.stx_mode))
 			continue;
-		if (atomic_fetch_add(&w->open_fds, 1) >= MAX_HELD_FDS) {
+		if (atomic_fetch_add(&w->open_fds, 1) >= w->held_budget) {
 			atomic_fetch_sub(&w->open_fds, 1);
 			return;
 		}
 		k->fd = openat(dfd, kid_name(j, k), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (k->fd < 0)
+		if (k->fd < 0) {
 			atomic_fetch_sub(&w->open_fds, 1);
+			if (errno == EMFILE || errno == ENFILE)
+				return;  /* the job opens it later */
+		}
 	}
 }
 
@@ -656,24 +634,46 @@ static void release_fd(struct walker *w, int *fd)
 	}
 }
 
+/* The job's directory: the fd its parent opened, else opened beneath ROOT
+ * with no symlink on the way; either way the inode its parent listed. */
+static int open_job_dir(struct dir_job *j, struct thread_ctx *c)
+{
+	struct walker *w = j->w;
+	int dfd = j->fd;
+	if (dfd >= 0) {
+		j->fd = -1;
+		atomic_fetch_sub(&w->open_fds, 1);
+	} else {
+		for (int tries = 0;;) {
+			if (w->ring_meta && c->ring && !atomic_load(&w->ring_failed))
+				dfd = ls_ring_open_beneath(c->ring, w->rootfd, j->path, O_RDONLY | O_DIRECTORY);
+			else
+				dfd = ls_open_beneath(w->rootfd, j->path, O_RDONLY | O_DIRECTORY);
+			if (!fd_shortage(dfd) || !fd_backoff(&tries))
+				break;
+		}
+		if (dfd < 0)
+			return dfd;
+	}
+	struct stat st;
+	if (fstat(dfd, &st) != 0) {
+		int e = -errno;
+		close(dfd);
+		return e;
+	}
+	if (st.st_ino != j->ino || st.st_dev != j->dev) {
+		close(dfd);
+		return -ENOENT;  /* replaced since its parent was read */
+	}
+	return dfd;
+}
+
 static void run_dir_job(struct ls_task *t, void *vctx)
 {
 	struct dir_job *j = (struct dir_job *)t;
 	struct thread_ctx *c = vctx;
 	struct walker *w = j->w;
-	const char *rel = j->path_len ? j->path : ".";
-	int dfd;
-	if (j->fd >= 0) {
-		dfd = j->fd;
-		j->fd = -1;
-		atomic_fetch_sub(&w->open_fds, 1);
-	} else if (w->ring_meta && c->ring)
-		dfd = ls_ring_openat(c->ring, w->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	else {
-		dfd = openat(w->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (dfd < 0)
-			dfd = -errno;
-	}
+	int dfd = open_job_dir(j, c);
 	if (dfd < 0) {
 		j->err = dfd;
 		return;
@@ -690,13 +690,12 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 		if (!w->ring_meta)
 			open_subdirs(j, dfd);
 	}
-	if (w->ring_meta && c->ring)
-		ls_ring_close(c->ring, dfd);
-	else
+	/* -EBUSY: the ring had no room and the close never ran. */
+	if (!(w->ring_meta && c->ring && !atomic_load(&w->ring_failed)) || ls_ring_close(c->ring, dfd) == -EBUSY)
 		close(dfd);
 }
 
-static struct dir_job *new_job(struct walker *w, const char *path, size_t len, uint64_t dev)
+static struct dir_job *new_job(struct walker *w, const char *path, size_t len, uint64_t dev, uint64_t ino)
 {
 	struct dir_job *j = calloc(1, sizeof(*j));
 	if (!j)
@@ -711,6 +710,7 @@ static struct dir_job *new_job(struct walker *w, const char *path, size_t len, u
 	j->path_len = len;
 	j->w = w;
 	j->dev = dev;
+	j->ino = ino;
 	j->fd = -1;
 	j->task.fn = run_dir_job;
 	return j;
@@ -731,48 +731,82 @@ static void free_job(struct dir_job *j)
 	free(j);
 }
 
-/* --ignore-errors: an unreadable directory keeps its base entries.  In walk
- * order a directory's subtree follows it directly. */
-static int carry_over(struct walker *w, const char *dir, size_t len, struct ls_error *err)
+/* The base's entry at path, or -1. */
+static ssize_t base_index(const struct walker *w, const char *path, size_t len)
+{
+	return w->p->base ? ls_manifest_find(w->p->base, path, len) : -1;
+}
+
+/* The splice: the base's entry at path and, for a directory, its whole
+ * subtree (which follows it directly in walk order), carried into the new
+ * manifest unchanged, so that the diff sees them as they were.  Nothing when
+ * the base has no such path. */
+static int splice_base(struct walker *w, const char *path, size_t len, struct ls_error *err)
 {
 	const ls_manifest *base = w->p->base;
-	if (!base)
+	ssize_t bi = base_index(w, path, len);
+	if (bi < 0)
 		return 0;
-	int rc = 0;
-	for (size_t i = ls_manifest_lower_bound(base, dir, len); i < base->n && rc == 0; i++) {
+	int rc = ls_manifest_append_from(w->out, base, (size_t)bi, err);
+	if (!S_ISDIR(base->recs[bi].mode))
+		return rc;
+	for (size_t i = (size_t)bi + 1; i < base->n && rc == 0; i++) {
 		const struct ls_rec *r = &base->recs[i];
-		const char *p = ls_rec_path(base, r);
-		if (r->path_len == len && memcmp(p, dir, len) == 0)
-			continue;  /* the directory itself, recorded by its parent */
-		if (!ls_path_is_under(p, r->path_len, dir, len))
+		if (!ls_path_is_under(ls_rec_path(base, r), r->path_len, path, len))
 			break;
 		rc = ls_manifest_append_from(w->out, base, i, err);
 	}
 	return rc;
 }
 
+/* A directory that became a mount point (--one-file-system) keeps its base
+ * entry and subtree, when the base saw it as a directory.  Returns 1 when it
+ * did, 0 when the caller records the mount point, or a negative code. */
+static int splice_mount_point(struct walker *w, const char *path, size_t len, struct ls_error *err)
+{
+	const ls_manifest *base = w->p->base;
+	ssize_t bi = base_index(w, path, len);
+	if (bi < 0 || !S_ISDIR(base->recs[bi].mode))
+		return 0;
+	if (!(base->recs[bi].mode & LS_REC_MOUNTPOINT))
+		log_msg(w, 0, "%s/%s: a mount point now (--one-file-system): base entries kept", w->root, path);
+	int rc = splice_base(w, path, len, err);
+	return rc ? rc : 1;
+}
+
 /* Consumes job j (waiting for it), appending its children in walk order and
- * descending into subdirectories as they come. */
+ * descending into subdirectories as they come.  Its own record, appended by
+ * the parent, is the manifest's last one when this starts. */
 static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, struct ls_error *err)
 {
 	ls_pool_wait(w->pool, &j->task, c);
 	if (j->err) {
-		const char *shown = j->path_len ? j->path : ".";
-		if (j->err == -ENOENT || j->err == -ENOTDIR)
-			return 0; /* replaced or removed since its parent was read */
-		if (w->o->ignore_errors && j->path_len) {
-			log_msg(w, 0, "%s/%s: %s (skipped, base entries kept)", w->root, shown, strerror(-j->err));
-			return carry_over(w, j->path, j->path_len, err);
+		if (!j->path_len)
+			return ls_fail_errno(err, -j->err, "%s", w->root);
+		if (j->err == -ENOENT || j->err == -ENOTDIR || j->err == -ELOOP) {
+			ls_manifest_pop(w->out);
+			return 0; /* replaced or removed since its parent was read: absent */
 		}
-		return ls_fail_errno(err, -j->err, "%s/%s", w->root, shown);
+		if (w->o->ignore_errors) {
+			log_msg(w, 0, "%s/%s: %s (skipped, base entries kept)", w->root, j->path, strerror(-j->err));
+			/* The base's entry and subtree replace what its parent saw;
+			 * a directory new since the base stays, without contents. */
+			if (base_index(w, j->path, j->path_len) < 0)
+				return 0;
+			ls_manifest_pop(w->out);
+			return splice_base(w, j->path, j->path_len, err);
+		}
+		return ls_fail_errno(err, -j->err, "%s/%s", w->root, j->path);
 	}
 	/* Queue subdirectories in reverse so the first is taken first. */
 	for (size_t i = j->n; i-- > 0;) {
 		struct child *k = &j->kids[i];
 		if (k->gone || k->err || !S_ISDIR(k->stx.stx_mode) || k->mountpoint)
 			continue;
-		size_t len = join_path(c->path_buf, j, kid_name(j, k), k->name_len);
-		k->sub = new_job(w, c->path_buf, len, makedev(k->stx.stx_dev_major, k->stx.stx_dev_minor));
+		size_t len;
+		const char *path = kid_path(c, j, k, &len);
+		k->sub = path ? new_job(w, path, len, makedev(k->stx.stx_dev_major, k->stx.stx_dev_minor),
+					k->stx.stx_ino) : NULL;
 		if (!k->sub)
 			return ls_fail(err, ENOMEM, "walker: out of memory");
 		k->sub->fd = k->fd;
@@ -782,26 +816,33 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		if (j->kids[i].sub)
 			ls_pool_push(w->pool, &j->kids[i].sub->task);
 
-	/* The subdirectory's consume() reuses the buffer; `path` is dead by then. */
-	char *path = c->path_buf;
 	int rc = 0;
 	for (size_t i = 0; i < j->n && rc == 0; i++) {
 		struct child *k = &j->kids[i];
-		if (k->gone)
+		if (k->gone || k->err == -ENOENT)
 			continue;
-		size_t len = join_path(path, j, kid_name(j, k), k->name_len);
+		/* The subdirectory's consume() reuses the buffer: the path is
+		 * joined again for every child. */
+		size_t len;
+		const char *path = kid_path(c, j, k, &len);
+		if (!path)
+			return ls_fail(err, ENOMEM, "walker: out of memory");
 		if (k->err) {
-			if (k->err == -ENOENT)
-				continue;
+			const char *why = k->err == -EAGAIN ? "changed while being read" : strerror(-k->err);
 			if (w->o->ignore_errors) {
-				log_msg(w, 0, "%s/%s: %s (skipped)", w->root, path, strerror(-k->err));
-				ssize_t bi = w->p->base ? ls_manifest_find(w->p->base, path, len) : -1;
-				if (bi >= 0 && !S_ISDIR(w->p->base->recs[bi].mode))
-					rc = ls_manifest_append_from(w->out, w->p->base, (size_t)bi, err);
+				log_msg(w, 0, "%s/%s: %s (skipped, base entry kept)", w->root, path, why);
+				rc = splice_base(w, path, len, err);
 				continue;
 			}
-			rc = ls_fail_errno(err, -k->err, "%s/%s", w->root, path);
+			rc = ls_fail(err, -k->err, "%s/%s: %s", w->root, path, why);
 			break;
+		}
+		if (k->mountpoint) {
+			rc = splice_mount_point(w, path, len, err);
+			if (rc) {
+				rc = rc < 0 ? rc : 0;
+				continue;
+			}
 		}
 		struct ls_rec r;
 		rec_from_statx(&r, &k->stx);
@@ -847,7 +888,7 @@ static int setup_excludes(struct walker *w, struct ls_error *err)
 		w->excl[w->n_excl] = strdup(src);
 		if (!w->excl[w->n_excl])
 			return ls_fail(err, ENOMEM, "walker: out of memory");
-		if (ls_normalize_relpath(w->excl[w->n_excl]) <= 0) {
+		if (ls_path_normalize(w->excl[w->n_excl], LS_NORM_ROOTED) <= 0) {
 			free(w->excl[w->n_excl]);
 			continue;
 		}
@@ -861,6 +902,30 @@ static int ncpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (int)n : 1;
+}
+
+/* Fits the threads and the subdirectory fds held ahead of their jobs into the
+ * soft RLIMIT_NOFILE, leaving CALLER_FDS to the caller: each thread holds a
+ * directory and a file, plus a ring and its files in flight when it has one.
+ * Returns the number of threads to run. */
+static int size_fd_budgets(struct walker *w, int jobs)
+{
+	struct rlimit rl;
+	rlim_t limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+	if (limit > 1u << 20)
+		limit = 1u << 20;
+	long avail = (long)limit - CALLER_FDS;
+	if (avail < 8)
+		avail = 8;
+	long per_thread = 2 + ((w->ring_hash || w->ring_meta) ? 1 + LS_RING_FDS : 0);
+	long fit = avail / 2 / per_thread;
+	if (fit < 1)
+		fit = 1;
+	if (jobs > fit)
+		jobs = (int)fit;
+	long held = avail - (long)jobs * per_thread;
+	w->held_budget = held < 0 ? 0 : held > MAX_HELD_FDS ? MAX_HELD_FDS : (int)held;
+	return jobs;
 }
 
 int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest **out,
@@ -921,11 +986,12 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 	case LS_IO_SYNC:
 		break;
 	}
+	jobs = size_fd_budgets(&w, jobs);
 	rc = ls_pool_create(&w.pool, jobs - 1, sizeof(struct thread_ctx), ctx_init, ctx_fini, &w, err);
 	if (rc)
 		goto done;
 
-	top = new_job(&w, "", 0, makedev(rst.stx_dev_major, rst.stx_dev_minor));
+	top = new_job(&w, "", 0, makedev(rst.stx_dev_major, rst.stx_dev_minor), rst.stx_ino);
 	if (!top) {
 		rc = ls_fail(err, ENOMEM, "walker: out of memory");
 		goto done;
@@ -952,4 +1018,11 @@ done:
 	}
 	*out = w.out;
 	return 0;
+}
+
+bool ls_stamped_recently(int64_t ctime_ns)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return ctime_ns > st_ns(&now) - LS_WRITE_IN_FLIGHT_NS;
 }

@@ -33,10 +33,14 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
  *  scan that started at base_start_sec. */
 bool ls_stat_cache_hit(const struct ls_rec *rec, const struct ls_rec *cur, int64_t base_start_sec);
 
-/** Reads the xattrs of ROOT-relative abs_path under policy into a blob in
- *  the manifest encoding (malloc'ed into *blob, length *len; NULL/0 when
- *  none).  Returns 0 or -errno. */
-int ls_read_xattrs(const char *abs_path, uint32_t mode, enum ls_xattrs policy, void **blob,
-		   size_t *len);
+/** A write stamps a file when it starts, then copies its bytes: one that
+ *  began before we looked can still be running while we read, with nothing
+ *  left to move the timestamps.  Files whose ctime is within this of now are
+ *  read twice and must give the same bytes. */
+#define LS_WRITE_IN_FLIGHT_NS 1000000000LL
+
+/** True when ctime_ns (CLOCK_REALTIME nanoseconds) is within
+ *  LS_WRITE_IN_FLIGHT_NS of now. */
+bool ls_stamped_recently(int64_t ctime_ns);
 
 #endif

@@ -26,7 +26,7 @@ state() { (cd "$W" && sha256sum out.m layer.tar && ls -A); }
 STATE=$(state)
 check_outputs() { assert_eq "$STATE" "$(state)" "outputs changed or files left behind after: $*"; }
 # leftovers DIR...: temporary files and locks in DIRs
-leftovers() { find "$@" -maxdepth 1 \( -name '.*.tmp.*' -o -name '*.lock' \); }
+leftovers() { find "$@" -maxdepth 1 \( -name '.*.tmp.*' -o -name '*.layersnap-tmp.*' -o -name '*.lock' \); }
 
 # bad FILE WANT [all]: the commands that read a manifest (with "all", every
 # way each command reads one) refuse FILE with one line naming it and
@@ -60,7 +60,9 @@ done
 : >"$T/empty.m"
 bad "$T/empty.m" 'empty|not a layersnap manifest' all
 
-# One flipped bit: in the header, the records, the pool and the checksum.
+# One flipped bit: in the header (start_nsec), the option block (patterns_len),
+# the records, the pool, the trailer's pool_len and the checksum (format 2,
+# snapshot/manifest.h: header_len at 12, 24-byte trailer).
 flip() { # FILE OFFSET BIT
 	local b
 	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
@@ -79,19 +81,24 @@ done
 head -c 4096 /dev/urandom >"$T/random.m"
 bad "$T/random.m" 'not a layersnap manifest' all
 { printf 'LAYRSNAP'; head -c 4000 /dev/urandom; } >"$T/random2.m"
-bad "$T/random2.m" 'corrupt|truncated|version'
-{ printf 'LAYRSNAP\001\000\000\000'; head -c 200 /dev/zero; } >"$T/zeros.m"
+bad "$T/random2.m" 'corrupt|truncated|format'
+{ printf 'LAYRSNAP\002\000\000\000'; head -c 200 /dev/zero; } >"$T/zeros.m"
 bad "$T/zeros.m" 'corrupt|truncated'
 printf '#mtree\n. type=dir\n' >"$T/text.m"
 bad "$T/text.m" 'not a layersnap manifest'
 
-# Another format version (bytes 8..11, little-endian).
-cp "$W/good.m" "$T/v2.m"
-printf '\002\000\000\000' | dd of="$T/v2.m" bs=1 seek=8 conv=notrunc status=none
-bad "$T/v2.m" 'version 2' all
+# Another format version (bytes 8..11, little-endian): format 1 says to re-scan.
+cp "$W/good.m" "$T/v1.m"
+printf '\001\000\000\000' | dd of="$T/v1.m" bs=1 seek=8 conv=notrunc status=none
+bad "$T/v1.m" 'manifest format 1 is from an older layersnap: re-scan the tree' all
+head -c 12 "$T/v1.m" >"$T/v1-short.m"
+bad "$T/v1-short.m" 're-scan'
+cp "$W/good.m" "$T/v3.m"
+printf '\003\000\000\000' | dd of="$T/v3.m" bs=1 seek=8 conv=notrunc status=none
+bad "$T/v3.m" 'manifest format 3 is newer than this layersnap supports' all
 cp "$W/good.m" "$T/v0.m"
 printf '\000\000\000\000' | dd of="$T/v0.m" bs=1 seek=8 conv=notrunc status=none
-bad "$T/v0.m" 'version 0'
+bad "$T/v0.m" 'format 0 is from an older layersnap'
 
 # Not a regular file: a directory, a FIFO (not waited on), a missing file.
 for cmd in "dump $R/d" "compare $R/d $W/good.m" "scan --base $R/d $R -o $W/out.m"; do
@@ -183,11 +190,13 @@ fi
 
 : >"$W/out.m.lock"
 SUMS_LOCK=$(sha256sum "$W/out.m")
-expect_error "$L" scan "$R" -o "$W/out.m"
+# held (an OFD lock, as a running layersnap holds it) by tools/outputs
+held() { "$LS_BUILD/tools/outputs" hold-lock "$W/out.m.lock" "$@"; }
+expect_error held "$L" scan "$R" -o "$W/out.m"
 grep -q 'lock' "$T/stderr" || fail "message does not mention the lock: $(cat "$T/stderr")"
 [ -e "$W/out.m.lock" ] || fail "someone else's lock was removed"
 assert_eq "$SUMS_LOCK" "$(sha256sum "$W/out.m")" "manifest changed under a held lock"
-expect_error "$L" diff "$R" -o "$W/layer.tar" --manifest-out "$W/out.m"
+expect_error held "$L" diff "$R" -o "$W/layer.tar" --manifest-out "$W/out.m"
 [ -e "$W/out.m.lock" ] || fail "someone else's lock was removed by diff"
 rm -f "$W/out.m.lock"
 check_outputs "held lock"

@@ -663,7 +663,7 @@ static void test_early_eof(void **state)
 		int r = ls_layer_add(l, &f, fd, NULL, &err);
 		assert_true(r < 0);
 		assert_int_equal(-r, err.code);
-		assert_string_equal(err.msg, "d/short: file changed while being read");
+		assert_string_equal(err.msg, "d/short: changed while being read");
 		close(fd);
 		/* the stream is inconsistent: nothing more is accepted */
 		assert_true(ls_layer_add_whiteout(l, "x", &err) < 0);

@@ -1,6 +1,6 @@
 /* Unit tests for the binary manifest (snapshot/manifest.c): round trip,
- * corruption and truncation detection, walk order, path normalisation and
- * look-ups. */
+ * corruption and truncation detection, other format versions, walk order,
+ * path normalisation, look-ups and the base-settings check. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memfd_create, memmem */
 #endif
@@ -24,16 +24,25 @@
 #include <xxhash.h>
 
 #include "manifest.h"
+#include "path.h"
 
-/* Offsets in the fixed 64-byte header (manifest.c, struct header). */
+/* Offsets of format 2 (manifest.h): the fixed 32-byte header, the option
+ * block after it, and the 24-byte trailer, counted from the end. */
 #define OFF_VERSION    8
 #define OFF_HEADER_LEN 12
 #define OFF_MODE       16
 #define OFF_XATTRS     17
 #define OFF_FLAGS      18
-#define OFF_N_EXCL     36
-#define OFF_N_ENTRIES  40
-#define OFF_OPTS_LEN   56
+#define OFF_NSEC       20
+#define OFF_SEC        24
+#define OFF_N_EXCL     32
+#define OFF_EXCL_LEN   36
+#define OFF_N_PAT      40
+#define OFF_PAT_LEN    44
+#define OFF_OPTIONS    48
+#define TRAILER_LEN    24
+#define END_N_ENTRIES  24
+#define END_POOL_LEN   16
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -93,6 +102,13 @@ static uint32_t get_u32(const unsigned char *p)
 {
 	uint32_t v;
 	memcpy(&v, p, 4);
+	return v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
 	return v;
 }
 
@@ -241,13 +257,15 @@ static void sample_rec(size_t i, struct ls_rec *r)
 	/* aux fields are the library's to fill: garbage must not matter */
 	r->aux_off = 0xdeadbeef;
 	r->path_len = 7;
-	r->link_len = 9;
 	r->xattr_len = 11;
 }
 
 static const char *const sample_excludes[] = { "/tmp//x/", "a/b", "./c", "a/b", "a-b", "a/b/c" };
 /* normalised, deduplicated, in walk order */
 static const char *const sample_excludes_norm[] = { "a/b", "a/b/c", "a-b", "c", "tmp/x" };
+/* kept as given: not sorted, duplicates kept (the last match wins) */
+static const char *const sample_patterns[] = { "*.o", "!keep.o", "*.o", "build/", "\xff[a-z]" };
+#define N_PATTERNS (sizeof(sample_patterns) / sizeof(sample_patterns[0]))
 
 static ls_manifest *build_sample(void)
 {
@@ -258,6 +276,7 @@ static ls_manifest *build_sample(void)
 	assert_non_null(m);
 	m->start_sec = 1700000000;
 	m->start_nsec = 123456789;
+	assert_int_equal(ls_manifest_set_patterns(m, sample_patterns, N_PATTERNS, &err), 0);
 	for (size_t i = 0; i < N_SAMPLES; i++) {
 		const struct sample *s = &samples[i];
 		struct ls_rec r;
@@ -280,6 +299,9 @@ static void check_sample(const ls_manifest *m)
 	assert_int_equal(m->n_excludes, ne);
 	for (size_t i = 0; i < ne; i++)
 		assert_string_equal(ls_manifest_exclude(m, i), sample_excludes_norm[i]);
+	assert_int_equal(m->n_patterns, N_PATTERNS);
+	for (size_t i = 0; i < N_PATTERNS; i++)
+		assert_string_equal(ls_manifest_pattern(m, i), sample_patterns[i]);
 	assert_int_equal(ls_manifest_count(m), N_SAMPLES);
 	for (size_t i = 0; i < N_SAMPLES; i++) {
 		const struct sample *s = &samples[i];
@@ -301,7 +323,7 @@ static void check_sample(const ls_manifest *m)
 		assert_memory_equal(ls_rec_path(m, r), s->path, r->path_len);
 		assert_int_equal(ls_rec_path(m, r)[r->path_len], '\0');
 		size_t ll = s->link ? strlen(s->link) : 0;
-		assert_int_equal(r->link_len, ll);
+		assert_int_equal(ls_rec_link_len(m, r), ll);
 		if (ll)
 			assert_memory_equal(ls_rec_link(m, r), s->link, ll);
 		assert_int_equal(ls_rec_link(m, r)[ll], '\0');
@@ -326,12 +348,30 @@ static void test_round_trip_memory(void **state)
 	ls_manifest *m = build_sample();
 	check_sample(m);
 	struct buf b = serialise(m);
-	/* header + options + records + pool + checksum, 8-aligned records */
+	/* header + options + records + pool + trailer, 8-aligned records */
 	assert_memory_equal(b.p, LS_MANIFEST_MAGIC, 8);
-	assert_int_equal(get_u32(b.p + OFF_VERSION), LS_MANIFEST_VERSION);
-	assert_int_equal(get_u32(b.p + OFF_HEADER_LEN) % 8, 0);
-	assert_int_equal(b.n, get_u32(b.p + OFF_HEADER_LEN) + N_SAMPLES * sizeof(struct ls_rec) +
-				      m->pool_len + 8);
+	assert_int_equal(get_u32(b.p + OFF_VERSION), 2);
+	assert_int_equal(LS_MANIFEST_VERSION, 2);
+	uint32_t hl = get_u32(b.p + OFF_HEADER_LEN);
+	assert_int_equal(hl % 8, 0);
+	assert_int_equal(b.n, hl + N_SAMPLES * sizeof(struct ls_rec) + m->pool_len + TRAILER_LEN);
+	/* explicit codes, not the enums' values */
+	assert_int_equal(b.p[OFF_MODE], 'f');
+	assert_int_equal(b.p[OFF_XATTRS], 'a');
+	assert_int_equal(get_u32(b.p + OFF_FLAGS) & 0xffff, 1);
+	assert_int_equal(get_u32(b.p + OFF_NSEC), 123456789);
+	assert_int_equal(get_u64(b.p + OFF_SEC), 1700000000);
+	/* the option block: excludes in walk order, then patterns as given */
+	assert_int_equal(get_u32(b.p + OFF_N_EXCL), 5);
+	assert_int_equal(get_u32(b.p + OFF_N_PAT), N_PATTERNS);
+	uint32_t el = get_u32(b.p + OFF_EXCL_LEN), pl = get_u32(b.p + OFF_PAT_LEN);
+	assert_memory_equal(b.p + OFF_OPTIONS, "a/b\0a/b/c\0a-b\0c\0tmp/x\0", el);
+	assert_memory_equal(b.p + OFF_OPTIONS + el, "*.o\0!keep.o\0*.o\0build/\0\xff[a-z]\0", pl);
+	assert_int_equal(hl, (OFF_OPTIONS + el + pl + 7) / 8 * 8);
+	/* the trailer: counts, then the XXH3-64 of everything before it */
+	assert_int_equal(get_u64(b.p + b.n - END_N_ENTRIES), N_SAMPLES);
+	assert_int_equal(get_u64(b.p + b.n - END_POOL_LEN), m->pool_len);
+	assert_int_equal(get_u64(b.p + b.n - 8), XXH3_64bits(b.p, b.n - 8));
 
 	struct ls_error err = { 0 };
 	ls_manifest *p = NULL;
@@ -378,13 +418,20 @@ static void test_round_trip_file(void **state)
 	check_sample(l);
 	ls_manifest_free(l);
 
-	/* An existing lock: refused at once, the lock and the manifest kept. */
-	write_file(lock, "", 0);
+	/* A lock held by another writer (an OFD lock on its own open file):
+	 * refused at once, the lock and the manifest kept.  Whether a stale lock
+	 * file alone blocks is output.c's business, not tested here. */
+	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(lfd >= 0);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	assert_int_equal(fcntl(lfd, F_OFD_SETLK, &fl), 0);
 	assert_true(ls_manifest_save(m, path, false, &err) < 0);
 	assert_non_null(strstr(err.msg, "lock"));
 	assert_int_equal(access(lock, F_OK), 0);
 	assert_int_equal(ls_manifest_load(path, &l, &err), 0);
+	check_sample(l);
 	ls_manifest_free(l);
+	close(lfd);
 	unlink(lock);
 	ls_manifest_free(m);
 }
@@ -395,7 +442,9 @@ static void test_empty_manifest(void **state)
 	ls_manifest *m = NULL;
 	assert_int_equal(ls_manifest_create(&m, LS_MODE_TIME, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
 	struct buf b = serialise(m);
-	assert_int_equal(b.n, 64 + 8);
+	assert_int_equal(b.n, OFF_OPTIONS + TRAILER_LEN);
+	assert_int_equal(b.p[OFF_MODE], 't');
+	assert_int_equal(b.p[OFF_XATTRS], 'n');
 	ls_manifest *p = NULL;
 	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
 	assert_int_equal(ls_manifest_count(p), 0);
@@ -403,6 +452,7 @@ static void test_empty_manifest(void **state)
 	assert_int_equal(p->xattrs, LS_XATTRS_NONE);
 	assert_false(p->one_file_system);
 	assert_int_equal(p->n_excludes, 0);
+	assert_int_equal(p->n_patterns, 0);
 	assert_int_equal(ls_manifest_lower_bound(p, "a", 1), 0);
 	assert_int_equal(ls_manifest_find(p, "a", 1), -1);
 	for (size_t n = 0; n < b.n; n++) {
@@ -424,6 +474,7 @@ static void test_append_from(void **state)
 					    sizeof(sample_excludes) / sizeof(sample_excludes[0]), &err), 0);
 	dst->start_sec = src->start_sec;
 	dst->start_nsec = src->start_nsec;
+	assert_int_equal(ls_manifest_set_patterns(dst, sample_patterns, N_PATTERNS, &err), 0);
 	for (size_t i = 0; i < N_SAMPLES; i++)
 		assert_int_equal(ls_manifest_append_from(dst, src, i, &err), 0);
 	check_sample(dst);
@@ -520,28 +571,58 @@ static void test_not_a_manifest(void **state)
 	assert_null(m);
 }
 
-static void patch_version2(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 2); }
+static void patch_version1(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 1); }
+static void patch_version3(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 3); }
 static void patch_version0(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 0); }
 static void patch_version_big(unsigned char *p, size_t n) { put_u32(p + OFF_VERSION, 0x01000001); }
+
+/* An empty format-1 manifest as layersnap 0.1 wrote it: a 64-byte header
+ * (version, header_len, mode and xattrs as enum values, flags, start time,
+ * counts) and a trailing XXH3-64. */
+static struct buf v1_manifest(void)
+{
+	struct buf b = { calloc(1, 72), 72 };
+	assert_non_null(b.p);
+	memcpy(b.p, LS_MANIFEST_MAGIC, 8);
+	put_u32(b.p + 8, 1);
+	put_u32(b.p + 12, 64);
+	b.p[16] = 2;  /* LS_MODE_FULL */
+	put_u64(b.p + 24, 1700000000);
+	fix_checksum(b.p, b.n);
+	return b;
+}
 
 static void test_other_version(void **state)
 {
 	struct buf b = sample_bytes();
-	refuse_patched(&b, patch_version2, "version 2");
-	refuse_patched(&b, patch_version0, "version 0");
-	refuse_patched(&b, patch_version_big, "version");
-	/* The message says which version this build reads. */
-	unsigned char *p = dup_prefix(&b, b.n);
-	patch_version2(p, b.n);
-	fix_checksum(p, b.n);
+	refuse_patched(&b, patch_version1, "format 1 is from an older layersnap: re-scan the tree");
+	refuse_patched(&b, patch_version0, "format 0 is from an older layersnap");
+	refuse_patched(&b, patch_version3, "format 3 is newer than this layersnap supports");
+	refuse_patched(&b, patch_version_big, "format 16777217 is newer");
+	free(b.p);
+
+	/* A real format-1 file, whole or cut after its version: one line that
+	 * says what to do. */
+	struct buf v1 = v1_manifest();
+	for (size_t n = 12; n <= v1.n; n++) {
+		struct ls_error err = { 0 };
+		ls_manifest *m = (ls_manifest *)(uintptr_t)1;
+		assert_int_equal(ls_manifest_parse(v1.p, n, "old.m", &m, &err), -EINVAL);
+		assert_null(m);
+		assert_string_equal(err.msg, "old.m: manifest format 1 is from an older layersnap: re-scan the tree");
+	}
+	char path[128];
+	snprintf(path, sizeof(path), "%s/v1", tmpdir);
+	write_file(path, v1.p, v1.n);
 	struct ls_error err = { 0 };
 	ls_manifest *m = NULL;
-	assert_true(ls_manifest_parse(p, b.n, "mem", &m, &err) < 0);
-	char want[64];
-	snprintf(want, sizeof(want), "version %u", LS_MANIFEST_VERSION);
-	assert_non_null(strstr(err.msg, want));
-	free(p);
-	free(b.p);
+	assert_int_equal(ls_manifest_load(path, &m, &err), -EINVAL);
+	assert_null(m);
+	assert_non_null(strstr(err.msg, path));
+	assert_non_null(strstr(err.msg, "re-scan"));
+	assert_null(strchr(err.msg, '\n'));
+	unlink(path);
+	free(v1.p);
 }
 
 /* Structural corruption with a valid checksum. */
@@ -606,9 +687,11 @@ static void patch_path_len(unsigned char *p, size_t n)
 {
 	rec_at(p, N_SAMPLES - 1)->path_len = 1000;
 }
-static void patch_link_len(unsigned char *p, size_t n)
+static void patch_link_unterminated(unsigned char *p, size_t n)
 {
-	rec_at(p, N_SAMPLES - 1)->link_len = 60000;
+	/* the last byte of the pool ends the last entry's (empty) target */
+	assert_int_equal(p[n - TRAILER_LEN - 1], '\0');
+	p[n - TRAILER_LEN - 1] = 'x';
 }
 static void patch_xattr_len(unsigned char *p, size_t n)
 {
@@ -619,17 +702,57 @@ static void patch_path_shorter(unsigned char *p, size_t n)
 	/* "bin" read as "bi": the NUL after it is then a path byte */
 	rec_at(p, 0)->path_len = 2;
 }
-static void patch_mode(unsigned char *p, size_t n) { p[OFF_MODE] = 3; }
-static void patch_xattrs_policy(unsigned char *p, size_t n) { p[OFF_XATTRS] = 3; }
+/* the C enum's value of full mode is not a code */
+static void patch_mode(unsigned char *p, size_t n) { p[OFF_MODE] = 2; }
+static void patch_mode_letter(unsigned char *p, size_t n) { p[OFF_MODE] = 'F'; }
+static void patch_xattrs_policy(unsigned char *p, size_t n) { p[OFF_XATTRS] = 1; }
 static void patch_flags(unsigned char *p, size_t n) { p[OFF_FLAGS] |= 2; }
+static void patch_flags_high(unsigned char *p, size_t n) { p[OFF_FLAGS + 1] |= 0x80; }
+static void patch_nsec(unsigned char *p, size_t n) { put_u32(p + OFF_NSEC, 1000000000); }
 static void patch_header_len(unsigned char *p, size_t n) { put_u32(p + OFF_HEADER_LEN, get_u32(p + OFF_HEADER_LEN) + 8); }
 static void patch_header_len_small(unsigned char *p, size_t n) { put_u32(p + OFF_HEADER_LEN, 8); }
-static void patch_n_entries(unsigned char *p, size_t n) { put_u64(p + OFF_N_ENTRIES, (uint64_t)-1); }
+static void patch_header_len_odd(unsigned char *p, size_t n) { put_u32(p + OFF_HEADER_LEN, get_u32(p + OFF_HEADER_LEN) - 4); }
+static void patch_n_entries(unsigned char *p, size_t n) { put_u64(p + n - END_N_ENTRIES, (uint64_t)-1); }
+static void patch_n_entries_wrap(unsigned char *p, size_t n)
+{
+	/* n_entries * 96 wraps around to a small number */
+	put_u64(p + n - END_N_ENTRIES, get_u64(p + n - END_N_ENTRIES) + ((uint64_t)1 << 59));
+}
+static void patch_pool_len(unsigned char *p, size_t n) { put_u64(p + n - END_POOL_LEN, get_u64(p + n - END_POOL_LEN) + 1); }
+static void patch_trailer_shift(unsigned char *p, size_t n)
+{
+	/* sizes that add up, but the first pool bytes are read as a record */
+	put_u64(p + n - END_N_ENTRIES, get_u64(p + n - END_N_ENTRIES) + 1);
+	put_u64(p + n - END_POOL_LEN, get_u64(p + n - END_POOL_LEN) - sizeof(struct ls_rec));
+}
 static void patch_n_excludes(unsigned char *p, size_t n) { put_u32(p + OFF_N_EXCL, get_u32(p + OFF_N_EXCL) + 1); }
+static void patch_n_patterns(unsigned char *p, size_t n) { put_u32(p + OFF_N_PAT, get_u32(p + OFF_N_PAT) - 1); }
 static void patch_options_nul(unsigned char *p, size_t n)
 {
-	/* the options block's last NUL becomes a byte: a name without its end */
-	p[64 + get_u32(p + OFF_OPTS_LEN) - 1] = 'x';
+	/* the excludes' last NUL becomes a byte: a name without its end */
+	p[OFF_OPTIONS + get_u32(p + OFF_EXCL_LEN) - 1] = 'x';
+}
+static void patch_patterns_nul(unsigned char *p, size_t n)
+{
+	p[OFF_OPTIONS + get_u32(p + OFF_EXCL_LEN) + get_u32(p + OFF_PAT_LEN) - 1] = 'x';
+}
+static void patch_empty_exclude(unsigned char *p, size_t n)
+{
+	/* "a/b" -> "\0/b": an empty exclude and one more string */
+	p[OFF_OPTIONS] = '\0';
+	put_u32(p + OFF_N_EXCL, get_u32(p + OFF_N_EXCL) + 1);
+}
+static void patch_lists_shift(unsigned char *p, size_t n)
+{
+	/* the block's total stays, the boundary moves */
+	put_u32(p + OFF_EXCL_LEN, get_u32(p + OFF_EXCL_LEN) + 1);
+	put_u32(p + OFF_PAT_LEN, get_u32(p + OFF_PAT_LEN) - 1);
+}
+static void patch_options_padding(unsigned char *p, size_t n)
+{
+	size_t end = OFF_OPTIONS + get_u32(p + OFF_EXCL_LEN) + get_u32(p + OFF_PAT_LEN);
+	assert_true(end < get_u32(p + OFF_HEADER_LEN));  /* the sample has padding */
+	p[end] = 1;
 }
 
 static void test_corrupt_structure(void **state)
@@ -642,18 +765,30 @@ static void test_corrupt_structure(void **state)
 	refuse_patched(&b, patch_bad_type, "corrupt");
 	refuse_patched(&b, patch_unknown_flag, "corrupt");
 	refuse_patched(&b, patch_aux_off, "out of bounds");
-	refuse_patched(&b, patch_path_len, NULL);
-	refuse_patched(&b, patch_link_len, NULL);
-	refuse_patched(&b, patch_xattr_len, NULL);
+	refuse_patched(&b, patch_path_len, "out of bounds");
+	refuse_patched(&b, patch_link_unterminated, "out of bounds");
+	refuse_patched(&b, patch_xattr_len, "out of bounds");
 	refuse_patched(&b, patch_path_shorter, "corrupt");
-	refuse_patched(&b, patch_mode, "header");
-	refuse_patched(&b, patch_xattrs_policy, "header");
+	refuse_patched(&b, patch_mode, "unknown snapshot mode code 2");
+	refuse_patched(&b, patch_mode_letter, "unknown snapshot mode code 70");
+	refuse_patched(&b, patch_xattrs_policy, "unknown xattrs policy code 1");
 	refuse_patched(&b, patch_flags, "header");
-	refuse_patched(&b, patch_header_len, NULL);
-	refuse_patched(&b, patch_header_len_small, NULL);
-	refuse_patched(&b, patch_n_entries, NULL);
+	refuse_patched(&b, patch_flags_high, "header");
+	refuse_patched(&b, patch_nsec, "header");
+	refuse_patched(&b, patch_header_len, "trailer");
+	refuse_patched(&b, patch_header_len_small, "trailer");
+	refuse_patched(&b, patch_header_len_odd, "trailer");
+	refuse_patched(&b, patch_n_entries, "trailer");
+	refuse_patched(&b, patch_n_entries_wrap, "trailer");
+	refuse_patched(&b, patch_pool_len, "trailer");
+	refuse_patched(&b, patch_trailer_shift, "corrupt");
 	refuse_patched(&b, patch_n_excludes, "options");
+	refuse_patched(&b, patch_n_patterns, "options");
 	refuse_patched(&b, patch_options_nul, "options");
+	refuse_patched(&b, patch_patterns_nul, "options");
+	refuse_patched(&b, patch_empty_exclude, "options");
+	refuse_patched(&b, patch_lists_shift, "options");
+	refuse_patched(&b, patch_options_padding, "padding");
 
 	/* Trailing bytes after a valid manifest. */
 	unsigned char *p = malloc(b.n + 8);
@@ -662,6 +797,14 @@ static void test_corrupt_structure(void **state)
 	memcpy(p + b.n, p + b.n - 8, 8);
 	fix_checksum(p, b.n + 8);
 	expect_refused(p, b.n + 8, NULL);
+	/* The trailer alone cut off, and one that lost a pool byte but was
+	 * written as if it had not: both refused. */
+	expect_refused(p, b.n - TRAILER_LEN, "truncated");
+	memcpy(p, b.p, b.n);
+	memmove(p + b.n - TRAILER_LEN - 1, p + b.n - TRAILER_LEN, TRAILER_LEN);
+	put_u64(p + b.n - 1 - END_POOL_LEN, get_u64(p + b.n - 1 - END_POOL_LEN) - 1);
+	fix_checksum(p, b.n - 1);
+	expect_refused(p, b.n - 1, "out of bounds");
 	free(p);
 	free(b.p);
 }
@@ -680,7 +823,7 @@ static void refuse_built(const char *const *paths, const uint32_t *modes, size_t
 		r.mode = modes[i];
 		bool last = i + 1 == n;
 		assert_int_equal(ls_manifest_append(m, &r, paths[i], strlen(paths[i]),
-						    S_ISLNK(modes[i]) ? "t\0t" : NULL, S_ISLNK(modes[i]) ? 3 : 0,
+						    S_ISLNK(modes[i]) ? "t" : NULL, S_ISLNK(modes[i]) ? 1 : 0,
 						    last ? xattrs : NULL, last ? xattr_len : 0, &err), 0);
 	}
 	struct buf b = serialise(m);
@@ -691,7 +834,7 @@ static void refuse_built(const char *const *paths, const uint32_t *modes, size_t
 
 static void test_corrupt_built(void **state)
 {
-	const uint32_t D = S_IFDIR | 0755, F = S_IFREG | 0644, L = S_IFLNK | 0777;
+	const uint32_t D = S_IFDIR | 0755, F = S_IFREG | 0644;
 	{
 		const char *p[] = { "b", "a" };
 		const uint32_t mo[] = { F, F };
@@ -746,12 +889,6 @@ static void test_corrupt_built(void **state)
 		expect_refused(b.p, b.n, "corrupt");
 		free(b.p);
 		ls_manifest_free(m);
-	}
-	{
-		/* a symlink target with a NUL in it */
-		const char *p[] = { "l" };
-		const uint32_t mo[] = { L };
-		refuse_built(p, mo, 1, "corrupt", NULL, 0);
 	}
 	/* Bad xattr blobs: unsorted, duplicate, empty name, NUL in the name,
 	 * value running past the end, a partial header. */
@@ -821,7 +958,7 @@ static void norm_ok(const char *in, const char *want)
 {
 	char buf[256];
 	snprintf(buf, sizeof(buf), "%s", in);
-	ssize_t n = ls_normalize_relpath(buf);
+	ssize_t n = ls_path_normalize(buf, LS_NORM_ROOTED);
 	if (n < 0)
 		fail_msg("'%s' refused", in);
 	assert_int_equal((size_t)n, strlen(want));
@@ -832,7 +969,7 @@ static void norm_bad(const char *in)
 {
 	char buf[256];
 	snprintf(buf, sizeof(buf), "%s", in);
-	if (ls_normalize_relpath(buf) != -1)
+	if (ls_path_normalize(buf, LS_NORM_ROOTED) != -EXDEV)
 		fail_msg("'%s' accepted", in);
 }
 
@@ -928,29 +1065,153 @@ static void test_append_limits(void **state)
 	struct ls_rec r;
 	memset(&r, 0, sizeof(r));
 	r.mode = S_IFREG | 0644;
-	assert_int_equal(ls_manifest_append(m, &r, "", 0, NULL, 0, NULL, 0, &err), -ENAMETOOLONG);
-	size_t big = (size_t)UINT16_MAX + 1;
-	char *longp = malloc(big);
-	assert_non_null(longp);
-	memset(longp, 'a', big);
-	assert_int_equal(ls_manifest_append(m, &r, longp, big, NULL, 0, NULL, 0, &err), -ENAMETOOLONG);
-	assert_int_equal(ls_manifest_append(m, &r, "f", 1, longp, big, NULL, 0, &err), -ENAMETOOLONG);
-	assert_int_equal(ls_manifest_count(m), 0);
-	/* the longest path and target that fit round-trip */
-	assert_int_equal(ls_manifest_append(m, &r, longp, UINT16_MAX, NULL, 0, NULL, 0, &err), 0);
+	assert_int_equal(ls_manifest_append(m, &r, "", 0, NULL, 0, NULL, 0, &err), -EINVAL);
+	/* the lengths are checked before any byte is read */
+	char name[256];
+	memset(name, 'a', sizeof(name));
+	assert_int_equal(ls_manifest_append(m, &r, name, (size_t)UINT32_MAX + 1, NULL, 0, NULL, 0, &err),
+			 -ENAMETOOLONG);
+	assert_non_null(strstr(err.msg, "too long"));
+	assert_int_equal(ls_manifest_append(m, &r, "f", 1, NULL, 0, name, (size_t)UINT32_MAX + 1, &err), -E2BIG);
+	/* a target is read back up to its first NUL: one inside it is refused */
 	r.mode = S_IFLNK | 0777;
-	memcpy(longp, "b", 1);
-	assert_int_equal(ls_manifest_append(m, &r, "b", 1, longp, UINT16_MAX, NULL, 0, &err), 0);
+	assert_int_equal(ls_manifest_append(m, &r, "l", 1, "t\0t", 3, NULL, 0, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "NUL"));
+	assert_int_equal(ls_manifest_count(m), 0);
+	assert_int_equal(m->pool_len, 0);
+	ls_manifest_free(m);
+}
+
+/* Paths and targets past 16 bits (and past 8 KiB) round-trip: a directory
+ * with a 70,000-byte path, a file below it, a symlink with a 70,000-byte
+ * target and xattrs after it. */
+static void test_long_paths(void **state)
+{
+	const size_t big = 70000;
+	char *dir = malloc(big + 3), *target = malloc(big);
+	assert_non_null(dir);
+	assert_non_null(target);
+	memset(dir, 'd', big);
+	memcpy(dir + big, "/f", 3);
+	for (size_t i = 0; i < big; i++)
+		target[i] = i % 100 == 99 ? '/' : (char)('a' + i % 26);
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+	struct ls_rec r;
+	memset(&r, 0, sizeof(r));
+	r.mode = S_IFDIR | 0755;
+	assert_int_equal(ls_manifest_append(m, &r, dir, big, NULL, 0, NULL, 0, &err), 0);
+	r.mode = S_IFREG | 0644;
+	assert_int_equal(ls_manifest_append(m, &r, dir, big + 2, NULL, 0, NULL, 0, &err), 0);
+	r.mode = S_IFLNK | 0777;
+	assert_int_equal(ls_manifest_append(m, &r, "l", 1, target, big, xattrs_dir, sizeof(xattrs_dir), &err), 0);
 	struct buf b = serialise(m);
 	ls_manifest *p = NULL;
 	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
-	assert_int_equal(ls_manifest_count(p), 2);
-	assert_int_equal(p->recs[0].path_len, UINT16_MAX);
-	assert_int_equal(p->recs[1].link_len, UINT16_MAX);
-	assert_memory_equal(ls_rec_link(p, &p->recs[1]), longp, UINT16_MAX);
+	for (int pass = 0; pass < 2; pass++) {
+		const ls_manifest *x = pass ? p : m;
+		assert_int_equal(ls_manifest_count(x), 3);
+		assert_int_equal(x->recs[0].path_len, big);
+		assert_int_equal(x->recs[1].path_len, big + 2);
+		assert_memory_equal(ls_rec_path(x, &x->recs[1]), dir, big + 3);
+		assert_int_equal(ls_rec_link_len(x, &x->recs[0]), 0);
+		assert_int_equal(ls_rec_link_len(x, &x->recs[2]), big);
+		assert_memory_equal(ls_rec_link(x, &x->recs[2]), target, big);
+		assert_int_equal(x->recs[2].xattr_len, sizeof(xattrs_dir));
+		assert_memory_equal(ls_rec_xattrs(x, &x->recs[2]), xattrs_dir, sizeof(xattrs_dir));
+		assert_int_equal(ls_manifest_find(x, dir, big + 2), 1);
+	}
+	/* carried over, written again: the same bytes */
+	ls_manifest *c = NULL;
+	assert_int_equal(ls_manifest_create(&c, LS_MODE_FULL, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(ls_manifest_append_from(c, p, i, &err), 0);
+	struct buf b2 = serialise(c);
+	assert_int_equal(b2.n, b.n);
+	assert_memory_equal(b2.p, b.p, b.n);
+	ls_manifest_free(c);
+	ls_manifest_free(p);
+	ls_manifest_free(m);
+	free(b.p);
+	free(b2.p);
+	free(dir);
+	free(target);
+}
+
+static void test_patterns(void **state)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_CAPABILITY, false, NULL, 0, &err), 0);
+	assert_int_equal(m->n_patterns, 0);
+	/* stored as given: no sorting, no normalising, no deduplication */
+	const char *pats[] = { "z", "/a//b/", "*.log", "!important.log", "*.log", "a b\n" };
+	assert_int_equal(ls_manifest_set_patterns(m, pats, 6, &err), 0);
+	assert_int_equal(m->n_patterns, 6);
+	for (size_t i = 0; i < 6; i++)
+		assert_string_equal(ls_manifest_pattern(m, i), pats[i]);
+	/* an empty pattern is refused and the list kept */
+	const char *empty[] = { "x", "" };
+	assert_int_equal(ls_manifest_set_patterns(m, empty, 2, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "empty"));
+	assert_int_equal(m->n_patterns, 6);
+	struct buf b = serialise(m);
+	ls_manifest *p = NULL;
+	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
+	assert_int_equal(p->n_patterns, 6);
+	for (size_t i = 0; i < 6; i++)
+		assert_string_equal(ls_manifest_pattern(p, i), pats[i]);
+	assert_int_equal(p->n_excludes, 0);
+	/* a loaded manifest is read-only */
+	assert_int_equal(ls_manifest_set_patterns(p, pats, 1, &err), -EINVAL);
 	ls_manifest_free(p);
 	free(b.p);
-	free(longp);
+	/* replaced, then cleared */
+	assert_int_equal(ls_manifest_set_patterns(m, pats + 4, 2, &err), 0);
+	assert_int_equal(m->n_patterns, 2);
+	assert_string_equal(ls_manifest_pattern(m, 1), "a b\n");
+	assert_int_equal(ls_manifest_set_patterns(m, NULL, 0, &err), 0);
+	assert_int_equal(m->n_patterns, 0);
+	assert_int_equal(m->patterns_len, 0);
+	b = serialise(m);
+	assert_int_equal(b.n, OFF_OPTIONS + TRAILER_LEN);
+	free(b.p);
+	ls_manifest_free(m);
+}
+
+/* ls_check_base: excludes and patterns are settings of the base. */
+static void test_check_base(void **state)
+{
+	struct ls_error err = { 0 };
+	const char *excl[] = { "b", "/a/" };
+	struct ls_walk_options o;
+	memset(&o, 0, sizeof(o));
+	o.mode = LS_MODE_REDO;
+	o.excludes = excl;
+	o.n_excludes = 2;
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_CAPABILITY, false, excl, 2, &err), 0);
+	assert_int_equal(ls_check_base(m, LS_MODE_REDO, &o, &err), 0);
+	o.n_excludes = 1;
+	assert_int_equal(ls_check_base(m, LS_MODE_REDO, &o, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "--exclude"));
+	o.n_excludes = 2;
+	/* the walk options have no patterns: a base with some is another setting,
+	 * through a loaded copy too */
+	const char *pats[] = { "*.o" };
+	assert_int_equal(ls_manifest_set_patterns(m, pats, 1, &err), 0);
+	assert_int_equal(ls_check_base(m, LS_MODE_REDO, &o, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "--exclude-pattern"));
+	struct buf b = serialise(m);
+	ls_manifest *p = NULL;
+	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
+	assert_int_equal(ls_check_base(p, LS_MODE_REDO, &o, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "--exclude-pattern"));
+	ls_manifest_free(p);
+	free(b.p);
+	assert_int_equal(ls_manifest_set_patterns(m, NULL, 0, &err), 0);
+	assert_int_equal(ls_check_base(m, LS_MODE_REDO, &o, &err), 0);
 	ls_manifest_free(m);
 }
 
@@ -972,6 +1233,9 @@ int main(void)
 		cmocka_unit_test(test_create_excludes),
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_append_limits),
+		cmocka_unit_test(test_long_paths),
+		cmocka_unit_test(test_patterns),
+		cmocka_unit_test(test_check_base),
 	};
 	return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
 }

@@ -24,6 +24,7 @@
 #include <xxhash.h>
 
 #include "walk.h"
+#include "xattr.h"
 
 #define NS 1000000000LL
 
@@ -354,7 +355,7 @@ static void test_scan_reuses_hashes(void **state)
 	ls_manifest_free(base);
 }
 
-/* ---- ls_read_xattrs ------------------------------------------------------------ */
+/* ---- ls_xattrs_read ------------------------------------------------------------ */
 
 static void test_read_xattrs(void **state)
 {
@@ -365,12 +366,14 @@ static void test_read_xattrs(void **state)
 		print_message("no user xattrs on %s (%s): skipped\n", root, strerror(errno));
 		skip();
 	}
+	int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
 	void *blob = NULL;
 	size_t len = 99;
-	assert_int_equal(ls_read_xattrs(p, S_IFREG | 0644, LS_XATTRS_NONE, &blob, &len), 0);
+	assert_int_equal(ls_xattrs_read(dfd, "two", S_IFREG | 0644, LS_XATTRS_NONE, &blob, &len), 0);
 	assert_null(blob);
 	assert_int_equal(len, 0);
-	assert_int_equal(ls_read_xattrs(p, S_IFREG | 0644, LS_XATTRS_CAPABILITY, &blob, &len), 0);
+	assert_int_equal(ls_xattrs_read(dfd, "two", S_IFREG | 0644, LS_XATTRS_CAPABILITY, &blob, &len), 0);
 	assert_null(blob);
 	assert_int_equal(len, 0);
 
@@ -380,11 +383,20 @@ static void test_read_xattrs(void **state)
 		6, 0, 2, 0, 0, 0, 'u', 's', 'e', 'r', '.', 'b', '2', '2',
 		6, 0, 0, 0, 0, 0, 'u', 's', 'e', 'r', '.', 'c',
 	};
-	assert_int_equal(ls_read_xattrs(p, S_IFREG | 0644, LS_XATTRS_ALL, &blob, &len), 0);
+	assert_int_equal(ls_xattrs_read(dfd, "two", S_IFREG | 0644, LS_XATTRS_ALL, &blob, &len), 0);
 	/* The file system may add its own (security.selinux, ...): find ours. */
 	assert_non_null(blob);
 	assert_non_null(memmem(blob, len, want, sizeof(want)));
 	free(blob);
+
+	/* Through a symlink: the link's own attributes (none), never the target's. */
+	assert_int_equal(symlinkat("two", dfd, "two-link"), 0);
+	assert_int_equal(ls_xattrs_read(dfd, "two-link", S_IFLNK | 0777, LS_XATTRS_ALL, &blob, &len), 0);
+	assert_true(!blob || !memmem(blob, len, want, sizeof(want)));
+	free(blob);
+	unlinkat(dfd, "two-link", 0);
+	/* Gone: -ENOENT, for the caller to treat as vanished. */
+	assert_int_equal(ls_xattrs_read(dfd, "absent", S_IFREG | 0644, LS_XATTRS_ALL, &blob, &len), -ENOENT);
 
 	/* A file capability (root only): recorded under capability and all. */
 	struct vfs_cap_data cap;
@@ -392,13 +404,13 @@ static void test_read_xattrs(void **state)
 	cap.magic_etc = VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE;
 	cap.data[0].permitted = 1u << 10;  /* CAP_NET_BIND_SERVICE */
 	if (lsetxattr(p, "security.capability", &cap, XATTR_CAPS_SZ_2, 0) == 0) {
-		assert_int_equal(ls_read_xattrs(p, S_IFREG | 0644, LS_XATTRS_CAPABILITY, &blob, &len), 0);
+		assert_int_equal(ls_xattrs_read(dfd, "two", S_IFREG | 0644, LS_XATTRS_CAPABILITY, &blob, &len), 0);
 		assert_int_equal(len, 6 + 19 + XATTR_CAPS_SZ_2);
 		assert_memory_equal((char *)blob + 6, "security.capability", 19);
 		assert_memory_equal((char *)blob + 6 + 19, &cap, XATTR_CAPS_SZ_2);
 		free(blob);
 		/* not for a directory: capabilities only mean something on files */
-		assert_int_equal(ls_read_xattrs(p, S_IFDIR | 0755, LS_XATTRS_CAPABILITY, &blob, &len), 0);
+		assert_int_equal(ls_xattrs_read(dfd, "two", S_IFDIR | 0755, LS_XATTRS_CAPABILITY, &blob, &len), 0);
 		assert_int_equal(len, 0);
 		/* the scan records it in full mode */
 		ls_manifest *m = scan(LS_MODE_FULL, LS_IO_SYNC, false, NULL);
@@ -412,6 +424,7 @@ static void test_read_xattrs(void **state)
 	lremovexattr(p, "user.a");
 	lremovexattr(p, "user.b");
 	lremovexattr(p, "user.c");
+	close(dfd);
 }
 
 int main(void)
