@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <linux/magic.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +52,7 @@ struct dir_job {
 	size_t path_len;
 	uint64_t dev;           /* the directory's device (one-file-system) */
 	uint64_t ino;           /* and inode, as its parent saw them */
+	int64_t racy_from_ns;   /* stat cache: timestamps from here on are racy (0: not yet known) */
 	int fd;                 /* opened by the parent's job, or -1 */
 	struct child *kids;
 	size_t n, cap;
@@ -70,6 +73,7 @@ struct walker {
 	bool ring_meta;         /* io_uring for metadata (--io uring) */
 	bool ring_hash;         /* io_uring for file contents */
 	atomic_bool ring_failed;
+	int64_t tick_ns;        /* the coarse clock's tick, for the racy window */
 	atomic_int open_fds;    /* subdirectory fds held ahead of their jobs */
 	int held_budget;        /* at most this many, sized from RLIMIT_NOFILE */
 	struct ls_pool *pool;
@@ -134,15 +138,52 @@ static struct ls_ring *content_ring(struct thread_ctx *c)
 
 /* ---- stat cache ---------------------------------------------------------- */
 
-bool ls_stat_cache_hit(const struct ls_rec *rec, const struct ls_rec *cur, int64_t base_start_sec)
+/*
+ * The racy rule.  The base scan read its start S (CLOCK_REALTIME) before its
+ * first getdents, so it hashed every file at some H >= S.  A write after the
+ * hash, at W > H, stamps the inode from the coarse clock, which lags the real
+ * one by less than a tick: coarse(W) > W - tick >= S - tick; a file system
+ * that keeps timestamps to a granularity g truncates that once more, to more
+ * than S - tick - g.  So a file whose mtime and ctime are both at or before
+ * S - g - tick was not written after its hash and its recorded hash is good;
+ * anything later is racy and read again.  The window takes LS_RACY_TICKS
+ * ticks, not one, for the skew between the coarse and the fine clock across
+ * CPUs and clock adjustments.  (Linux 6.13+ multigrain timestamps give any
+ * write after the scan's statx a fine-grained, newer ctime, so the window is
+ * only needed where they are missing; it costs a few milliseconds.)  st_dev
+ * is not part of the key, as in git: overlay mounts renumber devices.
+ */
+bool ls_stat_cache_hit(const struct ls_rec *rec, const struct ls_rec *cur, int64_t racy_from_ns)
 {
-	if (!(rec->mode & LS_REC_HASHED) || rec->dev != cur->dev || rec->ino != cur->ino ||
-	    rec->size != cur->size || rec->mtime_ns != cur->mtime_ns || rec->ctime_ns != cur->ctime_ns ||
+	if (!(rec->mode & LS_REC_HASHED) || rec->ino != cur->ino || rec->size != cur->size ||
+	    rec->mtime_ns != cur->mtime_ns || rec->ctime_ns != cur->ctime_ns ||
 	    (rec->mode & LS_REC_MODE_MASK) != (cur->mode & LS_REC_MODE_MASK))
 		return false;
-	/* Racy: stamped in or after the second the base scan started, so a write
-	 * right after it was hashed would leave the same timestamps. */
-	return ls_ns_to_sec(cur->mtime_ns) < base_start_sec && ls_ns_to_sec(cur->ctime_ns) < base_start_sec;
+	return cur->mtime_ns < racy_from_ns && cur->ctime_ns < racy_from_ns;
+}
+
+int64_t ls_racy_window_ns(int64_t granularity_ns, int64_t tick_ns)
+{
+	return granularity_ns + LS_RACY_TICKS * tick_ns;
+}
+
+int64_t ls_fs_granularity_ns(int fd)
+{
+	struct statfs sf;
+	if (fstatfs(fd, &sf) != 0)
+		return 1000000000;
+	switch ((unsigned long)sf.f_type) {
+	/* ext2 and ext3 share ext4's magic, and 128-byte inodes keep whole
+	 * seconds, but nothing tells: ext4's 256-byte default is taken. */
+	case EXT4_SUPER_MAGIC:
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+	case TMPFS_MAGIC:
+	case OVERLAYFS_SUPER_MAGIC:
+		return 1;
+	default:
+		return 1000000000;
+	}
 }
 
 static void rec_from_statx(struct ls_rec *r, const struct statx *s)
@@ -337,7 +378,7 @@ static bool take_from_cache(struct dir_job *j, struct child *k, const struct ls_
 	const ls_manifest *base = j->w->p->base;
 	struct ls_rec cur;
 	rec_from_statx(&cur, &k->stx);
-	if (j->w->o->rehash || !ls_stat_cache_hit(b, &cur, base->start_sec))
+	if (j->w->o->rehash || !ls_stat_cache_hit(b, &cur, j->racy_from_ns))
 		return false;
 	if (b->xattr_len) {
 		int rc = arena_add(j, ls_rec_xattrs(base, b), b->xattr_len, &k->xattr_off);
@@ -678,6 +719,12 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 		j->err = dfd;
 		return;
 	}
+	/* A new file system (the root, a mount point): its own granularity. */
+	if (!j->racy_from_ns && w->p->base) {
+		const ls_manifest *b = w->p->base;
+		int64_t start = (int64_t)b->start_sec * 1000000000 + b->start_nsec;
+		j->racy_from_ns = start - ls_racy_window_ns(ls_fs_granularity_ns(dfd), w->tick_ns);
+	}
 	int rc = read_names(j, dfd, c);
 	if (rc == 0)
 		rc = sort_kids(j);
@@ -811,6 +858,8 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 			return ls_fail(err, ENOMEM, "walker: out of memory");
 		k->sub->fd = k->fd;
 		k->fd = -1;
+		if (k->sub->dev == j->dev)
+			k->sub->racy_from_ns = j->racy_from_ns;
 	}
 	for (size_t i = j->n; i-- > 0;)
 		if (j->kids[i].sub)
@@ -945,6 +994,9 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 	/* Racy-check reference: read before the first getdents64. */
 	struct timespec start;
 	clock_gettime(CLOCK_REALTIME, &start);
+	struct timespec tick;
+	w.tick_ns = clock_getres(CLOCK_REALTIME_COARSE, &tick) == 0 ? tick.tv_sec * 1000000000 + tick.tv_nsec
+								    : 10000000;
 	w.out->start_sec = start.tv_sec;
 	w.out->start_nsec = (uint32_t)start.tv_nsec;
 

@@ -29,9 +29,23 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 	    struct ls_error *err);
 
 /** True when the stat cache may serve rec's hash for a file now described by
- *  cur: same dev, ino, size, mtime, ctime and mode, and not racy against a
- *  scan that started at base_start_sec. */
-bool ls_stat_cache_hit(const struct ls_rec *rec, const struct ls_rec *cur, int64_t base_start_sec);
+ *  cur: same ino, size, mtime, ctime and mode (not st_dev: overlay mounts
+ *  renumber devices), and both timestamps before racy_from_ns, the base
+ *  scan's start less ls_racy_window_ns (see the racy rule in walk.c). */
+bool ls_stat_cache_hit(const struct ls_rec *rec, const struct ls_rec *cur, int64_t racy_from_ns);
+
+/** Ticks of the coarse clock in the racy window. */
+#define LS_RACY_TICKS 2
+
+/** How far before the base scan's start a timestamp must lie to be safely
+ *  before it: the file system's granularity plus LS_RACY_TICKS ticks of the
+ *  coarse clock (clock_getres(CLOCK_REALTIME_COARSE)), in nanoseconds. */
+int64_t ls_racy_window_ns(int64_t granularity_ns, int64_t tick_ns);
+
+/** The timestamp granularity of fd's file system, which no call reports:
+ *  1 ns for ext4, xfs, btrfs, tmpfs and overlayfs (by statfs f_type), one
+ *  second for any other. */
+int64_t ls_fs_granularity_ns(int fd);
 
 /** A write stamps a file when it starts, then copies its bytes: one that
  *  began before we looked can still be running while we read, with nothing

@@ -60,7 +60,7 @@ static struct ls_rec cur_rec(void)
 
 static void test_cache_hit_fields(void **state)
 {
-	const int64_t start = 2000;
+	const int64_t start = 2000 * NS;
 	struct ls_rec b = base_rec(), c = cur_rec();
 	assert_true(ls_stat_cache_hit(&b, &c, start));
 
@@ -69,9 +69,10 @@ static void test_cache_hit_fields(void **state)
 	assert_false(ls_stat_cache_hit(&b, &c, start));
 	b = base_rec();
 
-	/* Each compared field, changed alone, is a miss. */
+	/* st_dev is not part of the key: overlay mounts renumber devices. */
 	c.dev++;
-	assert_false(ls_stat_cache_hit(&b, &c, start));
+	assert_true(ls_stat_cache_hit(&b, &c, start));
+	/* Each compared field, changed alone, is a miss. */
 	c = cur_rec();
 	c.ino++;
 	assert_false(ls_stat_cache_hit(&b, &c, start));
@@ -106,34 +107,64 @@ static void test_cache_hit_fields(void **state)
 	assert_true(ls_stat_cache_hit(&b, &c, start));
 }
 
-static bool hit_at(int64_t mtime_ns, int64_t ctime_ns, int64_t start)
+static bool hit_at(int64_t mtime_ns, int64_t ctime_ns, int64_t racy_from_ns)
 {
 	struct ls_rec b = base_rec(), c = cur_rec();
 	b.mtime_ns = c.mtime_ns = mtime_ns;
 	b.ctime_ns = c.ctime_ns = ctime_ns;
-	return ls_stat_cache_hit(&b, &c, start);
+	return ls_stat_cache_hit(&b, &c, racy_from_ns);
 }
 
+/* The rule on synthetic timestamps: both must lie before the base scan's
+ * start less the window, at both edges of it, for each granularity. */
 static void test_cache_racy(void **state)
 {
-	/* Stamped in a second before the base scan started: safe. */
-	assert_true(hit_at(1999 * NS, 1999 * NS, 2000));
-	assert_true(hit_at(1999 * NS + 999999999, 1999 * NS + 999999999, 2000));
-	assert_true(hit_at(5, 5, 2000));
-	/* mtime or ctime in the second the scan started, or later: racy. */
-	assert_false(hit_at(2000 * NS, 1999 * NS, 2000));
-	assert_false(hit_at(1999 * NS, 2000 * NS, 2000));
-	assert_false(hit_at(2000 * NS + 999999999, 1000 * NS, 2000));
-	assert_false(hit_at(1000 * NS, 2000 * NS + 1, 2000));
-	assert_false(hit_at(2001 * NS, 1000 * NS, 2000));
-	assert_false(hit_at(1000 * NS, 5000 * NS, 2000));
-	assert_false(hit_at(2000 * NS, 2000 * NS, 2000));
-	/* Before 1970: whole seconds are floored, not truncated toward 0. */
-	assert_true(hit_at(-1, -1, 0));                 /* second -1 < 0 */
-	assert_false(hit_at(-1, -1, -1));               /* second -1 >= -1 */
-	assert_true(hit_at(-NS - 1, -NS - 1, -1));      /* second -2 < -1 */
-	assert_false(hit_at(-NS, 5, 0));
-	assert_true(hit_at(-NS, -NS, 0));
+	const int64_t start = 2000 * NS + 500000000;  /* the base scan began at 2000.5 s */
+	const int64_t tick = 4000000;                 /* a 4 ms coarse clock */
+	const int64_t grains[] = { 1, NS };           /* ext4 & co., anything else */
+	for (size_t g = 0; g < sizeof(grains) / sizeof(grains[0]); g++) {
+		int64_t window = ls_racy_window_ns(grains[g], tick);
+		assert_int_equal(window, grains[g] + LS_RACY_TICKS * tick);
+		int64_t from = start - window;
+		/* Just before the window: safe. */
+		assert_true(hit_at(from - 1, from - 1, from));
+		assert_true(hit_at(5, from - 1, from));
+		/* At its edge or inside it, in either timestamp: racy. */
+		assert_false(hit_at(from, from - 1, from));
+		assert_false(hit_at(from - 1, from, from));
+		assert_false(hit_at(start - 1, 5, from));
+		/* At or after the start: racy. */
+		assert_false(hit_at(start, start, from));
+		assert_false(hit_at(5, start + NS, from));
+	}
+	/* Nanosecond file systems: a file written 8 ms and a bit before the
+	 * scan is safe; one written within the last two ticks is not. */
+	int64_t from_ns = start - ls_racy_window_ns(1, tick);
+	assert_true(hit_at(start - 9000000, start - 9000000, from_ns));
+	assert_false(hit_at(start - 7000000, start - 9000000, from_ns));
+	/* Whole-second file systems: a whole second more. */
+	int64_t from_s = start - ls_racy_window_ns(NS, tick);
+	assert_false(hit_at(start - 9000000, start - 9000000, from_s));
+	assert_true(hit_at(start - NS - 9000000, start - NS - 9000000, from_s));
+	/* Before 1970 it is the same arithmetic. */
+	assert_true(hit_at(-NS - 1, -NS - 1, -NS));
+	assert_false(hit_at(-NS, -2 * NS, -NS));
+}
+
+/* The granularity by file system type: nanoseconds on the ones known to
+ * keep them, a second on anything else. */
+static void test_fs_granularity(void **state)
+{
+	int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ls_fs_granularity_ns(fd), NS);  /* procfs */
+	close(fd);
+	fd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		assert_int_equal(ls_fs_granularity_ns(fd), 1);  /* tmpfs */
+		close(fd);
+	}
+	assert_int_equal(ls_fs_granularity_ns(-1), NS);  /* unknown: the safe side */
 }
 
 /* ---- through ls_scan -------------------------------------------------------- */
@@ -432,6 +463,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cache_hit_fields),
 		cmocka_unit_test(test_cache_racy),
+		cmocka_unit_test(test_fs_granularity),
 		cmocka_unit_test(test_walk_order),
 		cmocka_unit_test(test_scan_reuses_hashes),
 		cmocka_unit_test(test_read_xattrs),
