@@ -9,6 +9,7 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* ---- task pool ---------------------------------------------------------- */
@@ -215,7 +216,26 @@ static void hash_out(XXH3_state_t *st, uint8_t out[16])
 
 int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16])
 {
+	return ls_hash_fd_cached(fd, buf, buf_len, st, out, false);
+}
+
+int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16], bool cached_only)
+{
 	XXH3_128bits_reset(st);
+	if (cached_only) {
+		/* RWF_NOWAIT: the bytes the page cache holds, or EAGAIN. */
+		struct iovec iov = { buf, buf_len };
+		ssize_t n;
+		do
+			n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno != EOPNOTSUPP && errno != EINVAL)
+			return -errno;  /* EAGAIN: not in the page cache */
+		if (n == 0)
+			goto done;
+		if (n > 0)
+			XXH3_128bits_update(st, buf, (size_t)n);
+	}
 	for (;;) {
 		ssize_t n = read(fd, buf, buf_len);
 		if (n < 0) {
@@ -227,6 +247,7 @@ int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[
 			break;
 		XXH3_128bits_update(st, buf, (size_t)n);
 	}
+done:
 	hash_out(st, out);
 	return 0;
 }

@@ -105,4 +105,11 @@ int ls_open_noatime(int dirfd, const char *name);
  *  big-endian bytes), using buf.  Returns 0 or -errno. */
 int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16]);
 
+/** Like ls_hash_fd; with cached_only, the first read is a preadv2 with
+ *  RWF_NOWAIT and -EAGAIN is returned (nothing else read) when the file's
+ *  first bytes are not in the page cache: the caller then reads it through
+ *  io_uring, whose async buffered reads serve a cold file better.  A file
+ *  system without RWF_NOWAIT is read as if cached. */
+int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16], bool cached_only);
+
 #endif

@@ -507,60 +507,76 @@ static int confirm_hash(struct dir_job *j, struct child *k, int dfd, struct thre
 	return -EAGAIN;
 }
 
+/* Hashes child k with plain syscalls; with cached_only, -EAGAIN (and k
+ * untouched) when its bytes are not in the page cache. */
+static int hash_one(struct dir_job *j, struct child *k, int dfd, struct thread_ctx *c, bool cached_only)
+{
+	int fd;
+	for (int tries = 0; fd_shortage(fd = ls_open_noatime(dfd, kid_name(j, k))) && fd_backoff(&tries);)
+		;
+	if (fd < 0)
+		return fd;
+	int rc = ls_hash_fd_cached(fd, c->read_buf, READ_BUF, c->xxh, k->hash, cached_only);
+	close(fd);
+	if (rc == 0)
+		k->hashed = true;
+	return rc;
+}
+
+/* Hashes n children (indices idx).  --io auto reads what the page cache
+ * holds with plain syscalls (faster warm) and sends the rest to the ring,
+ * whose async buffered reads keep many cold files in flight; --io uring
+ * sends everything to the ring, --io sync nothing. */
 static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *idx, size_t n)
 {
+	struct walker *w = j->w;
 	struct ls_ring *ring = content_ring(c);
-	if (ring) {
-		struct ls_hash_req *reqs = malloc(n * sizeof(*reqs));
+	size_t *cold = idx, n_cold = n;
+	size_t *cold_buf = NULL;
+	if (ring && !w->ring_meta && (cold_buf = malloc(n * sizeof(*cold_buf)))) {
+		cold = cold_buf;
+		n_cold = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct child *k = &j->kids[idx[i]];
+			int rc = hash_one(j, k, dfd, c, true);
+			if (rc == -EAGAIN)
+				cold[n_cold++] = idx[i];
+			else if (rc)
+				k->err = rc;
+		}
+	}
+	if (ring && n_cold) {
+		struct ls_hash_req *reqs = malloc(n_cold * sizeof(*reqs));
 		if (reqs) {
-			for (size_t i = 0; i < n; i++)
-				reqs[i].name = kid_name(j, &j->kids[idx[i]]);
-			int rc = ls_ring_hash(ring, dfd, reqs, n);
+			for (size_t i = 0; i < n_cold; i++)
+				reqs[i].name = kid_name(j, &j->kids[cold[i]]);
+			int rc = ls_ring_hash(ring, dfd, reqs, n_cold);
 			if (rc == 0) {
-				bool short_of_fds = false;
-				for (size_t i = 0; i < n; i++) {
-					struct child *k = &j->kids[idx[i]];
+				for (size_t i = 0; i < n_cold; i++) {
+					struct child *k = &j->kids[cold[i]];
 					if (reqs[i].result) {
 						k->err = reqs[i].result;
-						short_of_fds |= fd_shortage(k->err);
 					} else {
 						memcpy(k->hash, reqs[i].hash, 16);
 						k->hashed = true;
 					}
 				}
-				free(reqs);
-				/* Files the ring could not open for want of fds are
-				 * read one at a time below. */
-				if (!short_of_fds)
-					goto confirm;
-			} else {
-				free(reqs);
+			} else if (!atomic_exchange(&w->ring_failed, true)) {
 				/* The ring itself failed: plain syscalls from here on. */
-				if (!atomic_exchange(&j->w->ring_failed, true))
-					log_msg(j->w, 1, "io_uring failed (%s): using plain syscalls", strerror(-rc));
+				log_msg(w, 1, "io_uring failed (%s): using plain syscalls", strerror(-rc));
 			}
+			free(reqs);
 		}
 	}
+	free(cold_buf);
+	/* Plain syscalls for the rest: everything under --io sync, and what the
+	 * ring could not do (no ring, a failed ring, short of fds). */
 	for (size_t i = 0; i < n; i++) {
 		struct child *k = &j->kids[idx[i]];
 		if (k->hashed || (k->err && !fd_shortage(k->err)))
 			continue;
-		k->err = 0;
-		int fd;
-		for (int tries = 0; fd_shortage(fd = ls_open_noatime(dfd, kid_name(j, k))) && fd_backoff(&tries);)
-			;
-		if (fd < 0) {
-			k->err = fd;
-			continue;
-		}
-		int rc = ls_hash_fd(fd, c->read_buf, READ_BUF, c->xxh, k->hash);
-		close(fd);
-		if (rc)
-			k->err = rc;
-		else
-			k->hashed = true;
+		k->err = hash_one(j, k, dfd, c, false);
 	}
-confirm:
 	for (size_t i = 0; i < n; i++) {
 		struct child *k = &j->kids[idx[i]];
 		if (k->hashed && ls_stamped_recently(stx_ns(&k->stx.stx_ctime))) {

@@ -332,18 +332,26 @@ static void test_scan_reuses_hashes(void **state)
 	assert_hash(m, "one", "one\n");
 	ls_manifest_free(m);
 
-	/* Racy against the base: the file's ctime is in the scan's start second. */
+	/* Racy against the base: the file's ctime is the scan's start, or just
+	 * inside the window before it. */
 	int64_t saved = base->start_sec;
+	uint32_t saved_nsec = base->start_nsec;
 	int64_t ct = one->ctime_ns;
-	base->start_sec = ct / NS;
-	m = scan(LS_MODE_FULL, LS_IO_SYNC, false, base);
-	assert_hash(m, "one", "one\n");
-	ls_manifest_free(m);
-	base->start_sec = ct / NS + 1;  /* one second later: not racy */
+	const int64_t starts[] = { ct, ct + 1000000 /* 1 ms later */ };
+	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		base->start_sec = starts[i] / NS;
+		base->start_nsec = (uint32_t)(starts[i] % NS);
+		m = scan(LS_MODE_FULL, LS_IO_SYNC, false, base);
+		assert_hash(m, "one", "one\n");
+		ls_manifest_free(m);
+	}
+	/* Two seconds later, beyond any file system's window: not racy. */
+	base->start_sec = ct / NS + 2;
 	m = scan(LS_MODE_FULL, LS_IO_SYNC, false, base);
 	assert_memory_equal(rec_of(m, "one")->hash, marker, 16);
 	ls_manifest_free(m);
 	base->start_sec = saved;
+	base->start_nsec = saved_nsec;
 
 	/* A base recorded in redo mode has no hashes to give. */
 	base->mode = LS_MODE_REDO;
