@@ -27,11 +27,28 @@
  * Statistics: entries counts every tar entry read, whiteouts the explicit and
  * opaque whiteouts among them, skipped the entries not applied (device nodes
  * when not root, AUFS metadata).
+ *
+ * Hostile layers: the blob is decompressed and verified by decompress.c and
+ * libarchive only parses raw tar.  The stream must end with the two zero
+ * blocks (more zeros may follow, nothing else) and be read to its end, so
+ * every gzip trailer and zstd checksum is checked; a layer cut at an entry
+ * boundary is refused.  A header libarchive could only read in part (its
+ * warnings) is refused, as are ids that cannot be represented ((uid_t)-1)
+ * and file data outside the entry's size, out of order, or not ending where
+ * the entry's headers (read again from the stream) say its stored data ends
+ * (a sparse map that lies).  Each file is written to an O_TMPFILE (or, where there is
+ * none, `.NAME.layersnap-tmp.XXXXXX`, which walks skip) and linked into place
+ * only when complete, so a failure or a signal leaves no partial file under
+ * its final name.  Not root, setuid and setgid bits are dropped (the file
+ * would run with the invoking user's ids) unless keep_setid says otherwise.
+ * Checks that come at the end of a stream (a gzip trailer, the end blocks)
+ * refuse the layer after the entries before them were applied.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "layersnap.h"
+#include "decompress.h"
 #include "error.h"
 #include "path.h"
 
@@ -40,10 +57,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <locale.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -53,8 +72,11 @@
 #define WH_PREFIX ".wh."
 #define WH_META_PREFIX ".wh..wh."
 #define WH_OPAQUE ".wh..wh..opq"
-#define READ_BLOCK 65536
 #define SHOWN_MAX 400   /* bytes of an entry name quoted in a message */
+#define TAR_BLOCK 512
+#define TEMP_MARK ".layersnap-tmp."
+#define TEMP_SUFFIX 6
+#define TEMP_TRIES 100
 
 /* ---- string sets -------------------------------------------------------- */
 
@@ -170,11 +192,33 @@ struct dir_fix {
 	size_t depth, order;
 };
 
+/* The raw tar stream handed to libarchive, and what the checks need: the
+ * last pieces handed out (still valid, see LS_DECOMP_KEEP), to read an
+ * entry's headers as they are, and where the last non-zero byte is. */
+struct layer_reader {
+	struct ls_decomp *d;
+	bool failed;                /* err holds the reader's failure */
+	struct ls_error err;
+	uint64_t total;             /* tar bytes handed out */
+	uint64_t data_end;          /* offset just past the last non-zero byte */
+	struct {
+		uint64_t off;
+		const unsigned char *p;
+		size_t n;
+	} seen[LS_DECOMP_KEEP];     /* the latest pieces, in turn */
+	unsigned turn;
+};
+
 struct apply_ctx {
 	int rootfd;
 	bool privileged;
 	bool warned_unpriv;
 	bool warned_xattr;
+	bool warned_setid;
+	bool no_tmpfile;            /* named temporaries only (asked, or /proc unusable) */
+	bool tmpfile_checked;       /* an O_TMPFILE was seen to link through /proc */
+	bool no_empty_path;         /* linkat(AT_EMPTY_PATH) refused: link through /proc */
+	struct layer_reader rd;
 	uid_t euid;
 	gid_t egid;
 	const struct ls_apply_options *opts;
@@ -190,6 +234,7 @@ struct apply_ctx {
 /* One tar entry being applied. */
 struct entry {
 	struct archive_entry *ae;
+	int64_t header_pos;         /* stream offset of its first header */
 	char shown[SHOWN_MAX + 8];  /* the raw name, made printable, for messages */
 	char *path;                 /* normalised: no "", ".", ".." components; "" = ROOT */
 	char *dir;                  /* parent of path ("" = ROOT) */
@@ -779,25 +824,201 @@ static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
 	return 0;
 }
 
+/* ---- the raw stream ----------------------------------------------------- */
+
+/* Counts the bytes handed to libarchive and where the last non-zero one is. */
+static void reader_note(struct layer_reader *rd, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	size_t i = n;
+	/* word at a time while the tail is zero: cheap on long zero runs */
+	while (i >= 8) {
+		uint64_t w;
+		memcpy(&w, p + i - 8, 8);
+		if (w)
+			break;
+		i -= 8;
+	}
+	while (i > 0 && !p[i - 1])
+		i--;
+	if (i > 0)
+		rd->data_end = rd->total + i;
+	if (n > 0) {
+		unsigned k = rd->turn++ % LS_DECOMP_KEEP;
+		rd->seen[k].off = rd->total;
+		rd->seen[k].p = p;
+		rd->seen[k].n = n;
+	}
+	rd->total += n;
+}
+
+/* Copies stream bytes [off, off + len) into dst from the pieces still
+ * valid.  Returns false when some are gone. */
+static bool reader_look_back(const struct layer_reader *rd, uint64_t off, size_t len, void *dst)
+{
+	unsigned char *out = dst;
+	while (len > 0) {
+		size_t k;
+		for (k = 0; k < LS_DECOMP_KEEP; k++)
+			if (rd->seen[k].p && off >= rd->seen[k].off && off - rd->seen[k].off < rd->seen[k].n)
+				break;
+		if (k == LS_DECOMP_KEEP)
+			return false;
+		size_t at = (size_t)(off - rd->seen[k].off);
+		size_t take = rd->seen[k].n - at < len ? rd->seen[k].n - at : len;
+		memcpy(out, rd->seen[k].p + at, take);
+		out += take;
+		off += take;
+		len -= take;
+	}
+	return true;
+}
+
+/* A number in a tar header field: octal (after blanks, up to the first
+ * other byte) or, with the high bit of its first byte set, base-256.
+ * Returns -1 for a negative or too large one. */
+static int64_t tar_number(const unsigned char *p, size_t n)
+{
+	uint64_t v = 0;
+	if (p[0] & 0x80) {
+		if (p[0] & 0x40)
+			return -1;
+		v = p[0] & 0x3f;
+		for (size_t i = 1; i < n; i++) {
+			if (v > (uint64_t)INT64_MAX >> 8)
+				return -1;
+			v = v << 8 | p[i];
+		}
+		return (int64_t)v;
+	}
+	size_t i = 0;
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	for (; i < n && p[i] >= '0' && p[i] <= '7'; i++) {
+		if (v > (uint64_t)INT64_MAX >> 3)
+			return -1;
+		v = v << 3 | (uint64_t)(p[i] - '0');
+	}
+	return (int64_t)v;
+}
+
+/* The last "size" record of a pax extended header body, or -1. */
+static int64_t pax_size(const char *b, size_t n)
+{
+	int64_t size = -1;
+	for (size_t i = 0; i < n;) {
+		size_t len = 0, j = i;
+		for (; j < n && b[j] >= '0' && b[j] <= '9' && len <= n; j++)
+			len = len * 10 + (size_t)(b[j] - '0');
+		if (j >= n || b[j] != ' ' || len == 0 || len > n - i)
+			break;   /* libarchive warned about it: refused already */
+		const char *rec = b + j + 1, *end = b + i + len - 1;   /* end: the '\n' */
+		if (end - rec > 5 && !memcmp(rec, "size=", 5)) {
+			int64_t v = 0;
+			for (const char *q = rec + 5; q < end && *q >= '0' && *q <= '9'; q++)
+				v = v > (INT64_MAX - 9) / 10 ? INT64_MAX : v * 10 + (*q - '0');
+			size = v;
+		}
+		i += len;
+	}
+	return size;
+}
+
+#define TAR_ROUND(n) (((n) + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK)
+
+/* Where a regular file's stored data ends by its own headers (read again
+ * from the stream, from pos where libarchive began reading them): after the
+ * main header and, for old GNU sparse files, its extension blocks, the
+ * stored size (a pax "size" record or the size field) rounded up to a block.
+ * libarchive 3.6.2 stops reading a sparse entry where its map ends, so a map
+ * naming less than is stored would have the rest read as headers of entries
+ * no other extractor sees.  Returns 0 and *end, or -E2BIG when the headers
+ * are no longer at hand (more than the kept pieces). */
+static int stored_end(const struct layer_reader *rd, int64_t pos, int64_t *end)
+{
+	unsigned char h[TAR_BLOCK];
+	int64_t pax = -1;
+	for (int depth = 0; depth < 64; depth++) {   /* libarchive allows 32 */
+		if (pos < 0 || !reader_look_back(rd, (uint64_t)pos, TAR_BLOCK, h))
+			return -E2BIG;
+		int64_t size = tar_number(h + 124, 12);
+		if (size < 0 || size > INT64_MAX / 2)
+			return -EINVAL;
+		pos += TAR_BLOCK;
+		switch (h[156]) {
+		case 'x': case 'X': {
+			if (size > (int64_t)LS_DECOMP_KEEP * LS_DECOMP_CHUNK)
+				return -E2BIG;   /* cannot be in the kept pieces */
+			char *body = malloc((size_t)size + 1);
+			if (!body)
+				return -ENOMEM;
+			bool ok = reader_look_back(rd, (uint64_t)pos, (size_t)size, body);
+			int64_t v = ok ? pax_size(body, (size_t)size) : -1;
+			free(body);
+			if (!ok)
+				return -E2BIG;
+			if (v >= 0)
+				pax = v;
+		}
+			/* fall through */
+		case 'g': case 'L': case 'K': case 'A':
+			pos += TAR_ROUND(size);
+			continue;
+		case 'V':
+			continue;   /* libarchive reads no body */
+		case 'S':
+			/* isextended at 482 in the header, 504 in each extension */
+			for (bool more = h[482] != 0; more; pos += TAR_BLOCK) {
+				if (!reader_look_back(rd, (uint64_t)pos, TAR_BLOCK, h))
+					return -E2BIG;
+				more = h[504] != 0;
+			}
+			break;
+		}
+		*end = pos + TAR_ROUND(pax >= 0 ? pax : size);
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static const char *archive_why(struct archive *a)
 {
 	const char *why = archive_error_string(a);
-	return why ? why : "unreadable layer";
+	return why && *why ? why : "unreadable layer";
 }
 
+/* libarchive's failure, or the reader's when the reader is why it failed. */
 static int archive_fail(struct apply_ctx *c, struct archive *a, const char *shown)
 {
-	const char *why = archive_why(a);
-	int code = archive_errno(a) > 0 ? archive_errno(a) : EIO;
+	const char *why = c->rd.failed ? c->rd.err.msg : archive_why(a);
+	int code = c->rd.failed ? c->rd.err.code : archive_errno(a) > 0 ? archive_errno(a) : EIO;
 	if (shown)
 		return ls_fail(c->err, code, "%s: bad layer: %s", shown, why);
 	return ls_fail(c->err, code, "bad layer: %s", why);
 }
 
-/* Copies the entry's data (sparse-aware) into fd. */
-static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry *e, int fd)
+/* Copies the entry's data into fd, holes left as holes.  libarchive hands
+ * data over at the offsets of the entry's sparse map as it read it, which is
+ * not checked against the size (archive_entry's own copy of the map drops
+ * the bad regions silently, and a map of one region from 0 reads as no map):
+ * every block must lie within the size, after the previous one, the blocks
+ * must add up to the map (or the size), and they must end where the
+ * entry's stored data ends. */
+static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry *e, int fd,
+		     int64_t stored)
 {
-	int64_t end = 0;
+	int64_t size = archive_entry_size_is_set(e->ae) ? archive_entry_size(e->ae) : 0;
+	if (size < 0)
+		return ls_fail(c->err, EINVAL, "%s: bad layer: negative size", e->shown);
+	int64_t want = size;   /* data bytes the header or the map names */
+	/* only walk a map reset counted: counting frees a map of one region */
+	if (archive_entry_sparse_reset(e->ae) > 0) {
+		la_int64_t off, len;
+		want = 0;
+		while (archive_entry_sparse_next(e->ae, &off, &len) == ARCHIVE_OK)
+			want += len;   /* libarchive kept only regions within size */
+	}
+	int64_t end = 0, got = 0;
 	for (;;) {
 		const void *buf;
 		size_t len;
@@ -809,36 +1030,208 @@ static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry 
 			log_msg(c, 0, "%s: %s", e->shown, archive_why(a));
 		else if (ar != ARCHIVE_OK)
 			return archive_fail(c, a, e->shown);
+		if (off < 0)
+			return ls_fail(c->err, EINVAL, "%s: bad layer: sparse map has a negative offset",
+				       e->shown);
+		if (off < end)
+			return ls_fail(c->err, EINVAL, "%s: bad layer: sparse map regions overlap or are out of order",
+				       e->shown);
+		if ((uint64_t)len > (uint64_t)size || off > size - (int64_t)len)
+			return ls_fail(c->err, EINVAL,
+				       "%s: bad layer: data at offset %lld reaches past the size (%lld bytes)",
+				       e->shown, (long long)off, (long long)size);
 		int r = pwrite_all(fd, buf, len, (off_t)off);
 		if (r < 0)
 			return ls_fail_errno(c->err, -r, "%s: write", e->shown);
-		if (off + (int64_t)len > end)
-			end = off + (int64_t)len;
+		end = off + (int64_t)len;
+		got += (int64_t)len;
 	}
-	int64_t size = archive_entry_size_is_set(e->ae) ? archive_entry_size(e->ae) : 0;
+	if (got != want)
+		return ls_fail(c->err, EINVAL, "%s: bad layer: %lld bytes of data where the header names %lld",
+			       e->shown, (long long)got, (long long)want);
+	int64_t at = archive_filter_bytes(a, 0);
+	if (at != stored)
+		return ls_fail(c->err, EINVAL,
+			       "%s: bad layer: sparse map and stored size disagree (data read to byte %lld, "
+			       "stored to %lld)", e->shown, (long long)at, (long long)stored);
 	if (size > end && ftruncate(fd, (off_t)size) < 0)
 		return ls_fail_errno(c->err, errno, "%s: truncate", e->shown);
 	return 0;
 }
 
-/* Regular file: written through a fresh file made with O_EXCL. */
+/* A regular file's permission bits.  Not root, the file is ours whatever
+ * its entry says, and setuid or setgid would run it with our ids. */
+static mode_t file_perm(struct apply_ctx *c, const struct entry *e)
+{
+	mode_t perm = archive_entry_perm(e->ae) & 07777;
+	if (c->privileged || (c->opts && c->opts->keep_setid) || !(perm & (S_ISUID | S_ISGID)))
+		return perm;
+	if (!c->warned_setid) {
+		c->warned_setid = true;
+		log_msg(c, 0, "not running as root: setuid and setgid bits are dropped "
+			"(--keep-setid keeps them)");
+	}
+	log_msg(c, 1, "%s: setuid/setgid bits dropped", e->shown);
+	return perm & ~(mode_t)(S_ISUID | S_ISGID);
+}
+
+/* ---- temporaries -------------------------------------------------------- */
+
+/* A file being written: nameless (O_TMPFILE) or under name in its directory. */
+struct tmpfile {
+	int fd;
+	char name[NAME_MAX + 1];    /* "" while nameless */
+};
+
+/* Sets tmp->name to `.NAME.layersnap-tmp.XXXXXX` (NAME cut to fit NAME_MAX):
+ * the form walks leave out. */
+static void temp_name(struct tmpfile *tmp, const char *name, unsigned try)
+{
+	static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	unsigned char rnd[TEMP_SUFFIX];
+	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
+		uint64_t x = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)tmp ^ try;
+		for (size_t i = 0; i < sizeof(rnd); i++, x >>= 8)
+			rnd[i] = (unsigned char)(x + i * 131 + try);
+	}
+	int room = NAME_MAX - 1 - (int)strlen(TEMP_MARK) - TEMP_SUFFIX;
+	int n = snprintf(tmp->name, sizeof(tmp->name), ".%.*s" TEMP_MARK, room, name);
+	for (size_t i = 0; i < TEMP_SUFFIX; i++)
+		tmp->name[n + (int)i] = digits[rnd[i] % (sizeof(digits) - 1)];
+	tmp->name[n + TEMP_SUFFIX] = '\0';
+}
+
+/* Whether an O_TMPFILE fd can be linked through /proc/self/fd (not when /proc
+ * is not mounted). */
+static bool proc_link_usable(int fd)
+{
+	char p[64];
+	struct stat a, b;
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	return fstat(fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Opens a temporary for the file name in dirfd.  Returns 0 or -errno. */
+static int tmp_open(struct apply_ctx *c, int dirfd, const char *name, struct tmpfile *tmp)
+{
+	tmp->name[0] = '\0';
+	if (!c->no_tmpfile) {
+		tmp->fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+		if (tmp->fd >= 0 && !c->tmpfile_checked) {
+			if (proc_link_usable(tmp->fd)) {
+				c->tmpfile_checked = true;
+			} else {
+				close(tmp->fd);
+				tmp->fd = -1;
+				c->no_tmpfile = true;
+				errno = EOPNOTSUPP;
+			}
+		}
+		if (tmp->fd >= 0)
+			return 0;
+		/* not supported here (old kernels see O_TMPFILE as O_DIRECTORY) */
+		if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOSYS)
+			return -errno;
+	}
+	for (unsigned try = 0; try < TEMP_TRIES; try++) {
+		temp_name(tmp, name, try);
+		tmp->fd = openat(dirfd, tmp->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (tmp->fd >= 0)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	int e = errno;
+	tmp->name[0] = '\0';
+	return -e;
+}
+
+/* Closes the temporary and removes its name, if it has one. */
+static void tmp_discard(int dirfd, struct tmpfile *tmp)
+{
+	if (tmp->fd >= 0)
+		close(tmp->fd);
+	tmp->fd = -1;
+	if (tmp->name[0])
+		unlinkat(dirfd, tmp->name, 0);
+	tmp->name[0] = '\0';
+}
+
+/* Links the nameless temporary as name in dirfd: by the fd itself where
+ * allowed (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH), else through /proc. */
+static int tmp_link(struct apply_ctx *c, struct tmpfile *tmp, int dirfd, const char *name)
+{
+	if (c->privileged && !c->no_empty_path) {
+		if (linkat(tmp->fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+			return 0;
+		if (errno != EPERM && errno != ENOENT && errno != EINVAL)
+			return -errno;
+		c->no_empty_path = true;
+	}
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", tmp->fd);
+	return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
+}
+
+/* Puts the complete temporary in place as name: linked there when nothing
+ * is in the way, else given a temporary name and renamed over what is there
+ * (a directory is removed first).  Returns 0 or -errno; the temporary stays
+ * the caller's. */
+static int tmp_commit(struct apply_ctx *c, int dirfd, const char *name, struct tmpfile *tmp)
+{
+	if (!tmp->name[0]) {
+		int r = tmp_link(c, tmp, dirfd, name);
+		if (r != -EEXIST)
+			return r;
+		for (unsigned try = 0; try < TEMP_TRIES && r == -EEXIST; try++) {
+			temp_name(tmp, name, try);
+			r = tmp_link(c, tmp, dirfd, tmp->name);
+		}
+		if (r < 0) {
+			tmp->name[0] = '\0';
+			return r;
+		}
+	}
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+		int r = remove_tree(dirfd, name);
+		if (r < 0)
+			return r;
+	}
+	if (renameat(dirfd, tmp->name, dirfd, name) < 0)
+		return -errno;
+	tmp->name[0] = '\0';
+	return 0;
+}
+
+/* Regular file: written to a temporary, put in place when complete, so the
+ * old entry stays until then and nothing half-written ever has the name. */
 static int make_file(struct apply_ctx *c, struct archive *a, const struct entry *e, int dirfd,
 		     const char *name)
 {
-	int r = clear_name(dirfd, name);
+	int64_t stored;
+	int r = stored_end(&c->rd, e->header_pos, &stored);
+	if (r == -E2BIG)
+		return ls_fail(c->err, EINVAL, "%s: bad layer: headers too large to check", e->shown);
 	if (r < 0)
-		return ls_fail_errno(c->err, -r, "%s: cannot remove the old entry", e->shown);
-	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return ls_fail_errno(c->err, errno, "%s: cannot create", e->shown);
-	r = copy_data(c, a, e, fd);
-	struct target t = { dirfd, name, fd, AE_IFREG };
+		return ls_fail_errno(c->err, -r, "%s: bad layer: headers", e->shown);
+	struct tmpfile tmp;
+	r = tmp_open(c, dirfd, name, &tmp);
+	if (r < 0)
+		return ls_fail_errno(c->err, -r, "%s: cannot create", e->shown);
+	r = copy_data(c, a, e, tmp.fd, stored);
+	struct target t = { dirfd, name, tmp.fd, AE_IFREG };
 	if (r == 0)
-		r = set_metadata(c, e, &t, archive_entry_perm(e->ae) & 07777);
-	if (close(fd) < 0 && r == 0)
-		r = ls_fail_errno(c->err, errno, "%s: close", e->shown);
-	if (r < 0)
-		unlinkat(dirfd, name, 0);   /* no half-written file */
+		r = set_metadata(c, e, &t, file_perm(c, e));
+	/* write errors some file systems defer to close show up on the close
+	 * of any fd: close a duplicate, the temporary must stay open */
+	int dup_fd = r == 0 ? fcntl(tmp.fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (r == 0 && (dup_fd < 0 || close(dup_fd) < 0))
+		r = ls_fail_errno(c->err, errno, "%s: write", e->shown);
+	int cr;
+	if (r == 0 && (cr = tmp_commit(c, dirfd, name, &tmp)) < 0)
+		r = ls_fail_errno(c->err, -cr, "%s: cannot put in place", e->shown);
+	tmp_discard(dirfd, &tmp);
 	return r;
 }
 
@@ -1041,10 +1434,25 @@ static int check_components(struct apply_ctx *c, const struct entry *e, bool *sk
 	return 0;
 }
 
+/* Owner ids that no file can have: (uid_t)-1 means "leave unchanged" to
+ * chown, and larger or negative ones would be cut to another id. */
+static int check_ids(struct apply_ctx *c, const struct entry *e)
+{
+	int64_t ids[2] = { archive_entry_uid(e->ae), archive_entry_gid(e->ae) };
+	for (int i = 0; i < 2; i++)
+		if (ids[i] < 0 || ids[i] >= (int64_t)(uid_t)-1)
+			return ls_fail(c->err, EINVAL, "%s: bad layer: %s %lld cannot be represented",
+				       e->shown, i ? "gid" : "uid", (long long)ids[i]);
+	return 0;
+}
+
 static int apply_entry(struct apply_ctx *c, struct archive *a, struct archive_entry *ae)
 {
 	struct entry e;
 	int r = entry_init(c, ae, &e);
+	e.header_pos = archive_read_header_position(a);
+	if (r == 0)
+		r = check_ids(c, &e);
 	if (r < 0)
 		goto out;
 	c->stats->entries++;
@@ -1072,16 +1480,62 @@ out:
 	return r < 0 ? r : 0;
 }
 
+/* The end of the tar: at end (where libarchive found the end-of-archive
+ * mark, or simply no more data) there must be two zero blocks, then only
+ * zeros; the rest of the stream is read, so every trailer is checked. */
+static int finish_stream(struct apply_ctx *c, struct archive *a)
+{
+	struct layer_reader *rd = &c->rd;
+	int64_t end = archive_read_header_position(a);
+	for (;;) {
+		const void *buf;
+		ssize_t n = ls_decomp_read(rd->d, &buf, &rd->err);
+		if (n < 0) {
+			rd->failed = true;
+			return ls_fail(c->err, rd->err.code, "bad layer: %s", rd->err.msg);
+		}
+		if (n == 0)
+			break;
+		reader_note(rd, buf, (size_t)n);
+	}
+	if (end < 0 || rd->total < (uint64_t)end + 2 * TAR_BLOCK) {
+		bool none = end >= 0 && rd->total == (uint64_t)end;
+		return ls_fail(c->err, EINVAL, "bad layer: %s at byte %lld (truncated?)",
+			       none ? "no end-of-archive blocks" : "end-of-archive blocks cut short",
+			       (long long)end);
+	}
+	if (rd->data_end > (uint64_t)end)
+		return ls_fail(c->err, EINVAL, "bad layer: data after the end-of-archive blocks at byte %lld",
+			       (long long)end);
+	return 0;
+}
+
+/* A header libarchive read only in part (a malformed pax attribute or
+ * sparse map, an unknown sparse format): applying it would apply something
+ * other than what the layer says, and other extractors would differ. */
+static int header_warning(struct apply_ctx *c, struct archive *a, struct archive_entry *ae)
+{
+	const char *raw = archive_entry_pathname(ae);
+	const char *why = archive_error_string(a);
+	if (!why || !*why)
+		why = "header only partly readable (a malformed sparse map or pax attribute)";
+	if (!raw || !*raw)
+		return ls_fail(c->err, EINVAL, "bad layer: %s", why);
+	char shown[SHOWN_MAX + 8];
+	show_name(shown, raw);
+	return ls_fail(c->err, EINVAL, "%s: bad layer: %s", shown, why);
+}
+
 static int apply_all(struct apply_ctx *c, struct archive *a)
 {
 	for (;;) {
 		struct archive_entry *ae;
 		int ar = archive_read_next_header(a, &ae);
 		if (ar == ARCHIVE_EOF)
-			return 0;
-		if (ar == ARCHIVE_WARN)
-			log_msg(c, 0, "layer: %s", archive_why(a));
-		else if (ar != ARCHIVE_OK)
+			return c->rd.failed ? archive_fail(c, a, NULL) : finish_stream(c, a);
+		if (ar == ARCHIVE_WARN && !c->rd.failed)
+			return header_warning(c, a, ae);
+		if (ar != ARCHIVE_OK)
 			return archive_fail(c, a, NULL);
 		int r = apply_entry(c, a, ae);
 		if (r < 0)
@@ -1089,19 +1543,32 @@ static int apply_all(struct apply_ctx *c, struct archive *a)
 	}
 }
 
-static int open_layer(int fd, struct archive **out, struct ls_error *err)
+static la_ssize_t reader_read(struct archive *a, void *ctx, const void **buf)
 {
+	struct layer_reader *rd = ctx;
+	ssize_t n = ls_decomp_read(rd->d, buf, &rd->err);
+	if (n < 0) {
+		rd->failed = true;
+		archive_set_error(a, rd->err.code, "%s", rd->err.msg);
+		return -1;
+	}
+	reader_note(rd, *buf, (size_t)n);
+	return n;
+}
+
+/* libarchive reads raw tar only: decompression and its checks are ours. */
+static int open_layer(struct apply_ctx *c, int fd, struct archive **out)
+{
+	int r = ls_decomp_open(&c->rd.d, fd, c->err);
+	if (r < 0)
+		return r;
 	struct archive *a = archive_read_new();
 	if (!a)
-		return ls_fail_errno(err, ENOMEM, "layer");
+		return ls_fail_errno(c->err, ENOMEM, "layer");
 	*out = a;
-	if (archive_read_support_filter_gzip(a) < ARCHIVE_WARN ||
-	    archive_read_support_filter_zstd(a) < ARCHIVE_WARN ||
-	    archive_read_support_filter_none(a) < ARCHIVE_WARN ||
-	    archive_read_support_format_tar(a) < ARCHIVE_WARN ||
-	    archive_read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK) {
-		return ls_fail(err, EINVAL, "bad layer: %s", archive_why(a));
-	}
+	if (archive_read_support_format_tar(a) < ARCHIVE_WARN ||
+	    archive_read_open(a, &c->rd, NULL, reader_read, NULL) != ARCHIVE_OK)
+		return archive_fail(c, a, NULL);
 	return 0;
 }
 
@@ -1109,7 +1576,7 @@ static int open_layer(int fd, struct archive **out, struct ls_error *err)
 static int apply_layer(struct apply_ctx *c, int layer_fd)
 {
 	struct archive *a = NULL;
-	int r = open_layer(layer_fd, &a, c->err);
+	int r = open_layer(c, layer_fd, &a);
 	if (r == 0)
 		r = apply_all(c, a);
 	/* entries applied before a failure get their directory times too */
@@ -1119,6 +1586,8 @@ static int apply_layer(struct apply_ctx *c, int layer_fd)
 		r = fr;
 	if (a)
 		archive_read_free(a);
+	ls_decomp_free(c->rd.d);
+	c->rd.d = NULL;
 	return r;
 }
 
@@ -1151,6 +1620,7 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 		.opts = opts,
 		.stats = stats,
 		.err = err,
+		.no_tmpfile = opts && opts->no_tmpfile,
 	};
 	if (c.rootfd < 0)
 		return ls_fail_errno(err, errno, "%s", root);

@@ -150,6 +150,9 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 struct ls_apply_options {
 	ls_log_fn *log;
 	void *log_ctx;
+	bool keep_setid;            /**< not root: keep setuid/setgid bits (dropped by default) */
+	bool no_tmpfile;            /**< never use O_TMPFILE: write each file to its named
+					 temporary (the fallback, forced for its tests) */
 };
 
 struct ls_apply_stats {
@@ -158,7 +161,10 @@ struct ls_apply_stats {
 
 /** Extracts an OCI layer (tar, tar+gzip or tar+zstd, detected from the bytes)
  *  read from layer_fd onto the directory ROOT, never touching anything
- *  outside it.  Returns 0 or a negative code naming the refused entry. */
+ *  outside it.  The whole stream is verified (gzip trailers, zstd checksums,
+ *  the tar's end-of-archive blocks); each file is written to a temporary and
+ *  linked into place once complete.  Returns 0 or a negative code naming the
+ *  refused entry; entries before it stay applied. */
 int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts,
 	     struct ls_apply_stats *stats, struct ls_error *err);
 

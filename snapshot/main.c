@@ -31,7 +31,7 @@ static const char usage_text[] =
 	"          [--compress none|gzip|zstd] [--level N] [--source-date-epoch N] [--opaque]\n"
 	"          [--descriptor FILE] [--exit-code] [--rehash]\n"
 	"  compare [common] [--mtime-seconds] [-z] OLD_MANIFEST NEW_MANIFEST|ROOT\n"
-	"  apply   [-v] [-q] LAYER|- ROOT\n"
+	"  apply   [-v] [-q] [--keep-setid] LAYER|- ROOT\n"
 	"  dump    MANIFEST [--format mtree|json]\n"
 	"\n"
 	"common: --mode full|redo|time (default full)  -x, --exclude PATH (repeatable)\n"
@@ -160,7 +160,7 @@ struct cli {
 	int level;
 	bool have_epoch;
 	int64_t epoch;
-	bool opaque, exit_code, json, do_fsync, mtime_seconds, nul;
+	bool opaque, exit_code, json, do_fsync, mtime_seconds, nul, keep_setid;
 	bool no_tmpfile;        /* LAYERSNAP_TEST_NO_TMPFILE=1: test the named fallback */
 	int verbose, quiet;
 	int progress;           /* -1 off, 1 on, 0 when stderr is a terminal */
@@ -208,7 +208,7 @@ enum {
 	OPT_MODE = 256, OPT_ONE_FS, OPT_XATTRS, OPT_IO, OPT_IGNORE_ERRORS, OPT_FSYNC, OPT_JSON,
 	OPT_PROGRESS, OPT_NO_PROGRESS, OPT_VERSION, OPT_BASE, OPT_MANIFEST_OUT, OPT_COMPRESS,
 	OPT_LEVEL, OPT_EPOCH, OPT_OPAQUE, OPT_DESCRIPTOR, OPT_EXIT_CODE, OPT_REHASH,
-	OPT_MTIME_SECONDS, OPT_FORMAT,
+	OPT_MTIME_SECONDS, OPT_FORMAT, OPT_KEEP_SETID,
 };
 
 static const struct option long_opts[] = {
@@ -239,6 +239,7 @@ static const struct option long_opts[] = {
 	{ "rehash", no_argument, NULL, OPT_REHASH },
 	{ "mtime-seconds", no_argument, NULL, OPT_MTIME_SECONDS },
 	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "keep-setid", no_argument, NULL, OPT_KEEP_SETID },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -250,6 +251,7 @@ static const char *const diff_opts[] = { "output", "base", "manifest-out", "comp
 	"source-date-epoch", "opaque", "descriptor", "exit-code", "rehash", NULL };
 static const char *const compare_opts[] = { "mtime-seconds", "rehash", NULL };
 static const char *const dump_opts[] = { "format", NULL };
+static const char *const apply_opts[] = { "keep-setid", NULL };
 
 static bool in_list(const char *const *list, const char *name)
 {
@@ -262,7 +264,7 @@ static bool in_list(const char *const *list, const char *name)
 static bool allowed(const char *cmd, const char *name)
 {
 	if (strcmp(cmd, "apply") == 0)
-		return false;
+		return in_list(apply_opts, name);
 	if (strcmp(cmd, "dump") == 0)
 		return in_list(dump_opts, name);
 	if (in_list(common_opts, name))
@@ -377,6 +379,7 @@ static int parse_args(struct cli *c, int argc, char **argv)
 		case OPT_MTIME_SECONDS: c->mtime_seconds = true; break;
 		case 'z': c->nul = true; break;
 		case OPT_FORMAT: c->format = optarg; break;
+		case OPT_KEEP_SETID: c->keep_setid = true; break;
 		}
 	}
 	for (int i = optind; i < argc; i++) {
@@ -782,7 +785,7 @@ static int cmd_dump(struct cli *c)
 static int cmd_apply(struct cli *c)
 {
 	if (c->n_args != 2)
-		return die("apply: usage: layersnap apply [-v] [-q] LAYER|- ROOT");
+		return die("apply: usage: layersnap apply [-v] [-q] [--keep-setid] LAYER|- ROOT");
 	const char *layer = c->args[0], *root = c->args[1];
 	int rc = check_root(root);
 	if (rc)
@@ -793,7 +796,8 @@ static int cmd_apply(struct cli *c)
 		if (fd < 0)
 			return die("%s: %s", layer, strerror(errno));
 	}
-	struct ls_apply_options opts = { .log = log_cb, .log_ctx = c };
+	struct ls_apply_options opts = { .log = log_cb, .log_ctx = c, .keep_setid = c->keep_setid,
+					 .no_tmpfile = c->no_tmpfile };
 	struct ls_apply_stats stats;
 	memset(&stats, 0, sizeof(stats));
 	struct ls_error err = { 0 };

@@ -151,7 +151,7 @@ prepare_root "$T/root"
 expect_status 0 "$LAYERSNAP" apply - "$T/root" <"$T/gnu.tar.zst"
 check_result "$T/root" "zstd from stdin"
 prepare_root "$T/root"
-cat "$T/gnu.tar.gz" | expect_status 0 "$LAYERSNAP" apply - "$T/root"
+expect_status 0 "$LAYERSNAP" apply - "$T/root" < <(cat "$T/gnu.tar.gz")
 check_result "$T/root" "gzip from a pipe"
 assert_eq "$REF" "$(listing "$T/root")" "pipe result"
 
