@@ -13,7 +13,14 @@
  *       (often a hard link to a shared copy, as pnpm does), CHANGELOG.md, index.js,
  *       index.d.ts, lib/ dist/ esm/ ... with nested module directories of .js, .d.ts,
  *       .js.map files; a long tail of large bundles and source maps;
- *       node_modules/ of nested packages (up to 3 levels deep).
+ *       node_modules/ of nested packages (up to 3 levels deep, most packages hoisted
+ *       to the top, as npm installs them).
+ *     icon sets (as @mui/icons-material, @fortawesome/...): hundreds to thousands of
+ *       small modules flat in the package directory (NAME.js, NAME.d.ts) and again in
+ *       its esm/, the few huge directories that hold a large share of a real
+ *       node_modules' entries (35% of bench/npm-tree's are in @mui/icons-material and
+ *       its esm/): node_modules/@icons/material with N/10 icons (at most 10,000; 3 entries
+ *       an icon), and a few smaller ones among the other packages.
  *
  * The same seed, entry count and byte budget give the same tree: names, sizes,
  * contents, modes, symlink targets, hard-link groups and mtimes (fixed values set with
@@ -186,6 +193,9 @@ struct dir {
 static struct {
 	int dry;
 	uint64_t remaining;
+	uint64_t entries;       /* the whole tree's */
+	int icons_done;         /* the big icon set is made */
+	uint64_t icons_next;    /* the size of the next icon set, 0: random */
 	uint64_t ndirs, nfiles, nsym, nhard;
 	uint64_t raw_bytes, bytes;
 	double factor;
@@ -490,6 +500,17 @@ static void node_modules(struct dir *p, uint64_t n, int depth, int top)
 	struct dir nm;
 	if (!subdir(p, &nm, "node_modules"))
 		return;
+	if (top && !G.icons_done) {
+		/* the big icon set first, while the budget lasts */
+		struct dir scope;
+		G.icons_done = 1;
+		G.icons_next = G.entries / 10 < 10000 ? G.entries / 10 : 10000;
+		if (G.icons_next >= 10 && subdir(&nm, &scope, "@icons")) {
+			package(&nm, &scope, "material", 0);
+			dir_close(&scope);
+		}
+		G.icons_next = 0;
+	}
 	for (uint64_t i = 0; (top || i < n) && G.remaining; i++) {
 		char name[256];
 		if (chance(150)) {
@@ -512,6 +533,58 @@ static void node_modules(struct dir *p, uint64_t n, int depth, int top)
 		}
 	}
 	dir_close(&nm);
+}
+
+static const char *const ICON_STYLES[] = { "", "", "Outlined", "Rounded", "Sharp", "TwoTone" };
+
+/* An icon's name, from a stream of its own (the same names again in esm/). */
+static void icon_name(struct rng *r, char *out, size_t cap)
+{
+	int n = 1 + (int)(rng_next(r) % 3);
+	size_t len = 0;
+	out[0] = 0;
+	for (int i = 0; i < n && len + 1 < cap; i++) {
+		size_t at = len;
+		len += (size_t)snprintf(out + len, cap - len, "%s", WORDS[rng_next(r) % NWORDS]);
+		if (len >= cap)
+			len = cap - 1;
+		if (out[at] >= 'a' && out[at] <= 'z')
+			out[at] = (char)(out[at] - 'a' + 'A');
+	}
+	snprintf(out + len, cap - len, "%s", ICON_STYLES[rng_next(r) % (sizeof ICON_STYLES / sizeof ICON_STYLES[0])]);
+}
+
+/* An icon set's modules: N of them flat in PKG (NAME.js, NAME.d.ts) and in PKG/esm/
+ * (NAME.js).  The random ones hold at most a sixteenth of the tree's entries. */
+static void icon_set(struct dir *pkg)
+{
+	uint64_t n = logu(300, 8000), cap = G.entries / 48;
+	if (G.icons_next) {
+		n = cap = G.icons_next;
+		G.icons_next = 0;
+	}
+	struct rng names;
+	rng_seed(&names, rnd());
+	struct rng again = names;
+	if (n > cap)
+		n = cap;
+	char stem[200], name[256];
+	for (uint64_t i = 0; i < n && G.remaining; i++) {
+		icon_name(&names, stem, sizeof stem);
+		snprintf(name, sizeof name, "%s.js", stem);
+		file(pkg, name, 0644, K_JS, logu(300, 3000));
+		snprintf(name, sizeof name, "%s.d.ts", stem);
+		file(pkg, name, 0644, K_DTS, logu(60, 300));
+	}
+	struct dir esm;
+	if (!G.remaining || !subdir(pkg, &esm, "esm"))
+		return;
+	for (uint64_t i = 0; i < n && G.remaining; i++) {
+		icon_name(&again, stem, sizeof stem);
+		snprintf(name, sizeof name, "%s.js", stem);
+		file(&esm, name, 0644, K_JS, logu(300, 3000));
+	}
+	dir_close(&esm);
 }
 
 static void package(struct dir *nm, struct dir *parent, const char *pkgname, int depth)
@@ -562,12 +635,16 @@ static void package(struct dir *nm, struct dir *parent, const char *pkgname, int
 			}
 		}
 	}
-	/* module directories */
+	/* module directories, or an icon set's flat ones */
 	uint64_t nmods;
 	unsigned t = (unsigned)below(100);
-	nmods = t < 55 ? logu(1, 20) : t < 90 ? logu(10, 150) : logu(100, 1500);
+	nmods = t < 70 ? logu(1, 12) : t < 95 ? logu(8, 100) : logu(80, 1200);
 	int ndirs = chance(300) ? 2 : 1;
 	int dts = chance(500), maps = chance(350);
+	if (depth == 0 && (G.icons_next || chance(4))) {
+		icon_set(&pkg);
+		ndirs = 0;
+	}
 	for (int i = 0; i < ndirs && G.remaining; i++) {
 		if (!subdir(&pkg, &sub, EXT_DIRS[below(sizeof EXT_DIRS / sizeof EXT_DIRS[0])]))
 			break;
@@ -589,7 +666,7 @@ static void package(struct dir *nm, struct dir *parent, const char *pkgname, int
 			dir_close(&sub);
 		}
 	}
-	if (depth < 3 && chance(depth ? 60 : 120) && G.remaining)
+	if (depth < 3 && chance(depth ? 30 : 50) && G.remaining)
 		node_modules(&pkg, logu(1, 12), depth + 1, 0);
 	dir_close(&pkg);
 }
@@ -598,6 +675,9 @@ static void package(struct dir *nm, struct dir *parent, const char *pkgname, int
 static void tree(struct dir *root, uint64_t entries)
 {
 	G.remaining = entries;
+	G.entries = entries;
+	G.icons_done = 0;
+	G.icons_next = 0;
 	G.ndirs = G.nfiles = G.nsym = G.nhard = G.raw_bytes = G.bytes = 0;
 	G.next_dir_id = 0;
 	G.lic_valid = 0;

@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
 # bench/run.sh MODE BUILD: the side-by-side benchmark of DESIGN.md "Performance".
 #
-#   MODE  quick: one 20k-entry synthetic tree, 3 runs (+1 warm-up) per command; what CI runs.
-#         full:  synthetic 100k (5 runs) and 1M (3 runs) trees, plus the npm tree
-#                (bench/npm-tree) when the registry is reachable or it is cached.
-#   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit}.
+#   MODE  quick: one 20k-entry synthetic tree, 3 runs (+1 warm-up) per command, 1 cold run;
+#                what CI runs.
+#         full:  synthetic 100k (5 runs), the npm tree (bench/npm-tree, when the registry
+#                is reachable or it is cached; before the 1M tree, not in its wake) and
+#                synthetic 1M (3 runs).
+#   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit,floor-hash}.
 #
 # Every scenario runs beside its peers in the same loop, alternating commands within each
-# run, page cache warm (a warm-up run first).  Reports the median wall time, median CPU
-# time (user+sys), peak RSS and ratios against the peers, as a Markdown table on stdout
-# and in bench/results/YYYY-MM-DD-MODE.md.  Trees are cached under
-# ${LAYERSNAP_BENCH_CACHE:-/var/tmp/layersnap-bench}; scratch space is a directory there,
-# removed at the end.  Speed is never asserted: the run fails (exit 1) only when a
-# layersnap command fails or two runs of one diff disagree on the layer (entry count or
-# diff_id), or a full layer's entry count differs from the tree's.  A missing peer is
-# noted and skipped.  Environment: LAYERSNAP_BENCH_RUNS=N overrides the run count,
-# LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES ... npm" overrides the trees.
+# run:
+#   - scan, metadata (redo, time; --io auto, sync, uring) vs bfs and find -printf of the
+#     same fields, and the floor loops: of the cached tree (warm, a warm-up run first),
+#     and (with scan --mode full vs xxh128sum) of the diff scenarios' work tree right
+#     after it was written, warm as a build leaves it, its writeback pending (no warm-up,
+#     no sync);
+#   - scan, full vs find | xargs xxh128sum, mtree -K sha256digest and the floor loops, and
+#   - the full layer, plain, gzip and zstd, vs GNU tar with the reproducible-builds
+#     options, alone and piped into pigz -6 -n and zstd -3 -T0:
+#     each warm (after a warm-up run) and cold (caches dropped before each run, no warm-up;
+#     only as root), beside its peers in the same state;
+#   - diff after a build step (bench/mutate) vs tar --listed-incremental and umoci repack,
+#     with bases scanned after a pause and one scanned right after the tree was written
+#     (its racy window holds the tree's last writes: the full diff must read them again).
+# Peers write their output to a file, as layersnap writes a manifest or a layer; every
+# output is removed and the disk synced before each run (ext4 flushes a file that replaces
+# another, by rename or O_TRUNC, inside the run).  The floor loops are bench/floor-hash:
+# getdents64 + statx of every entry, and open + 256 KiB reads + XXH3-128 + close of every
+# file, with one thread and with one per CPU.
+#
+# Reports the median wall time, median CPU time (user+sys), peak RSS, ratios against the
+# peers and a table of the targets (DESIGN.md "Performance", the performance issue), as
+# Markdown on stdout and in bench/results/YYYY-MM-DD-MODE.md (quick: under the cache).
+# Trees are cached under ${LAYERSNAP_BENCH_CACHE:-/var/tmp/layersnap-bench}; scratch space
+# is a directory there, removed at the end.  Speed is never asserted: the run fails (exit
+# 1) only when a layersnap command or a floor loop fails, two runs of one diff disagree on
+# the layer (entry count or diff_id), the diffs against the two full bases disagree, the
+# full layers disagree on the tar, or a full layer's entry count differs from the tree's.
+# A missing peer is noted and skipped.  Environment: LAYERSNAP_BENCH_RUNS=N overrides the
+# run count, LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES ... npm" the trees;
+# LAYERSNAP_BENCH_COLD=0 skips the cold rows, LAYERSNAP_BENCH_COLD_RUNS=N caps their runs.
 set -uo pipefail
 
 die() { echo "bench: $*" >&2; exit 2; }
@@ -29,10 +53,12 @@ LS=$BUILD/layersnap
 GEN=$BUILD/bench/gen-tree
 MUT=$BUILD/bench/mutate
 TIMEIT=$BUILD/bench/timeit
-for b in "$LS" "$GEN" "$MUT" "$TIMEIT"; do
+FLOOR=$BUILD/bench/floor-hash
+for b in "$LS" "$GEN" "$MUT" "$TIMEIT" "$FLOOR"; do
 	[ -x "$b" ] || die "$b is missing: run 'make bench' or 'make bench-quick'"
 done
 export LC_ALL=C
+NPROC=$(nproc)
 
 CACHE=${LAYERSNAP_BENCH_CACHE:-/var/tmp/layersnap-bench}
 case $(mkdir -p "$CACHE" && cd "$CACHE" && pwd)/ in
@@ -45,10 +71,13 @@ mkdir -p "$WORK/m" "$WORK/o" "$WORK/log"
 
 if [ "$MODE" = quick ]; then
 	RUNS=${LAYERSNAP_BENCH_RUNS:-3}
+	COLD_RUNS=${LAYERSNAP_BENCH_COLD_RUNS:-1}   # cold runs cost seconds each: a smoke test
 	TREES=${LAYERSNAP_BENCH_TREES:-synth:1:20000}
 else
+	COLD_RUNS=${LAYERSNAP_BENCH_COLD_RUNS:-999}
 	RUNS=${LAYERSNAP_BENCH_RUNS:-5}
-	TREES=${LAYERSNAP_BENCH_TREES:-synth:1:100000 synth:1:1000000 npm}
+	# npm before the 1M tree: not in the wake of its 2M entries written and removed
+	TREES=${LAYERSNAP_BENCH_TREES:-synth:1:100000 npm synth:1:1000000}
 fi
 UMOCI_RUNS=3           # umoci is slow: at most this many timed runs, no warm-up
 UMOCI_MAX_ENTRIES=300000
@@ -63,17 +92,20 @@ fail() { FAILS+=("$*"); echo "bench: FAIL: $*" >&2; }
 q() { printf '%q ' "$@"; }
 
 have() { command -v "$1" >/dev/null 2>&1; }
-for t in bfs find xxh128sum mtree tar umoci; do
+for t in bfs find xxh128sum mtree tar umoci pigz zstd; do
 	have "$t" || note "peer '$t' is not installed: its rows are skipped"
 done
 
-# Cold cache for the full-hash scenario when we may drop caches.
+# Cold rows for the scenarios that read contents, when we may drop caches.
 COLD=0
-if [ "$(id -u)" = 0 ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+if [ "${LAYERSNAP_BENCH_COLD:-1}" = 0 ]; then
+	note "LAYERSNAP_BENCH_COLD=0: no cold rows"
+elif [ "$(id -u)" = 0 ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
 	COLD=1
 else
-	note "page cache cannot be dropped here (/proc/sys/vm/drop_caches not writable): 'scan, full' runs warm"
+	note "page cache cannot be dropped here (/proc/sys/vm/drop_caches not writable): no cold rows, warm only"
 fi
+DROP="echo 3 > /proc/sys/vm/drop_caches"   # after the set-up step's sync
 
 # io_uring available?  --io uring is an error when the ring cannot be set up.
 URING=1
@@ -108,6 +140,28 @@ synth_tree() {
 	mv "$d.tmp" "$d" && echo "$gen_key" >"$d.stamp" && echo "$d"
 }
 
+# tree_shape ROOT -> one line: what a tree is made of (entry types, fan-out, depth)
+tree_shape() {
+	find "$1" -mindepth 1 -printf '%y %d %n %h\n' | awk -v sum="$WORK/shape.sum" '
+		{ t[$1]++; n++; dep += $2; if ($2 > maxd) maxd = $2; if ($1 == "f" && $3 > 1) hl++
+		  sub(/^[^ ]+ [^ ]+ [^ ]+ /, ""); c[$0]++ }
+		END {
+			for (k in c) { print c[k]; keys++ }
+			for (i = keys; i < t["d"] + 1; i++) print 0   # empty directories, the root counted
+			line = sprintf("%d dirs (%.1f%%), %d files (%d with more than one name), %d symlinks; depth mean %.1f, max %d",
+				t["d"], 100 * t["d"] / (n ? n : 1), t["f"], hl, t["l"], dep / (n ? n : 1), maxd)
+			print line >sum
+		}' | sort -n | awk -v sum="$WORK/shape.sum" '
+		{ v[NR] = $1; s += $1 }
+		END {
+			getline line <sum
+			if (NR == 0) { print line; exit }
+			p90 = int(0.9 * NR); if (p90 < 1) p90 = 1
+			printf "%s; entries per directory: mean %.1f, median %d, 90th percentile %d, max %d\n",
+				line, s / NR, v[int((NR + 1) / 2)], v[p90], v[NR]
+		}'
+}
+
 # ---------------------------------------------------------------- measuring
 
 declare -A CMD PRE LABEL SCEN JSONCHK CAP
@@ -120,11 +174,11 @@ def() {
 	: >"$WORK/m/$1.json"
 }
 
-# run_group RUNS ID... : r = 0 is the warm-up
+# run_group RUNS WARMUP ID... : with WARMUP=1 run 0 is a warm-up, not recorded
 run_group() {
-	local runs=$1 r id rc
-	shift
-	for ((r = 0; r <= runs; r++)); do
+	local runs=$1 warm=$2 r id rc
+	shift 2
+	for ((r = 1 - warm; r <= runs; r++)); do
 		for id in "$@"; do
 			[ -n "${FAILED[$id]:-}" ] && continue
 			if [ "${CAP[$id]}" -lt 999 ]; then
@@ -139,7 +193,7 @@ run_group() {
 			if [ $rc -ne 0 ]; then
 				FAILED[$id]=1
 				local msg="$TREE_NAME: ${LABEL[$id]} exited $rc: $(tail -n 3 "$WORK/log/$id.err" | tr '\n' ' ')"
-				case $id in ls-*) fail "$msg" ;; *) note "peer failed, row skipped: $msg" ;; esac
+				case $id in ls-*|floor-*) fail "$msg" ;; *) note "peer failed, row skipped: $msg" ;; esac
 				continue
 			fi
 			[ $r -gt 0 ] && cat "$WORK/t.out" >>"$WORK/m/$id"
@@ -171,23 +225,47 @@ ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0 || a <= 0) print "n/a"; else printf "%.2f×", a / b }'
 }
 
+# peer_wall "ID[|ID...]" -> the smallest median wall time of those with runs, or nothing
+peer_wall() {
+	local id best=
+	for id in ${1//|/ }; do
+		[ -s "$WORK/m/$id" ] || continue
+		best=$(awk -v a="$(wall_of "$id")" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
+	done
+	echo "$best"
+}
+
 ROWS=()
-# row ID "peer-ID[:name] ..." : one table row
+# row ID "peer-ID[|peer-ID...][:name] ..." : one table row; a|b is the faster of a and b
 row() {
-	local id=$1 peers=$2 n w c m p pid pname rat=""
+	local id=$1 peers=$2 n w c m p pw pname rat=""
 	if [ -n "${FAILED[$id]:-}" ] && [ ! -s "$WORK/m/$id" ]; then
 		ROWS+=("| ${SCEN[$id]} | ${LABEL[$id]} | – | failed | | | |")
 		return
 	fi
+	[ -s "$WORK/m/$id" ] || return
 	read -r n w c m < <(stats "$id")
-	[ "$n" = 0 ] && return
 	for p in $peers; do
-		pid=${p%%:*}
 		pname=${p#*:}
-		[ -s "$WORK/m/$pid" ] || continue
-		rat+="${rat:+, }$(ratio "$w" "$(wall_of "$pid")") $pname"
+		pw=$(peer_wall "${p%%:*}")
+		[ -n "$pw" ] || continue
+		rat+="${rat:+, }$(ratio "$w" "$pw") ${pname//_/ }"
 	done
 	ROWS+=("| ${SCEN[$id]} | ${LABEL[$id]} | $n | $(fmt_s "$w") | $(fmt_s "$c") | $m | ${rat:-} |")
+}
+
+TROWS=()
+# trow TARGET LS-ID "PEER-ID[|PEER-ID...]" PEER-TEXT LIMIT : a row of the targets table
+trow() {
+	local name=$1 id=$2 peer=$3 ptext=$4 lim=$5 w pw r met
+	[ -s "$WORK/m/$id" ] || return
+	pw=$(peer_wall "$peer")
+	[ -n "$pw" ] || return
+	w=$(wall_of "$id")
+	r=$(awk -v a="$w" -v b="$pw" 'BEGIN { printf "%.3f", a / b }')
+	met=
+	[ -n "$lim" ] && met=$(awk -v r="$r" -v l="$lim" 'BEGIN { print (r <= l + 0.0005) ? "yes" : "no" }')
+	TROWS+=("| $name | $(fmt_s "$w") | $(fmt_s "$pw") ($ptext) | $(ratio "$w" "$pw") | ${lim:+≤ ${lim}×} | $met |")
 }
 
 # consistent ID [EXPECTED_ENTRIES]: every run of a diff wrote the same layer; sets ENTRIES
@@ -216,17 +294,19 @@ COMMANDS=()
 bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	TREE_NAME=$1
 	local kind=$2 root=$3 runs=$4 seed=${5:-} entries=${6:-}
-	local t0 nent bytes W umoci=0 o=$WORK/o
+	local t0 nent bytes shape W umoci=0 o=$WORK/o cruns=$runs
+	[ "$COLD_RUNS" -lt "$cruns" ] && cruns=$COLD_RUNS
 	t0=$(date +%s)
 	IDS=()
 	FAILED=() CMD=() PRE=() LABEL=() SCEN=() JSONCHK=() CAP=()
 	rm -f "$WORK/m"/*  # a peer skipped on this tree must not lend it the last tree's times
 	nent=$(($(find "$root" | wc -l) - 1))
 	bytes=$(du -s --apparent-size --block-size=1M "$root" | cut -f1)
-	echo "bench: === $TREE_NAME: $root, $nent entries, $bytes MB, $runs runs" >&2
+	shape=$(tree_shape "$root")
+	echo "bench: === $TREE_NAME: $root, $nent entries, $bytes MB, $runs runs ($cruns cold)" >&2
 
-	# The work tree for the diff scenarios: same content, fresh inodes, scanned before
-	# the build step.  Inside an umoci bundle when umoci runs on this tree.
+	# The work tree for the diff scenarios: same content, fresh inodes, written just
+	# before its base scans.  Inside an umoci bundle when umoci runs on this tree.
 	rm -rf "$WORK/w" "$WORK/oci" "$WORK/bundle" "$o"/*
 	if have umoci && [ "$nent" -le "$UMOCI_MAX_ENTRIES" ]; then
 		umoci=1
@@ -245,12 +325,35 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		W=$WORK/w
 		mkdir -p "$W"
 	fi
+	sync
 	if [ "$kind" = synth ]; then
 		"$GEN" -q --seed "$seed" --entries "$entries" "$W" || { fail "$TREE_NAME: gen-tree failed"; return; }
 	else
 		cp -a "$root/." "$W/" || { fail "$TREE_NAME: copying the tree failed"; return; }
 	fi
-	sleep 1.2   # nothing in the base scans is "racy" (same second as the scan start)
+	# Right after the tree was written, as a build's base is: the last files written
+	# lie in this scan's racy window, and the diff must read them again.
+	"$LS" scan -q --mode full "$W" -o "$WORK/base.fresh.man" 2>"$WORK/log/base-scan" ||
+		{ fail "$TREE_NAME: base scan (full, right after writing) failed: $(tail -n 2 "$WORK/log/base-scan")"; return; }
+
+	# fresh NAME: the set-up step of a command writing $o/NAME: remove the last run's
+	# output and sync
+	fresh() { echo "rm -f $(q "$o/$1"); sync"; }
+
+	# --- scans of the tree just written, as a build step leaves it: warm, its writeback
+	# pending or under way (so no sync before these runs, and no warm-up)
+	IDS=()
+	def ls-redo-jw "scan, metadata, just-written tree" "layersnap scan --mode redo" "exec $(q "$LS" scan -q --mode redo "$W" -o "$o/jw-redo.man")" "rm -f $(q "$o/jw-redo.man")"
+	have bfs && def bfs-jw "scan, metadata, just-written tree" "bfs -printf '%p %s %T@ %m %U %G\\n' > FILE" "exec $(q bfs "$W" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/jw-bfs.out")" "rm -f $(q "$o/jw-bfs.out")"
+	have find && def find-jw "scan, metadata, just-written tree" "find -printf (same fields) > FILE" "exec $(q find "$W" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/jw-find.out")" "rm -f $(q "$o/jw-find.out")"
+	def ls-full-jw "scan, full, just-written tree" "layersnap scan --mode full" "exec $(q "$LS" scan -q --mode full "$W" -o "$o/jw-full.man")" "rm -f $(q "$o/jw-full.man")"
+	have xxh128sum && def xxh128sum-jw "scan, full, just-written tree" "find -type f -print0 \\| xargs -0 xxh128sum > FILE" "set -o pipefail; find $(q "$W") -type f -print0 | xargs -0 xxh128sum >$(q "$o/jw-xxh.out")" "rm -f $(q "$o/jw-xxh.out")"
+	local meta_jw=("${IDS[@]}")
+	echo "bench: $TREE_NAME: scans of the just-written tree" >&2
+	run_group "$runs" 0 "${meta_jw[@]}"
+	rm -f "$o"/jw-*
+
+	sleep 1.2   # nothing in these base scans is racy
 	local m
 	for m in full redo time; do
 		"$LS" scan -q --mode $m "$W" -o "$WORK/base.$m.man" 2>"$WORK/log/base-scan" ||
@@ -268,45 +371,62 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	mut=$("$MUT" --seed "${seed:-1}" "$W") || { fail "$TREE_NAME: mutate failed"; return; }
 	mut=${mut#mutate: $W: }
 
-	local P="bfs find xxh128sum mtree tar umoci"
-	# --- scan, metadata only
-	def ls-redo "scan, metadata" "layersnap scan --mode redo" "exec $(q "$LS" scan -q --mode redo "$root" -o "$o/s-redo.man")"
+	# --- scan, metadata only (warm)
+	IDS=()
+	def ls-redo "scan, metadata" "layersnap scan --mode redo" "exec $(q "$LS" scan -q --mode redo "$root" -o "$o/s-redo.man")" "$(fresh s-redo.man)"
 	if [ $URING = 1 ]; then
-		def ls-redo-uring "scan, metadata" "layersnap scan --mode redo --io uring" "exec $(q "$LS" scan -q --mode redo --io uring "$root" -o "$o/s-redo-u.man")"
+		def ls-redo-uring "scan, metadata" "layersnap scan --mode redo --io uring" "exec $(q "$LS" scan -q --mode redo --io uring "$root" -o "$o/s-redo-u.man")" "$(fresh s-redo-u.man)"
 	fi
-	def ls-redo-sync "scan, metadata" "layersnap scan --mode redo --io sync" "exec $(q "$LS" scan -q --mode redo --io sync "$root" -o "$o/s-redo-s.man")"
-	def ls-time "scan, metadata" "layersnap scan --mode time" "exec $(q "$LS" scan -q --mode time "$root" -o "$o/s-time.man")"
-	have bfs && def bfs "scan, metadata" "bfs -printf '%p %s %T@ %m %U %G\\n'" "exec $(q bfs "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/bfs.out")"
-	have find && def find "scan, metadata" "find -printf (same fields)" "exec $(q find "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/find.out")"
+	def ls-redo-sync "scan, metadata" "layersnap scan --mode redo --io sync" "exec $(q "$LS" scan -q --mode redo --io sync "$root" -o "$o/s-redo-s.man")" "$(fresh s-redo-s.man)"
+	def ls-time "scan, metadata" "layersnap scan --mode time" "exec $(q "$LS" scan -q --mode time "$root" -o "$o/s-time.man")" "$(fresh s-time.man)"
+	have bfs && def bfs "scan, metadata" "bfs -printf '%p %s %T@ %m %U %G\\n' > FILE" "exec $(q bfs "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/bfs.out")" "$(fresh bfs.out)"
+	have find && def find "scan, metadata" "find -printf (same fields) > FILE" "exec $(q find "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/find.out")" "$(fresh find.out)"
+	def floor-stat1 "scan, metadata" "floor: getdents64 + statx loop, 1 thread" "exec $(q "$FLOOR" -s -t 1 "$root")" "sync"
+	[ "$NPROC" -gt 1 ] && def floor-statN "scan, metadata" "floor: getdents64 + statx loop, $NPROC threads" "exec $(q "$FLOOR" -s -t "$NPROC" "$root")" "sync"
 	local meta=("${IDS[@]}")
 	echo "bench: $TREE_NAME: scan, metadata only" >&2
-	run_group "$runs" "${meta[@]}"
+	run_group "$runs" 1 "${meta[@]}"
 
-	# --- scan, full (hash every byte)
+	# --- scan, full (hash every byte): warm, then cold
+	# full_defs SUFFIX STATE-TEXT PRE-EXTRA
+	full_defs() {
+		local x=$1 st=$2 pre=$3
+		def ls-full$x "scan, full, $st" "layersnap scan --mode full" "exec $(q "$LS" scan -q --mode full "$root" -o "$o/s-full.man")" "$(fresh s-full.man)$pre"
+		if [ $URING = 1 ]; then
+			def ls-full-uring$x "scan, full, $st" "layersnap scan --mode full --io uring" "exec $(q "$LS" scan -q --mode full --io uring "$root" -o "$o/s-full-u.man")" "$(fresh s-full-u.man)$pre"
+		fi
+		def ls-full-sync$x "scan, full, $st" "layersnap scan --mode full --io sync" "exec $(q "$LS" scan -q --mode full --io sync "$root" -o "$o/s-full-s.man")" "$(fresh s-full-s.man)$pre"
+		have xxh128sum && def xxh128sum$x "scan, full, $st" "find -type f -print0 \\| xargs -0 xxh128sum > FILE" "set -o pipefail; find $(q "$root") -type f -print0 | xargs -0 xxh128sum >$(q "$o/xxh.out")" "$(fresh xxh.out)$pre"
+		have mtree && def mtree$x "scan, full, $st" "mtree -c -K sha256digest > FILE" "exec $(q mtree -c -K sha256digest -p "$root") >$(q "$o/mtree.out")" "$(fresh mtree.out)$pre"
+		def floor-hash1$x "scan, full, $st" "floor: open + read 256 KiB + XXH3-128 loop, 1 thread" "exec $(q "$FLOOR" -t 1 "$root")" "sync$pre"
+		[ "$NPROC" -gt 1 ] && def floor-hashN$x "scan, full, $st" "floor: the same, $NPROC threads" "exec $(q "$FLOOR" -t "$NPROC" "$root")" "sync$pre"
+	}
 	IDS=()
-	local drop=
-	[ $COLD = 1 ] && drop="sync; echo 3 > /proc/sys/vm/drop_caches"
-	def ls-full "scan, full" "layersnap scan --mode full" "exec $(q "$LS" scan -q --mode full "$root" -o "$o/s-full.man")" "$drop"
-	if [ $URING = 1 ]; then
-		def ls-full-uring "scan, full" "layersnap scan --mode full --io uring" "exec $(q "$LS" scan -q --mode full --io uring "$root" -o "$o/s-full-u.man")" "$drop"
+	full_defs -w warm ""
+	local full_w=("${IDS[@]}") full_c=()
+	echo "bench: $TREE_NAME: scan, full, warm" >&2
+	run_group "$runs" 1 "${full_w[@]}"
+	if [ $COLD = 1 ]; then
+		IDS=()
+		full_defs -c cold "; $DROP"
+		full_c=("${IDS[@]}")
+		echo "bench: $TREE_NAME: scan, full, cold" >&2
+		run_group "$cruns" 0 "${full_c[@]}"
 	fi
-	def ls-full-sync "scan, full" "layersnap scan --mode full --io sync" "exec $(q "$LS" scan -q --mode full --io sync "$root" -o "$o/s-full-s.man")" "$drop"
-	have xxh128sum && def xxh128sum "scan, full" "find -type f -print0 \\| xargs -0 xxh128sum" "find $(q "$root") -type f -print0 | xargs -0 xxh128sum >$(q "$o/xxh.out")" "$drop"
-	have mtree && def mtree "scan, full" "mtree -c -K sha256digest" "exec $(q mtree -c -K sha256digest -p "$root") >$(q "$o/mtree.out")" "$drop"
-	local full=("${IDS[@]}")
-	echo "bench: $TREE_NAME: scan, full" >&2
-	run_group "$runs" "${full[@]}"
 
-	# --- diff after a build step
+	# --- diff after a build step (warm)
 	IDS=()
 	for m in full redo time; do
 		def ls-diff-$m "diff after build step" "layersnap diff --mode $m --base" \
-			"exec $(q "$LS" diff --mode $m --json "$W" --base "$WORK/base.$m.man" -o "$o/d-$m.tar")"
+			"exec $(q "$LS" diff --mode $m --json "$W" --base "$WORK/base.$m.man" -o "$o/d-$m.tar")" "$(fresh d-$m.tar)"
 		JSONCHK[ls-diff-$m]=1
 	done
+	def ls-diff-fresh "diff after build step" "layersnap diff --mode full --base (base scanned right after the tree was written)" \
+		"exec $(q "$LS" diff --mode full --json "$W" --base "$WORK/base.fresh.man" -o "$o/d-fresh.tar")" "$(fresh d-fresh.tar)"
+	JSONCHK[ls-diff-fresh]=1
 	if have tar && [ -s "$WORK/snar0" ]; then
 		def tar-inc "diff after build step" "tar --listed-incremental (level 1)" \
-			"exec $(q tar --listed-incremental="$o/snar1" -cf "$o/tar-inc.tar" -C "$W" .)" "$(q cp "$WORK/snar0" "$o/snar1")"
+			"exec $(q tar --listed-incremental="$o/snar1" -cf "$o/tar-inc.tar" -C "$W" .)" "$(fresh tar-inc.tar); $(q cp "$WORK/snar0" "$o/snar1")"
 	fi
 	if [ $umoci = 1 ]; then
 		def umoci "diff after build step" "umoci repack" "exec $(q umoci repack --image "$WORK/oci:next" "$WORK/bundle")"
@@ -314,63 +434,166 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	fi
 	local diff=("${IDS[@]}")
 	echo "bench: $TREE_NAME: diff after mutate" >&2
-	run_group "$runs" "${diff[@]}"
+	run_group "$runs" 1 "${diff[@]}"
 
-	# --- full layer of the whole tree
-	# Each run writes a new file, its predecessor removed and the disk
-	# synced beforehand: replacing a large file (layersnap's rename, tar's
-	# O_TRUNC) makes ext4 flush or free the old one inside the timed run.
+	# --- full layer of the whole tree, plain, gzip and zstd: warm, then cold
+	# (Each run writes a new file, its predecessor removed and the disk synced
+	# beforehand: replacing a large file, by layersnap's rename or tar's O_TRUNC, makes
+	# ext4 flush or free the old one inside the timed run.)
+	local TAR_OPTS
+	TAR_OPTS=$(q tar --sort=name --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime --mtime=@0 --owner=0 --group=0 --numeric-owner)
+	layer_defs() {
+		local x=$1 st=$2 pre=$3
+		def ls-layer$x "full layer, $st" "layersnap diff (no base) --source-date-epoch 0" \
+			"exec $(q "$LS" diff --json --source-date-epoch 0 "$root" -o "$o/layer.tar")" "$(fresh layer.tar)$pre"
+		JSONCHK[ls-layer$x]=1
+		have tar && def tar-layer$x "full layer, $st" "tar, reproducible-builds options" \
+			"exec $TAR_OPTS -cf $(q "$o/tar-layer.tar") -C $(q "$root") ." "$(fresh tar-layer.tar)$pre"
+		def ls-layer-gz$x "full layer, $st" "layersnap diff (no base) --source-date-epoch 0 --compress gzip" \
+			"exec $(q "$LS" diff --json --source-date-epoch 0 --compress gzip "$root" -o "$o/layer.tar.gz")" "$(fresh layer.tar.gz)$pre"
+		JSONCHK[ls-layer-gz$x]=1
+		have tar && have pigz && def tar-pigz$x "full layer, $st" "tar (same options) -cf - \\| pigz -6 -n > FILE" \
+			"set -o pipefail; $TAR_OPTS -cf - -C $(q "$root") . | pigz -6 -n >$(q "$o/tar-layer.tar.gz")" "$(fresh tar-layer.tar.gz)$pre"
+		def ls-layer-zst$x "full layer, $st" "layersnap diff (no base) --source-date-epoch 0 --compress zstd" \
+			"exec $(q "$LS" diff --json --source-date-epoch 0 --compress zstd "$root" -o "$o/layer.tar.zst")" "$(fresh layer.tar.zst)$pre"
+		JSONCHK[ls-layer-zst$x]=1
+		have tar && have zstd && def tar-zstd$x "full layer, $st" "tar (same options) -cf - \\| zstd -3 -T0 > FILE" \
+			"set -o pipefail; $TAR_OPTS -cf - -C $(q "$root") . | zstd -q -3 -T0 >$(q "$o/tar-layer.tar.zst")" "$(fresh tar-layer.tar.zst)$pre"
+	}
 	IDS=()
-	def ls-layer "full layer" "layersnap diff (no base) --source-date-epoch 0" \
-		"exec $(q "$LS" diff --json --source-date-epoch 0 "$root" -o "$o/layer.tar")" \
-		"rm -f $(q "$o/layer.tar"); sync"
-	JSONCHK[ls-layer]=1
-	have tar && def tar-layer "full layer" "tar, reproducible-builds options" \
-		"exec $(q tar --sort=name --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$o/tar-layer.tar" -C "$root" .)" \
-		"rm -f $(q "$o/tar-layer.tar"); sync"
-	local layer=("${IDS[@]}")
-	echo "bench: $TREE_NAME: full layer" >&2
-	run_group "$runs" "${layer[@]}"
+	layer_defs -w warm ""
+	local layer_w=("${IDS[@]}") layer_c=()
+	echo "bench: $TREE_NAME: full layer, warm" >&2
+	run_group "$runs" 1 "${layer_w[@]}"
+	if [ $COLD = 1 ]; then
+		IDS=()
+		layer_defs -c cold "; $DROP"
+		layer_c=("${IDS[@]}")
+		echo "bench: $TREE_NAME: full layer, cold" >&2
+		run_group "$cruns" 0 "${layer_c[@]}"
+	fi
 
 	# --- checks
-	local e_full e_redo e_time e_layer
+	local e_full e_redo e_time e_fresh e_layer=() x id
 	consistent ls-diff-full; e_full=$ENTRIES
 	consistent ls-diff-redo; e_redo=$ENTRIES
 	consistent ls-diff-time; e_time=$ENTRIES
-	consistent ls-layer "$nent"; e_layer=$ENTRIES
+	consistent ls-diff-fresh; e_fresh=$ENTRIES
+	if [ -s "$WORK/m/ls-diff-full.json" ] && [ -s "$WORK/m/ls-diff-fresh.json" ] &&
+		[ "$(head -1 "$WORK/m/ls-diff-full.json")" != "$(head -1 "$WORK/m/ls-diff-fresh.json")" ]; then
+		fail "$TREE_NAME: diff --mode full against the base scanned right after writing wrote another layer ($(head -1 "$WORK/m/ls-diff-fresh.json")) than against the settled base ($(head -1 "$WORK/m/ls-diff-full.json"))"
+	fi
+	for x in -w -c; do
+		for id in ls-layer ls-layer-gz ls-layer-zst; do
+			[ -n "${SCEN[$id$x]:-}" ] || continue
+			consistent "$id$x" "$nent"
+			e_layer+=("$ENTRIES")
+		done
+	done
+	if [ "$(cat "$WORK"/m/ls-layer*.json 2>/dev/null | sort -u | wc -l)" -gt 1 ]; then
+		fail "$TREE_NAME: the full layers (plain, gzip, zstd; warm, cold) disagree on the tar: $(cat "$WORK"/m/ls-layer*.json | sort -u | tr '\n' ';')"
+	fi
 
 	# --- the table
 	ROWS=()
-	local id
+	local best_redo="ls-redo-sync|ls-redo-uring"
 	for id in "${meta[@]}"; do
-		case $id in ls-*) row "$id" "bfs:bfs find:find" ;; *) row "$id" "" ;; esac
+		case $id in
+		ls-redo) row "$id" "bfs:bfs find:find floor-statN:floor_${NPROC}t $best_redo:best_of_sync/uring" ;;
+		ls-*) row "$id" "bfs:bfs find:find floor-statN:floor_${NPROC}t" ;;
+		*) row "$id" "" ;;
+		esac
 	done
-	for id in "${full[@]}"; do
-		case $id in ls-*) row "$id" "xxh128sum:xxh128sum mtree:mtree" ;; *) row "$id" "" ;; esac
+	row ls-redo-jw "bfs-jw:bfs find-jw:find"
+	for id in bfs-jw find-jw; do [ -n "${SCEN[$id]:-}" ] && row "$id" ""; done
+	row ls-full-jw "xxh128sum-jw:xxh128sum"
+	[ -n "${SCEN[xxh128sum-jw]:-}" ] && row xxh128sum-jw ""
+	for id in "${full_w[@]}" "${full_c[@]}"; do
+		x=${id: -2}
+		case $id in
+		ls-full-w|ls-full-c) row "$id" "xxh128sum$x:xxh128sum mtree$x:mtree floor-hash1$x:floor_1t floor-hashN$x:floor_${NPROC}t ls-full-sync$x|ls-full-uring$x:best_of_sync/uring" ;;
+		ls-*) row "$id" "xxh128sum$x:xxh128sum mtree$x:mtree floor-hash1$x:floor_1t floor-hashN$x:floor_${NPROC}t" ;;
+		*) row "$id" "" ;;
+		esac
 	done
 	row ls-diff-full "tar-inc:tar umoci:umoci ls-diff-redo:redo"
+	row ls-diff-fresh "tar-inc:tar umoci:umoci ls-diff-redo:redo ls-diff-full:full,_settled_base"
 	row ls-diff-redo "tar-inc:tar umoci:umoci"
 	row ls-diff-time "tar-inc:tar umoci:umoci ls-diff-redo:redo"
 	for id in tar-inc umoci; do [ -n "${SCEN[$id]:-}" ] && row "$id" ""; done
-	row ls-layer "tar-layer:tar"
-	[ -n "${SCEN[tar-layer]:-}" ] && row tar-layer ""
+	for id in "${layer_w[@]}" "${layer_c[@]}"; do
+		x=${id: -2}
+		case $id in
+		ls-layer-gz-?) row "$id" "tar-pigz$x:tar\|pigz" ;;
+		ls-layer-zst-?) row "$id" "tar-zstd$x:tar\|zstd" ;;
+		ls-layer-?) row "$id" "tar-layer$x:tar" ;;
+		*) row "$id" "" ;;
+		esac
+	done
+
+	# --- the targets (DESIGN.md "Performance", the performance issue's table)
+	TROWS=()
+	trow "\`scan --mode redo\` vs \`bfs -printf ... > FILE\`" ls-redo bfs bfs 0.65
+	trow "the same, the tree just written (writeback pending)" ls-redo-jw bfs-jw bfs 0.65
+	trow "\`scan --mode full\`, no base, warm, vs \`find \\| xargs xxh128sum > FILE\`" ls-full-w xxh128sum-w xxh128sum 0.6
+	trow "the same, cold" ls-full-c xxh128sum-c xxh128sum ""
+	trow "the same, the tree just written (writeback pending)" ls-full-jw xxh128sum-jw xxh128sum 0.6
+	trow "the same, warm, \`--io sync\` vs the one-thread read+XXH3 loop" ls-full-sync-w floor-hash1-w "floor, 1 thread" ""
+	trow "\`scan --mode full\`, warm, vs the $NPROC-thread read+XXH3 loop" ls-full-w floor-hashN-w "floor, $NPROC threads" ""
+	trow "\`scan --mode redo\` vs the $NPROC-thread getdents+statx loop" ls-redo floor-statN "floor, $NPROC threads" ""
+	trow "full layer, uncompressed, warm, vs GNU tar (reproducible options)" ls-layer-w tar-layer-w tar 0.7
+	trow "the same, cold" ls-layer-c tar-layer-c tar ""
+	trow "full layer, \`--compress gzip\`, warm, vs \`tar ... \\| pigz -6 -n\`" ls-layer-gz-w tar-pigz-w "tar \\| pigz" 0.5
+	trow "the same, cold" ls-layer-gz-c tar-pigz-c "tar \\| pigz" ""
+	trow "full layer, \`--compress zstd\`, warm, vs \`tar ... \\| zstd -3 -T0\`" ls-layer-zst-w tar-zstd-w "tar \\| zstd" 1.0
+	trow "the same, cold" ls-layer-zst-c tar-zstd-c "tar \\| zstd" ""
+	trow "\`diff --mode redo\` after the build step vs \`tar --listed-incremental\` level 1" ls-diff-redo tar-inc tar 0.5
+	trow "\`diff --mode full\` vs \`diff --mode redo\`, base scanned right after the tree was written" ls-diff-fresh ls-diff-redo redo 1.1
+	trow "\`diff --mode full\` vs \`diff --mode redo\`, base scanned after a pause" ls-diff-full ls-diff-redo redo 1.15
+	trow "\`--io auto\` vs the faster of \`--io sync\` and \`--io uring\`: redo scan" ls-redo "$best_redo" "faster of sync/uring" 1.03
+	trow "the same: full scan, warm" ls-full-w "ls-full-sync-w|ls-full-uring-w" "faster of sync/uring" 1.03
+	trow "the same: full scan, cold" ls-full-c "ls-full-sync-c|ls-full-uring-c" "faster of sync/uring" ""
+	trow "\`diff --mode full\` vs \`umoci repack\` of the same change" ls-diff-full umoci umoci 0.02
+	local rss_line=""
+	if [ -s "$WORK/m/ls-diff-full" ] && [ -s "$WORK/base.full.man" ]; then
+		local rss mans lim
+		rss=$(stats ls-diff-full | awk '{print $4}')
+		mans=$(stat -c %s "$WORK/base.full.man")
+		lim=$(awk -v m="$mans" 'BEGIN { printf "%.1f", 1.2 * m / 1048576 + 16 }')
+		local rr
+		rr=$(awk -v r="$rss" -v l="$lim" 'BEGIN { printf "%.2f", r / l }')
+		TROWS+=("| peak RSS of \`diff --mode full\` (base manifest $(awk -v m="$mans" 'BEGIN { printf "%.1f", m / 1048576 }') MiB) vs 1.2 × manifest + 16 MiB | $rss MiB | $lim MiB | ${rr}× | ≤ 1× | $(awk -v r="$rr" 'BEGIN { print (r <= 1.0) ? "yes" : "no" }') |")
+		rss_line="Peak RSS of \`diff --mode full\`: $rss MiB; base manifest $mans bytes; RSS / (1.2 × manifest + 16 MiB) = ${rr}."
+	fi
+
 	local io=""
 	if [ $URING = 1 ] && [ -s "$WORK/m/ls-redo-uring" ] && [ -s "$WORK/m/ls-redo-sync" ]; then
-		io="--io uring / --io sync (wall): scan redo $(ratio "$(wall_of ls-redo-uring)" "$(wall_of ls-redo-sync)"), scan full $(ratio "$(wall_of ls-full-uring)" "$(wall_of ls-full-sync)"); auto / sync: scan redo $(ratio "$(wall_of ls-redo)" "$(wall_of ls-redo-sync)"), scan full $(ratio "$(wall_of ls-full)" "$(wall_of ls-full-sync)")."
+		io="--io uring / --io sync (wall): scan redo $(ratio "$(wall_of ls-redo-uring)" "$(wall_of ls-redo-sync)"), scan full warm $(ratio "$(wall_of ls-full-uring-w)" "$(wall_of ls-full-sync-w)")"
+		[ -s "$WORK/m/ls-full-uring-c" ] && io+=", cold $(ratio "$(wall_of ls-full-uring-c)" "$(wall_of ls-full-sync-c)")"
+		io+="; auto / the faster of sync and uring: scan redo $(ratio "$(wall_of ls-redo)" "$(peer_wall "$best_redo")"), scan full warm $(ratio "$(wall_of ls-full-w)" "$(peer_wall "ls-full-sync-w|ls-full-uring-w")")"
+		[ -s "$WORK/m/ls-full-c" ] && io+=", cold $(ratio "$(wall_of ls-full-c)" "$(peer_wall "ls-full-sync-c|ls-full-uring-c")")"
+		io+="."
 	fi
 	local t
 	t="### $TREE_NAME"$'\n\n'
-	t+="$nent entries, $bytes MB ($root). Build step: $mut."$'\n'
-	t+="Diff layer entries: full ${e_full:-?}, redo ${e_redo:-?}, time ${e_time:-?}; full layer: ${e_layer:-?} entries."
+	t+="$nent entries, $bytes MB ($root). Shape: $shape."$'\n'
+	t+="Build step: $mut."$'\n'
+	t+="Diff layer entries: full ${e_full:-?} (base scanned right after writing: ${e_fresh:-?}), redo ${e_redo:-?}, time ${e_time:-?}; full layers: ${e_layer[*]:-?} entries."
 	[ -n "$io" ] && t+=$'\n'"$io"
+	[ -n "$rss_line" ] && t+=$'\n'"$rss_line"
 	t+=$'\n\n'"| scenario | command | runs | wall s (median) | CPU s (median) | peak RSS MB | wall vs peers |"
 	t+=$'\n'"|---|---|---|---|---|---|---|"
 	local r
 	for r in "${ROWS[@]}"; do t+=$'\n'"$r"; done
+	if [ ${#TROWS[@]} -gt 0 ]; then
+		t+=$'\n\n'"Targets (median wall times; the ratio is layersnap over the peer):"$'\n\n'
+		t+="| target | layersnap | peer | ratio | target | met |"$'\n'"|---|---|---|---|---|---|"
+		for r in "${TROWS[@]}"; do t+=$'\n'"$r"; done
+	fi
 	t+=$'\n\n'"($(($(date +%s) - t0)) s for this tree)"$'\n'
 	TABLES+=("$t")
 	echo "$t"
-	for id in "${meta[@]}" "${full[@]}" "${diff[@]}" "${layer[@]}"; do
+	for id in "${meta_jw[@]}" "${meta[@]}" "${full_w[@]}" "${full_c[@]}" "${diff[@]}" "${layer_w[@]}" "${layer_c[@]}"; do
 		local c=${CMD[$id]#exec } p=${PRE[$id]}
 		COMMANDS+=("- \`${c% }\`${p:+ (before each run: \`${p% }\`)}")
 	done
@@ -416,8 +639,8 @@ ver=$("$LS" --version 2>&1 | head -1)
 out="# layersnap benchmark, $MODE, $(date -u +%Y-%m-%d)"$'\n\n'
 out+="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ver ($(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"$'\n'
 out+="- machine: $(nproc) CPUs ($cpu), $mem memory, kernel $(uname -r), trees on $fs"$'\n'
-out+="- page cache: warm$([ $COLD = 1 ] && echo ", 'scan, full' rows cold (caches dropped before each run)")"$'\n'
-out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(umoci --version 2>/dev/null)"$'\n'
+out+="- page cache: warm (a warm-up run first; the just-written rows: the tree written just before, no warm-up, writeback pending)$([ $COLD = 1 ] && echo "; the 'cold' rows: caches dropped before each run, no warm-up, $([ "$COLD_RUNS" -lt 999 ] && echo "at most $COLD_RUNS run(s)" || echo "as many runs")")"$'\n'
+out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(pigz --version 2>&1 | head -1), $(zstd --version 2>/dev/null | head -1 | sed 's/^\*\** *//; s/ *\**$//'), $(umoci --version 2>/dev/null); floor loops: bench/floor-hash"$'\n'
 out+="- wall and CPU (user+sys of the command and its children) are medians; peak RSS is the largest of the runs; ratios are layersnap's median wall time over the peer's (below 1 is faster)"$'\n'
 for n in "${NOTES[@]}"; do out+="- note: $n"$'\n'; done
 for t in "${TABLES[@]}"; do out+=$'\n'"$t"; done

@@ -837,6 +837,7 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	struct ls_layer_options lo = {
 		.compress = opts->compress, .level = opts->level,
 		.have_epoch = opts->have_epoch, .source_date_epoch = opts->source_date_epoch,
+		.threads = opts->walk.jobs,
 	};
 	rc = ls_layer_open(&w.layer, layer_fd, &lo, err);
 	if (rc)

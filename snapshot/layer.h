@@ -3,10 +3,12 @@
  *
  * Entries are written through libarchive's pax_restricted writer into a sink
  * that, in one pass, hashes the uncompressed stream (diff_id), compresses it
- * with zlib or libzstd called directly, hashes the compressed blob (digest),
- * counts it and writes it to the output fd.  The caller decides what goes in
- * the layer and in which order; this module only makes each entry
- * byte-for-byte reproducible.
+ * with libdeflate (gzip: concatenated members of fixed-size chunks) or
+ * libzstd (with worker threads and a fixed job size) called directly, hashes
+ * the compressed blob (digest), counts it and writes it to the output fd.
+ * Compression runs on several threads; the bytes never depend on how many.
+ * The caller decides what goes in the layer and in which order; this module
+ * only makes each entry byte-for-byte reproducible.
  */
 #ifndef LS_LAYER_H
 #define LS_LAYER_H
@@ -19,9 +21,14 @@ struct ls_layer;
 
 struct ls_layer_options {
 	enum ls_compress compress;
-	int level;                  /**< 0 = default (gzip 6, zstd 3) */
+	/** 0 = default (gzip 6, zstd 3).  gzip: 1 (fastest) to 9 (smallest),
+	 *  libdeflate's levels, each a little smaller and much faster than
+	 *  zlib's of the same number.  zstd: libzstd's levels. */
+	int level;
 	bool have_epoch;            /**< clamp mtimes to source_date_epoch */
 	int64_t source_date_epoch;
+	int threads;                /**< compressor threads, at most 32; 0 = one per
+				         online CPU; never changes the bytes */
 };
 
 /** One extended attribute; a layer entry's list is sorted by name. */
@@ -67,7 +74,7 @@ int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *
  *  When hash is not NULL, every content byte is also fed to it (XXH3-128
  *  state reset by the caller), so a file is read once for tar and hash.
  *  content_fd is not closed.  Returns 0 or a negative code.  The output is
- *  hashed, compressed and written by a second thread: a failure there is
+ *  hashed, compressed and written by other threads: a failure there is
  *  returned by a later call, ls_layer_finish at the latest. */
 int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content_fd,
 		 XXH3_state_t *hash, struct ls_error *err);

@@ -2,9 +2,11 @@
 # Installs every build, test and benchmark dependency from Debian's packages.
 # Idempotent; needs root (or sudo).
 set -eu
-PKGS="build-essential clang pkg-config git ca-certificates
- liburing-dev libarchive-dev libxxhash-dev xxhash libcmocka-dev libssl-dev zlib1g-dev libzstd-dev
- zstd gzip tar libarchive-tools umoci bfs findutils mtree-netbsd hyperfine time
+# libclang-rt-dev: clang's runtimes for its default version (libFuzzer, ASan, UBSan), which
+# clang only recommends: `make fuzz` links -fsanitize=fuzzer with them.
+PKGS="build-essential clang libclang-rt-dev pkg-config git ca-certificates
+ liburing-dev libarchive-dev libxxhash-dev xxhash libcmocka-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev
+ zstd pigz gzip tar libarchive-tools umoci bfs findutils mtree-netbsd hyperfine time
  python3 attr libcap2-bin valgrind strace"
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

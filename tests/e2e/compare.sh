@@ -130,7 +130,7 @@ rm "$R/a/more"
 # ---- a tree restored from a layer: --mtime-seconds -----------------------------------------
 # A full layer extracted with GNU tar: same bytes, owners and modes, mtimes
 # in whole seconds.  Only --mtime-seconds finds it equal.
-for t in tar; do command -v $t >/dev/null || skip "$t not installed"; done
+for t in tar; do command -v $t >/dev/null || skip "$t" "$t not installed"; done
 find "$R" -mindepth 1 -exec touch -h -d @1600000000.123456789 {} +
 L scan "$R" -o "$T/final.m" || fail "scan"
 L diff "$R" -o "$T/full.tar" -q || fail "full layer"

@@ -9,7 +9,7 @@
 # changed tree back (or the base tree, when the mode cannot see the change).
 . "$(dirname "$0")/lib.sh"
 
-for t in tar bsdtar python3; do command -v $t >/dev/null || skip "$t not installed"; done
+for t in tar bsdtar python3; do command -v $t >/dev/null || skip "$t" "$t not installed"; done
 T=$LS_TMP
 CK=$T/ck.py
 # Debian's python3 directly: version-manager shims cost 0.1 s a call.
@@ -334,8 +334,8 @@ ch_mix() { rm -r d && rm a/g && printf 'more\n' >>a/sub/x && ln -sfn b/y l && mk
 expect mix full,redo,time 3 3 5 '- .wh.d' 'd a/' '- a/.wh.g' 'd a/sub/' '- a/sub/x' 'l l -> b/y' \
 	'd n/' 'd n/m/' '- n/m/k'
 
-is_root || skip "needs root (chown, setcap, owners in layers)"
-command -v setcap >/dev/null || skip "setcap not installed"
+is_root || skip root "needs root (chown, setcap, owners in layers)"
+command -v setcap >/dev/null || skip setcap "setcap not installed"
 
 # ---- running it --------------------------------------------------------------
 TEMPLATE=$T/template

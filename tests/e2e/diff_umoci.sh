@@ -8,8 +8,8 @@
 # from --descriptor, so umoci also checks our digests and diff_ids.
 . "$(dirname "$0")/lib.sh"
 
-for t in umoci python3; do command -v $t >/dev/null || skip "$t not installed"; done
-is_root || skip "umoci unpack keeps owners only as root"
+for t in umoci python3; do command -v $t >/dev/null || skip "$t" "$t not installed"; done
+is_root || skip root "umoci unpack keeps owners only as root"
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 T=$LS_TMP

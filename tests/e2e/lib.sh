@@ -1,11 +1,48 @@
 # Helpers for the end-to-end tests: sourced by every tests/e2e/*.sh.
-# Environment: LAYERSNAP (the binary), LS_BUILD (build dir), LS_TMP (scratch dir).
+# Environment: LAYERSNAP (the binary), LS_BUILD (build dir), LS_TMP (scratch dir),
+# LS_SKIPS (optional: the file skips are recorded in).
 set -u
 : "${LAYERSNAP:?}" "${LS_BUILD:?}" "${LS_TMP:?}"
 export LC_ALL=C
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-skip() { echo "SKIP: $*"; exit 77; }
+
+# Skips are counted, never silent (tests/run.sh reads them back).  Each names
+# a reason KEYWORD first; tests/run.sh fails the run when KEYWORD is in the
+# comma-separated LS_REQUIRE (.ci/run sets it).  Keywords:
+#   uring    io_uring cannot be set up      root     not running as root
+#   setuid   cannot run as another user     mount    cannot mount (tmpfs, bind)
+#   mknod    cannot make device nodes       seccomp  cannot install a seccomp filter
+#   xattr    no user.* xattrs on the fs     wchan    /proc/PID/wchan tells nothing
+#   overlay  no overlayfs                   large    LAYERSNAP_TEST_LARGE unset (unit)
+#   TOOL     TOOL is not installed: its command's name (mtree, umoci, skopeo,
+#            git, clang, bsdtar, python3, setpriv, ...)
+# skip KEYWORD WHY: the whole script is skipped (exit 77).
+# partial_skip KEYWORD WHAT: a part of the script is skipped, the rest runs.
+# Both append "whole|part<TAB>KEYWORD<TAB>WHAT" to the file $LS_SKIPS (when
+# set) and print "SKIP: ..." / "SKIP-PART: ...".  A single argument (an old
+# call) is recorded under the keyword "unnamed".
+ls_record_skip() { # whole|part KEYWORD WHAT...
+	local kind=$1 kw=$2
+	shift 2
+	local what=$*
+	if [ -n "${LS_SKIPS:-}" ]; then
+		printf '%s\t%s\t%s\n' "$kind" "$kw" "$(printf '%s' "$what" | tr '\t\n' '  ')" >>"$LS_SKIPS"
+	fi
+}
+skip() {
+	local kw=unnamed
+	if [ $# -ge 2 ]; then kw=$1; shift; fi
+	ls_record_skip whole "$kw" "$*"
+	echo "SKIP: [$kw] $*"
+	exit 77
+}
+partial_skip() {
+	local kw=unnamed
+	if [ $# -ge 2 ]; then kw=$1; shift; fi
+	ls_record_skip part "$kw" "$*"
+	echo "SKIP-PART: [$kw] $*"
+}
 
 # assert_eq EXPECTED ACTUAL [what]
 assert_eq() {

@@ -18,7 +18,7 @@
 #     the same tree as a plain scan.
 . "$(dirname "$0")/lib.sh"
 
-command -v bsdtar >/dev/null || skip "bsdtar not installed"
+command -v bsdtar >/dev/null || skip bsdtar "bsdtar not installed"
 L=$LAYERSNAP
 T=$LS_TMP
 IOS="sync uring"
@@ -26,7 +26,7 @@ mkdir -p "$T/probe"
 if ! "$L" scan --io uring "$T/probe" -o "$T/probe.m" 2>"$T/probe.err"; then
 	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
 	IOS=sync
-	echo "note: io_uring unavailable here ($(cat "$T/probe.err")): --io uring skipped"
+	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring"
 fi
 
 problems=0
@@ -156,7 +156,7 @@ if is_root; then
 		echo "done: $what"
 	done
 else
-	echo "note: not root: (a) needs to run as another user, skipped"
+	partial_skip root "not root: (a) needs to run as another user"
 fi
 
 # ---- (b) --one-file-system over a mount ---------------------------------------------------
@@ -203,7 +203,11 @@ if is_root && mount -t tmpfs -o size=1m tmpfs "$R/m" 2>"$T/stderr"; then
 		MOUNTED=
 	done
 else
-	echo "note: cannot mount a tmpfs here ($(cat "$T/stderr")): (b) skipped"
+	if is_root; then
+		partial_skip mount "cannot mount a tmpfs here ($(cat "$T/stderr")): (b)"
+	else
+		partial_skip root "not root, cannot mount a tmpfs: (b)"
+	fi
 fi
 
 # ---- (c) -j 256 with few file descriptors ------------------------------------------------------

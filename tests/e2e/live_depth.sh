@@ -11,7 +11,7 @@
 # (the middle of the path may be shortened), naming the file.
 . "$(dirname "$0")/lib.sh"
 
-command -v bsdtar >/dev/null || skip "bsdtar not installed"
+command -v bsdtar >/dev/null || skip bsdtar "bsdtar not installed"
 L=$LAYERSNAP
 T=$LS_TMP
 R=$T/root
@@ -47,7 +47,7 @@ IOS="sync uring"
 if ! "$L" scan --io uring "$R/short" -o "$T/probe.m" 2>"$T/probe.err"; then
 	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
 	IOS=sync
-	echo "note: io_uring unavailable here ($(cat "$T/probe.err")): --io uring skipped"
+	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring"
 fi
 json() { "$L" dump "$1" --format json | sed 's/"scan_start": [0-9.-]*, //'; }
 
@@ -127,6 +127,6 @@ if is_root; then
 		done
 	done
 else
-	echo "note: not root: the unreadable-file check needs another user, skipped"
+	partial_skip root "not root: the unreadable-file check needs another user"
 fi
 echo ok

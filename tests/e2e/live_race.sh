@@ -30,7 +30,7 @@
 # ASan too; the helpers race every diff from its start to its end.
 . "$(dirname "$0")/lib.sh"
 
-for t in tar bsdtar; do command -v $t >/dev/null || skip "$t not installed"; done
+for t in tar bsdtar; do command -v $t >/dev/null || skip "$t" "$t not installed"; done
 L=$LAYERSNAP
 T=$LS_TMP
 TOOLS=$LS_BUILD/tools
@@ -44,7 +44,7 @@ mkdir -p "$T/probe"
 if ! "$L" scan --io uring "$T/probe" -o "$T/probe.m" 2>"$T/probe.err"; then
 	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
 	IOS=sync
-	echo "note: io_uring unavailable here ($(cat "$T/probe.err")): --io uring races skipped"
+	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring races"
 fi
 
 # ---- the racing helper: one at a time, paused between diffs -------------------------

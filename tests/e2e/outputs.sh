@@ -25,7 +25,7 @@
 #      run writing the same unlocked layer) is neither removed nor walked.
 . "$(dirname "$0")/lib.sh"
 
-for t in tar prlimit timeout mkfifo; do command -v $t >/dev/null || skip "$t not installed"; done
+for t in tar prlimit timeout mkfifo; do command -v $t >/dev/null || skip "$t" "$t not installed"; done
 L=$LAYERSNAP
 T=$LS_TMP
 # A failed check must not leave a run blocked on a FIFO behind.
@@ -60,7 +60,7 @@ mkdir -p "$T/probe"
 if ! "$L" scan --io uring "$T/probe" -o "$T/probe.m" 2>"$T/probe.err"; then
 	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
 	IOS=sync
-	echo "note: io_uring unavailable here ($(cat "$T/probe.err")): --io uring skipped"
+	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring"
 fi
 
 # leftovers DIR...: every temporary (old or new style) and lock file in DIRs
@@ -124,7 +124,7 @@ wait_full() {
 		grep -qs pipe_write /proc/$1/task/*/wchan && return 0
 		sleep 0.025
 	done
-	echo "note: pid $1 was not seen blocked in a pipe write (no wchan?)"
+	partial_skip wchan "pid $1 was not seen blocked in a pipe write (no wchan?): the blocked-writer check"
 }
 # release_blocked OUT: lets the blocked run finish, its layer read to OUT;
 # returns its exit status

@@ -82,12 +82,12 @@ elif command -v nc >/dev/null; then
 	for _ in 1 2 3 4 5 6 7 8 9 10; do [ -S "$S/sock" ] && break; sleep 0.1; done
 	[ -S "$S/sock" ] && have_sock=true
 fi
-$have_sock || echo "note: no python3 or nc to make a unix socket: socket checks skipped"
+$have_sock || partial_skip python3 "no python3 or nc to make a unix socket: socket checks"
 have_dev=false
 if is_root && mknod "$S/null" c 1 3 2>/dev/null && mknod "$S/loop" b 7 0 2>/dev/null; then
 	have_dev=true
 else
-	echo "note: cannot mknod (not root?): device checks skipped"
+	if is_root; then partial_skip mknod "cannot mknod: device checks"; else partial_skip root "not root, cannot mknod: device checks"; fi
 	rm -f "$S/null" "$S/loop"
 fi
 
@@ -206,10 +206,13 @@ if mount -t tmpfs none "$F/mnt" 2>"$T/mount.err"; then
 		have_bind=true
 	else
 		have_bind=false
-		echo "note: bind mount refused: the same-file-system mount point check skipped"
+		partial_skip mount "bind mount refused: the same-file-system mount point check"
 	fi
 	for io in auto sync uring; do
-		[ $io = uring ] && ! "$L" scan --io uring "$F/plain" -o "$T/probe.m" 2>/dev/null && continue
+		if [ $io = uring ] && ! "$L" scan --io uring "$F/plain" -o "$T/probe.m" 2>"$T/probe.err"; then
+			partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --one-file-system --io uring"
+			continue
+		fi
 		scan --io $io --one-file-system "$F" -o "$T/ofs.m"
 		want='"bind" "mnt" "plain" "plain/p" "src" "src/s"'
 		assert_eq "$want" "$(paths "$T/ofs.m" | tr '\n' ' ' | sed 's/ $//')" "--one-file-system --io $io"
@@ -228,7 +231,11 @@ if mount -t tmpfs none "$F/mnt" 2>"$T/mount.err"; then
 	entry "$T/all.m" '"mnt"' | grep -q mountpoint && fail "mnt marked as a mount point without the flag"
 	cleanup
 else
-	echo "note: cannot mount a tmpfs ($(head -n 1 "$T/mount.err")): --one-file-system checks skipped"
+	if is_root; then
+		partial_skip mount "cannot mount a tmpfs ($(head -n 1 "$T/mount.err")): --one-file-system checks"
+	else
+		partial_skip root "not root, cannot mount a tmpfs: --one-file-system checks"
+	fi
 fi
 
 # ---- --io: identical results -------------------------------------------------------------
@@ -238,7 +245,7 @@ have_uring=true
 if ! "$L" scan --io uring "$N" -o "$T/probe.m" 2>"$T/probe.err"; then
 	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
 	have_uring=false
-	echo "note: io_uring unavailable here ($(cat "$T/probe.err")): --io uring comparisons skipped"
+	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring comparisons"
 fi
 for mode in full redo time; do
 	scan --mode $mode --io sync -j 1 "$R" -o "$T/ref.m"
@@ -278,7 +285,7 @@ if "$NO_URING" true 2>"$T/nu.err"; then
 	cmp -s "$T/nu.m" "$T/nu.keep" || fail "a failed --io uring scan replaced the manifest"
 	[ ! -e "$T/nu.m.lock" ] || fail "lock left behind"
 else
-	echo "note: cannot install the seccomp filter ($(cat "$T/nu.err")): no-io_uring checks skipped"
+	partial_skip seccomp "cannot install the seccomp filter ($(cat "$T/nu.err")): no-io_uring checks"
 fi
 
 # ---- mtree -----------------------------------------------------------------------------
@@ -302,7 +309,7 @@ if command -v mtree >/dev/null; then
 	chmod 644 "$O/h#sh"
 	grep -q 'h#sh' "$T/mtree.out" || fail "mtree's complaint does not name h#sh: $(cat "$T/mtree.out")"
 else
-	echo "note: mtree (mtree-netbsd) not installed: mtree checks skipped"
+	partial_skip mtree "mtree (mtree-netbsd) not installed: mtree checks"
 fi
 
 # ---- modes and hashes --------------------------------------------------------------------

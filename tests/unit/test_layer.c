@@ -15,10 +15,12 @@
 #include <locale.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -465,25 +467,45 @@ static void test_digests_none(void **state)
 	free(b.p);
 }
 
-static struct blob gunzip(const struct blob *gz)
+/* Inflates every member of a multi-member gzip stream (15 + 32: gzip or
+ * zlib header detected, as readers do); *members counts them. */
+static struct blob gunzip_members(const struct blob *gz, size_t *members)
 {
 	struct blob out = { NULL, 0 };
 	z_stream z = { 0 };
-	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	assert_int_equal(inflateInit2(&z, 15 + 32), Z_OK);
 	z.next_in = gz->p;
 	z.avail_in = (uInt)gz->n;
 	unsigned char buf[65536];
-	int r;
-	do {
-		z.next_out = buf;
-		z.avail_out = sizeof(buf);
-		r = inflate(&z, Z_NO_FLUSH);
-		assert_true(r == Z_OK || r == Z_STREAM_END);
-		blob_append(&out, buf, sizeof(buf) - z.avail_out);
-	} while (r != Z_STREAM_END);
-	assert_int_equal(z.avail_in, 0);
+	size_t n = 0;
+	while (z.avail_in > 0) {
+		/* every member: no flags or name, MTIME 0, XFL 0, OS Unix */
+		const unsigned char *h = gz->p + (gz->n - z.avail_in);
+		assert_true(z.avail_in >= 18);
+		assert_memory_equal(h, "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+		int r;
+		do {
+			z.next_out = buf;
+			z.avail_out = sizeof(buf);
+			r = inflate(&z, Z_NO_FLUSH);
+			if (r != Z_OK && r != Z_STREAM_END)
+				fail_msg("inflate: %d %s", r, z.msg ? z.msg : "");
+			if (r == Z_OK && z.avail_in == 0 && z.avail_out != 0)
+				fail_msg("truncated gzip member");
+			blob_append(&out, buf, sizeof(buf) - z.avail_out);
+		} while (r != Z_STREAM_END);
+		n++;
+		assert_int_equal(inflateReset(&z), Z_OK);
+	}
 	inflateEnd(&z);
+	if (members)
+		*members = n;
 	return out;
+}
+
+static struct blob gunzip(const struct blob *gz)
+{
+	return gunzip_members(gz, NULL);
 }
 
 static struct blob unzstd(const struct blob *zs)
@@ -517,6 +539,7 @@ static void test_gzip(void **state)
 	assert_int_equal(gz.p[1], 0x8b);
 	assert_int_equal(gz.p[3], 0);              /* no FNAME, no FEXTRA */
 	assert_true(all_zero(gz.p + 4, 4));        /* MTIME */
+	assert_int_equal(gz.p[9], 3);              /* OS: Unix, fixed */
 	struct blob un = gunzip(&gz);
 	assert_int_equal(un.n, tar.n);
 	assert_memory_equal(un.p, tar.p, tar.n);
@@ -615,6 +638,346 @@ static void test_big_content(void **state)
 	free(data);
 }
 
+/* ---- threads: the same bytes for any count -------------------------------- */
+
+/* A layer of about 12 MiB: small text files around a 5 MiB compressible
+ * file and 4 MiB of noise, so that gzip writes a dozen members and libzstd
+ * cuts two jobs.  Every file's content comes from one memfd, in order. */
+#define MIX_SMALL 300
+#define MIX_FILES (MIX_SMALL + 2)
+
+struct mixed {
+	int fd;
+	size_t sizes[MIX_FILES];
+};
+
+static uint32_t prng(uint32_t *x)
+{
+	*x = *x * 1103515245u + 12345u;
+	return *x >> 8;
+}
+
+static void mixed_init(struct mixed *m)
+{
+	static const char *const words[] = { "module", "export", "function", "return",
+					     "const", "require", "undefined", "length",
+					     "prototype", "=>", "{", "}", ";\n", "(", ")" };
+	uint32_t x = 99;
+	size_t total = 0;
+	for (size_t i = 0; i < MIX_FILES; i++) {
+		m->sizes[i] = i == MIX_SMALL / 2 ? (5u << 20) + 123
+			    : i == MIX_SMALL / 2 + 1 ? (4u << 20) + 7
+			    : prng(&x) % 16000;
+		total += m->sizes[i];
+	}
+	unsigned char *data = malloc(total);
+	assert_non_null(data);
+	size_t off = 0;
+	for (size_t i = 0; i < MIX_FILES; i++) {
+		size_t end = off + m->sizes[i];
+		if (i == MIX_SMALL / 2 + 1) {
+			while (off < end)
+				data[off++] = (unsigned char)prng(&x);
+			continue;
+		}
+		while (off < end) {
+			const char *w = words[prng(&x) % (sizeof(words) / sizeof(words[0]))];
+			for (; *w && off < end; w++)
+				data[off++] = (unsigned char)*w;
+			if (off < end)
+				data[off++] = ' ';
+		}
+	}
+	m->fd = content_fd(data, total);
+	free(data);
+}
+
+/* The layer of the first n files of m. */
+static struct blob write_mixed_n(const struct mixed *m, size_t n, enum ls_compress c, int level,
+				 int threads, struct ls_layer_result *res)
+{
+	int out = new_memfd();
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { .compress = c, .level = level, .threads = threads };
+	struct ls_layer *l = NULL;
+	if (ls_layer_open(&l, out, &o, &err))
+		fail_msg("open: %s", err.msg);
+	assert_int_equal(lseek(m->fd, 0, SEEK_SET), 0);
+	char path[64];
+	for (size_t i = 0; i < n; i++) {
+		if (i % 50 == 0) {
+			snprintf(path, sizeof(path), "d%zu", i / 50);
+			struct ls_layer_entry d = { .path = path, .mode = S_IFDIR | 0755,
+						    .mtime_sec = 1000 };
+			assert_int_equal(ls_layer_add(l, &d, -1, NULL, &err), 0);
+		}
+		snprintf(path, sizeof(path), "d%zu/f%zu.js", i / 50, i);
+		struct ls_layer_entry f = { .path = path, .mode = S_IFREG | 0644,
+					    .mtime_sec = 1000 + (int64_t)i, .size = m->sizes[i] };
+		if (ls_layer_add(l, &f, m->fd, NULL, &err))
+			fail_msg("add %s: %s", path, err.msg);
+	}
+	assert_int_equal(ls_layer_add_whiteout(l, "d0/gone", &err), 0);
+	if (ls_layer_finish(l, res, &err))
+		fail_msg("finish: %s", err.msg);
+	ls_layer_free(l);
+	struct blob b = read_fd_all(out);
+	close(out);
+	return b;
+}
+
+static struct blob write_mixed(const struct mixed *m, enum ls_compress c, int level, int threads,
+			       struct ls_layer_result *res)
+{
+	return write_mixed_n(m, MIX_FILES, c, level, threads, res);
+}
+
+/* Digests, sizes and media type of a compressed blob against its tar. */
+static void check_result(const struct ls_layer_result *r, const struct blob *blob,
+			 const struct blob *tar, const struct ls_layer_result *plain)
+{
+	char want[72];
+	sha256_of(blob->p, blob->n, want);
+	assert_string_equal(r->digest, want);
+	assert_string_equal(r->diff_id, plain->diff_id);
+	assert_int_equal(r->size, blob->n);
+	assert_int_equal(r->bytes, tar->n);
+}
+
+/* The sample layer (far below one chunk or job) with 1 and 8 threads: the
+ * same bytes; returns them. */
+static struct blob sample_threads(enum ls_compress c)
+{
+	struct blob b[2];
+	for (int i = 0; i < 2; i++) {
+		int fd = new_memfd();
+		struct ls_error err = { 0 };
+		struct ls_layer_options o = { .compress = c, .threads = i ? 8 : 1 };
+		struct ls_layer *l = NULL;
+		assert_int_equal(ls_layer_open(&l, fd, &o, &err), 0);
+		add_sample(l);
+		assert_int_equal(ls_layer_finish(l, NULL, &err), 0);
+		ls_layer_free(l);
+		b[i] = read_fd_all(fd);
+		close(fd);
+	}
+	assert_int_equal(b[0].n, b[1].n);
+	assert_memory_equal(b[0].p, b[1].p, b[0].n);
+	free(b[1].p);
+	return b[0];
+}
+
+static void test_gzip_threads(void **state)
+{
+	(void)state;
+	struct mixed m;
+	mixed_init(&m);
+	struct ls_layer_result rn;
+	struct blob tar = write_mixed(&m, LS_COMPRESS_NONE, 0, 0, &rn);
+	assert_true(tar.n > (9u << 20));
+	static const int levels[] = { 1, 6, 9 };
+	static const int threads[] = { 1, 2, 3, 8 };
+	struct blob first = { NULL, 0 };
+	for (size_t li = 0; li < sizeof(levels) / sizeof(levels[0]); li++) {
+		/* the slow level: the small files only (2 members), two counts */
+		bool slow = levels[li] == 9;
+		size_t nf = slow ? MIX_SMALL / 2 : MIX_FILES;
+		size_t nt = slow ? 2 : sizeof(threads) / sizeof(threads[0]);
+		struct ls_layer_result rt;
+		struct blob t = slow ? write_mixed_n(&m, nf, LS_COMPRESS_NONE, 0, 0, &rt) : tar;
+		if (!slow)
+			rt = rn;
+		struct blob ref = { NULL, 0 };
+		for (size_t ti = 0; ti < nt; ti++) {
+			int nth = threads[slow ? 2 * ti + 1 : ti];
+			struct ls_layer_result r;
+			struct blob b = write_mixed_n(&m, nf, LS_COMPRESS_GZIP, levels[li], nth, &r);
+			check_result(&r, &b, &t, &rt);
+			if (!ref.p) {
+				size_t members = 0;
+				struct blob un = gunzip_members(&b, &members);
+				assert_int_equal(un.n, t.n);
+				assert_memory_equal(un.p, t.p, t.n);
+				/* one member per MiB of tar */
+				assert_int_equal(members, (t.n + (1u << 20) - 1) >> 20);
+				free(un.p);
+				ref = b;
+				continue;
+			}
+			if (b.n != ref.n || memcmp(b.p, ref.p, b.n) != 0)
+				fail_msg("gzip level %d: %d threads give other bytes", levels[li], nth);
+			free(b.p);
+		}
+		if (slow) {
+			assert_true(t.n > (1u << 20));
+			free(t.p);
+			free(ref.p);
+		} else if (!first.p) {
+			first = ref;
+		} else {
+			/* the level matters */
+			assert_true(ref.n != first.n || memcmp(ref.p, first.p, ref.n) != 0);
+			free(ref.p);
+		}
+	}
+	free(first.p);
+
+	/* a layer smaller than one chunk: a single member, as before */
+	struct blob a = sample_threads(LS_COMPRESS_GZIP);
+	size_t members = 0;
+	struct blob un = gunzip_members(&a, &members);
+	assert_int_equal(members, 1);
+	free(un.p);
+	free(a.p);
+	free(tar.p);
+	close(m.fd);
+}
+
+static void test_zstd_threads(void **state)
+{
+	(void)state;
+	struct mixed m;
+	mixed_init(&m);
+	struct ls_layer_result rn;
+	struct blob tar = write_mixed(&m, LS_COMPRESS_NONE, 0, 0, &rn);
+	static const int levels[] = { 1, 3, 9 };
+	static const int threads[] = { 1, 2, 3, 8 };
+	for (size_t li = 0; li < sizeof(levels) / sizeof(levels[0]); li++) {
+		struct blob ref = { NULL, 0 };
+		for (size_t ti = 0; ti < sizeof(threads) / sizeof(threads[0]); ti++) {
+			struct ls_layer_result r;
+			struct blob b = write_mixed(&m, LS_COMPRESS_ZSTD, levels[li], threads[ti], &r);
+			check_result(&r, &b, &tar, &rn);
+			if (!ref.p) {
+				/* one frame, with a content checksum */
+				assert_memory_equal(b.p, "\x28\xb5\x2f\xfd", 4);
+				assert_true(b.p[4] & 0x04);
+				assert_int_equal(ZSTD_findFrameCompressedSize(b.p, b.n), b.n);
+				struct blob un = unzstd(&b);
+				assert_int_equal(un.n, tar.n);
+				assert_memory_equal(un.p, tar.p, tar.n);
+				free(un.p);
+				ref = b;
+				continue;
+			}
+			if (b.n != ref.n || memcmp(b.p, ref.p, b.n) != 0)
+				fail_msg("zstd level %d: %d threads give other bytes", levels[li],
+					 threads[ti]);
+			free(b.p);
+		}
+		free(ref.p);
+	}
+	struct blob a = sample_threads(LS_COMPRESS_ZSTD);
+	struct blob un = unzstd(&a);
+	free(un.p);
+	free(a.p);
+	free(tar.p);
+	close(m.fd);
+}
+
+/* A full disk, a file size limit: one-line errors from add or finish, for
+ * every codec and thread count, and nothing hangs.  lim, when given, is in
+ * force only while the layer is written. */
+static void check_sink_error(const struct mixed *m, int out, enum ls_compress c, int threads,
+			     const struct rlimit *lim, int code)
+{
+	struct rlimit old;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	struct ls_error err = { 0 };
+	struct ls_layer_options o = { .compress = c, .threads = threads };
+	struct ls_layer *l = NULL;
+	assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+	assert_int_equal(lseek(m->fd, 0, SEEK_SET), 0);
+	if (lim)
+		assert_int_equal(setrlimit(RLIMIT_FSIZE, lim), 0);
+	int r = 0;
+	for (size_t i = 0; i < MIX_FILES && r == 0; i++) {
+		char path[32];
+		snprintf(path, sizeof(path), "f%zu", i);
+		struct ls_layer_entry f = { .path = path, .mode = S_IFREG | 0644,
+					    .size = m->sizes[i] };
+		r = ls_layer_add(l, &f, m->fd, NULL, &err);
+	}
+	if (r == 0)
+		r = ls_layer_finish(l, NULL, &err);
+	if (lim)
+		assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(r, -code);
+	char want[128];
+	snprintf(want, sizeof(want), "layer: write: %s", strerror(code));
+	if (strcmp(err.msg, want) != 0)
+		fail_msg("unexpected message: %s", err.msg);
+	struct ls_error later = { 0 };
+	assert_true(ls_layer_finish(l, NULL, &later) < 0);
+	ls_layer_free(l);
+}
+
+static void test_sink_errors(void **state)
+{
+	(void)state;
+	struct mixed m;
+	mixed_init(&m);
+	int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	if (full >= 0) {
+		for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+			check_sink_error(&m, full, (enum ls_compress)c, 1, NULL, ENOSPC);
+			check_sink_error(&m, full, (enum ls_compress)c, 8, NULL, ENOSPC);
+		}
+		close(full);
+	} else {
+		print_message("no /dev/full: ENOSPC not tested\n");
+	}
+
+	/* EFBIG: writes past RLIMIT_FSIZE, with SIGXFSZ ignored */
+	struct rlimit cur;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &cur), 0);
+	struct rlimit lim = { 1u << 20, cur.rlim_max };
+	struct sigaction ign = { .sa_handler = SIG_IGN }, prev;
+	assert_int_equal(sigaction(SIGXFSZ, &ign, &prev), 0);
+	for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+		int out = new_memfd();
+		check_sink_error(&m, out, (enum ls_compress)c, 2, &lim, EFBIG);
+		close(out);
+	}
+	assert_int_equal(sigaction(SIGXFSZ, &prev, NULL), 0);
+	close(m.fd);
+}
+
+/* Freeing a layer in the middle of a file joins every thread and writes
+ * nothing more. */
+static void test_free_unfinished(void **state)
+{
+	(void)state;
+	struct mixed m;
+	mixed_init(&m);
+	for (int c = LS_COMPRESS_NONE; c <= LS_COMPRESS_ZSTD; c++) {
+		for (int threads = 1; threads <= 8; threads *= 8) {
+			int out = new_memfd();
+			struct ls_error err = { 0 };
+			struct ls_layer_options o = { .compress = (enum ls_compress)c,
+						      .threads = threads };
+			struct ls_layer *l = NULL;
+			assert_int_equal(ls_layer_open(&l, out, &o, &err), 0);
+			assert_int_equal(lseek(m.fd, 0, SEEK_SET), 0);
+			for (size_t i = 0; i < MIX_SMALL / 2 + 2; i++) {
+				char path[32];
+				snprintf(path, sizeof(path), "f%zu", i);
+				struct ls_layer_entry f = { .path = path, .mode = S_IFREG | 0644,
+							    .size = m.sizes[i] };
+				assert_int_equal(ls_layer_add(l, &f, m.fd, NULL, &err), 0);
+			}
+			ls_layer_free(l);
+			/* what was written stays a prefix: no end blocks appended */
+			struct blob b = read_fd_all(out);
+			close(out);
+			if (c == LS_COMPRESS_NONE && b.n >= 1024)
+				assert_false(all_zero(b.p + b.n - 1024, 1024));
+			free(b.p);
+		}
+	}
+	close(m.fd);
+}
+
 static void test_hash_and_offset(void **state)
 {
 	(void)state;
@@ -685,6 +1048,8 @@ static void test_invalid(void **state)
 	struct ls_layer_options bad_gz = { .compress = LS_COMPRESS_GZIP, .level = 10 };
 	assert_int_equal(ls_layer_open(&l, 1, &bad_gz, &err), -EINVAL);
 	assert_null(l);
+	bad_gz.level = -1;
+	assert_int_equal(ls_layer_open(&l, 1, &bad_gz, &err), -EINVAL);
 	struct ls_layer_options bad_zs = { .compress = LS_COMPRESS_ZSTD, .level = 99 };
 	assert_int_equal(ls_layer_open(&l, 1, &bad_zs, &err), -EINVAL);
 	struct ls_layer_options bad_c = { .compress = (enum ls_compress)7 };
@@ -963,6 +1328,10 @@ int main(void)
 		cmocka_unit_test(test_gzip),
 		cmocka_unit_test(test_zstd),
 		cmocka_unit_test(test_big_content),
+		cmocka_unit_test(test_gzip_threads),
+		cmocka_unit_test(test_zstd_threads),
+		cmocka_unit_test(test_sink_errors),
+		cmocka_unit_test(test_free_unfinished),
 		cmocka_unit_test(test_hash_and_offset),
 		cmocka_unit_test(test_early_eof),
 		cmocka_unit_test(test_invalid),

@@ -56,6 +56,7 @@
 #include <xxhash.h>
 
 #include "layersnap.h"
+#include "ls_skip.h"
 #include "manifest.h"
 
 #define MARKER "OUTSIDE-THE-ROOT-MARKER"
@@ -584,12 +585,17 @@ static void make_scratch(void)
 		FAIL("mkdir %s: %s", root, strerror(errno));
 }
 
-/* Whether io_uring can be set up here (probed once, with a message). */
+/* Whether io_uring can be set up here (probed once); when not, every call
+ * reports a skipped part of the running test. */
 static bool uring_ok(void)
 {
 	static int ok = -1;
-	if (ok >= 0)
+	static char why[sizeof(((struct ls_error *)0)->msg)];
+	if (ok >= 0) {
+		if (!ok)
+			ls_skip_part("uring", "io_uring cannot be set up here (%s): the --io uring runs", why);
 		return ok;
+	}
 	char dir[] = "/tmp/test_live_probe.XXXXXX";
 	assert_non_null(mkdtemp(dir));
 	struct ls_walk_options o;
@@ -601,8 +607,10 @@ static bool uring_ok(void)
 	ok = ls_scan(dir, &o, NULL, &m, &err) == 0;
 	ls_manifest_free(m);
 	rmdir(dir);
-	if (!ok)
-		print_message("io_uring cannot be set up here (%s): the --io uring runs are skipped\n", err.msg);
+	if (!ok) {
+		snprintf(why, sizeof(why), "%s", err.msg);
+		ls_skip_part("uring", "io_uring cannot be set up here (%s): the --io uring runs", why);
+	}
 	return ok;
 }
 
@@ -1599,7 +1607,7 @@ static void test_unreadable(void **state)
 			if (ios[ii] != LS_IO_URING || uring_ok())
 				run_unreadable(modes[mi], ios[ii], &skipped);
 	if (skipped) {
-		print_message("cannot run as an unprivileged user here (setresuid to %d): skipped\n", NOBODY);
+		ls_skip_part("setuid", "cannot run as an unprivileged user here (setresuid to %d)", NOBODY);
 		skip();
 	}
 }

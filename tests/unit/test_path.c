@@ -37,6 +37,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "ls_skip.h"
 #include "path.h"
 #include "xattr.h"
 
@@ -315,7 +316,7 @@ static bool run_without(const int *nrs, size_t n, void (*checks)(void))
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == CHILD_NO_FILTER) {
-		print_message("no seccomp filter: fallback checks skipped\n");
+		ls_skip_part("seccomp", "no seccomp filter: fallback checks");
 		return false;
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
@@ -1231,7 +1232,7 @@ static void make_xattr_tree(void)
 		snprintf(p, sizeof(p), "%s/root/xa/%s", tmpdir, xa_longname);
 		assert_int_equal(lsetxattr(p, "user.q", "q", 1, 0), 0);
 	} else {
-		print_message("no user xattrs on %s (%s)\n", tmpdir, strerror(errno));
+		ls_skip_part("xattr", "no user xattrs on %s (%s): user.* checks", tmpdir, strerror(errno));
 	}
 	/* A file capability (root only). */
 	struct vfs_cap_data cap;
@@ -1251,7 +1252,8 @@ static void make_xattr_tree(void)
 		snprintf(p, sizeof(p), "%s/root/xa/xt", tmpdir);
 		assert_int_equal(lsetxattr(p, "trusted.t", "target", 6, 0), 0);
 	} else {
-		print_message("cannot set trusted.* on a symlink (%s): part skipped\n", strerror(errno));
+		ls_skip_part(geteuid() ? "root" : "xattr", "cannot set trusted.* on a symlink (%s): trusted.* checks",
+			     strerror(errno));
 	}
 }
 
@@ -1448,12 +1450,8 @@ static void test_xattrs(void **state)
 	for (int i = 0; i < N_REF; i++)
 		free(ref[i].blob);
 	close(xafd);
-	if (!filtered)
-		skip();
-	if (!user_xattrs) {
-		print_message("no user xattrs: user.* checks skipped\n");
-		skip();
-	}
+	if (!filtered || !user_xattrs)
+		skip();  /* the reasons were printed above */
 }
 
 /* ---- ls_xattr_next on hand-made blobs ----------------------------------------- */

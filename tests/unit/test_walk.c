@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "ls_skip.h"
 #include "walk.h"
 #include "xattr.h"
 
@@ -277,8 +278,10 @@ static void test_walk_order(void **state)
 			o.io = LS_IO_URING;
 			struct ls_error err = { 0 };
 			ls_manifest *m = NULL;
-			if (ls_scan(root, &o, NULL, &m, &err) != 0)
-				continue;  /* no io_uring here: covered by the e2e tests */
+			if (ls_scan(root, &o, NULL, &m, &err) != 0) {
+				ls_skip_part("uring", "io_uring cannot be set up (%s): --io uring walk order", err.msg);
+				continue;
+			}
 			ls_manifest_free(m);
 		}
 		ls_manifest *m = scan(LS_MODE_FULL, (enum ls_io)io, false, NULL);
@@ -319,6 +322,7 @@ static void test_scan_reuses_hashes(void **state)
 		ls_manifest *m = NULL;
 		if (ls_scan(root, &o, base, &m, &err) != 0) {
 			assert_int_equal(io, LS_IO_URING);  /* only a missing ring may fail */
+			ls_skip_part("uring", "io_uring cannot be set up (%s): --io uring stat cache", err.msg);
 			continue;
 		}
 		assert_memory_equal(rec_of(m, "one")->hash, marker, 16);  /* hit */
@@ -402,7 +406,7 @@ static void test_read_xattrs(void **state)
 	snprintf(p, sizeof(p), "%s/two", root);
 	if (lsetxattr(p, "user.b", "22", 2, 0) != 0 || lsetxattr(p, "user.a", "1", 1, 0) != 0 ||
 	    lsetxattr(p, "user.c", "", 0, 0) != 0) {
-		print_message("no user xattrs on %s (%s): skipped\n", root, strerror(errno));
+		ls_skip_part("xattr", "no user xattrs on %s (%s)", root, strerror(errno));
 		skip();
 	}
 	int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -458,7 +462,8 @@ static void test_read_xattrs(void **state)
 		ls_manifest_free(m);
 		lremovexattr(p, "security.capability");
 	} else {
-		print_message("cannot set security.capability (%s): part skipped\n", strerror(errno));
+		ls_skip_part(geteuid() ? "root" : "xattr", "cannot set security.capability (%s): capability checks",
+			     strerror(errno));
 	}
 	lremovexattr(p, "user.a");
 	lremovexattr(p, "user.b");
