@@ -16,6 +16,27 @@ static void format_fit(char *out, size_t size, const char *fmt, va_list ap, cons
 		snprintf(out, size, "%s", reason ? reason : "(message lost: out of memory)");
 		return;
 	}
+	/* One line whatever a path holds: control bytes as \ooo. */
+	size_t ctl = 0;
+	for (int i = 0; i < n; i++)
+		ctl += (unsigned char)full[i] < 0x20 || full[i] == 0x7f;
+	if (ctl) {
+		char *esc = malloc((size_t)n + 3 * ctl + 1);
+		if (esc) {
+			size_t o = 0;
+			for (int i = 0; i < n; i++) {
+				unsigned char c = (unsigned char)full[i];
+				if (c < 0x20 || c == 0x7f)
+					o += (size_t)sprintf(esc + o, "\\%03o", c);
+				else
+					esc[o++] = (char)c;
+			}
+			esc[o] = '\0';
+			free(full);
+			full = esc;
+			n = (int)o;
+		}
+	}
 	size_t len = (size_t)n, rlen = reason ? strlen(reason) + 2 : 0;
 	if (len + rlen < size) {
 		snprintf(out, size, "%s%s%s", full, reason ? ": " : "", reason ? reason : "");

@@ -171,6 +171,13 @@ if as_user sh -c "mkdir -p '$U/tree/bad/sub' '$U/tree/ok' && echo x >'$U/tree/ba
 	got=$("$L" dump "$U/out.m" --format json | sed -n 's/^  {"path": "\([^"]*\)".*/\1/p' | tr '\n' ' ')
 	assert_eq "bad bad/sub bad/sub/f ok ok/f ok/g secret " "$got" "base entries kept under --ignore-errors"
 	as_user chmod 755 "$U/tree/bad"
+	# a name holding a newline: the error is still one line, the byte escaped
+	nl="$U/tree/new
+line"
+	as_user mkdir "$nl" && as_user chmod 000 "$nl"
+	expect_error as_user "$L" scan "$U/tree" -o "$U/out.m"
+	grep -qF 'tree/new\012line: Permission denied' "$T/stderr" || fail "newline in a name: $(cat "$T/stderr")"
+	as_user chmod 755 "$nl" && as_user rmdir "$nl"
 
 	# an unreadable file: full mode must read it, redo must not
 	as_user chmod 000 "$U/tree/secret"
