@@ -71,3 +71,15 @@ expect_error() {
 }
 
 is_root() { [ "$(id -u)" = 0 ]; }
+
+# io_engines WHAT: sets IOS to the --io engines a test runs with: "sync uring",
+# or "sync" with a counted skip of WHAT when io_uring cannot be set up here.
+io_engines() {
+	IOS="sync uring"
+	mkdir -p "$LS_TMP/probe"
+	if ! "$LAYERSNAP" scan --io uring "$LS_TMP/probe" -o "$LS_TMP/probe.m" 2>"$LS_TMP/probe.err"; then
+		grep -q 'io_uring' "$LS_TMP/probe.err" || fail "--io uring failed oddly: $(cat "$LS_TMP/probe.err")"
+		IOS=sync
+		partial_skip uring "io_uring unavailable ($(cat "$LS_TMP/probe.err")): $1"
+	fi
+}

@@ -21,13 +21,7 @@
 command -v bsdtar >/dev/null || skip bsdtar "bsdtar not installed"
 L=$LAYERSNAP
 T=$LS_TMP
-IOS="sync uring"
-mkdir -p "$T/probe"
-if ! "$L" scan --io uring "$T/probe" -o "$T/probe.m" 2>"$T/probe.err"; then
-	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
-	IOS=sync
-	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring"
-fi
+io_engines "--io uring"
 
 problems=0
 problem() { echo "PROBLEM: $*"; problems=$((problems + 1)); }

@@ -39,13 +39,7 @@ RUNS_LEAK=${LS_RACE_RUNS:-30}
 RUNS_TORN=${LS_RACE_RUNS:-20}
 RUNS_CHURN=${LS_RACE_RUNS:-30}
 
-IOS="sync uring"
-mkdir -p "$T/probe"
-if ! "$L" scan --io uring "$T/probe" -o "$T/probe.m" 2>"$T/probe.err"; then
-	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
-	IOS=sync
-	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring races"
-fi
+io_engines "--io uring races"
 
 # ---- the racing helper: one at a time, paused between diffs -------------------------
 RACER=

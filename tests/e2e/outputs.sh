@@ -55,13 +55,7 @@ assert_eq "1 .M.layersnap-tmp.abc123
 	.M.tmp.abc123 .M.layersnap-tmpabc123 .M.layersnap_tmp.abc123 M.lock . '' '.a|.layersnap-tmp.x' \
 	'.a.layersnap-tmp|.x' '.a.layersnap-tmp.|x')" "ls_output_is_temp_name"
 
-IOS="sync uring"
-mkdir -p "$T/probe"
-if ! "$L" scan --io uring "$T/probe" -o "$T/probe.m" 2>"$T/probe.err"; then
-	grep -q 'io_uring' "$T/probe.err" || fail "--io uring failed oddly: $(cat "$T/probe.err")"
-	IOS=sync
-	partial_skip uring "io_uring unavailable ($(cat "$T/probe.err")): --io uring"
-fi
+io_engines "--io uring"
 
 # leftovers DIR...: every temporary (old or new style) and lock file in DIRs
 leftovers() { find "$@" \( -name '*.layersnap-tmp.*' -o -name '.*.tmp.*' -o -name '*.lock' \) -print 2>/dev/null; }
