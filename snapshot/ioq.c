@@ -216,12 +216,14 @@ static void hash_out(XXH3_state_t *st, uint8_t out[16])
 
 int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16])
 {
-	return ls_hash_fd_cached(fd, buf, buf_len, st, out, false);
+	return ls_hash_fd_cached(fd, buf, buf_len, st, out, false, UINT64_MAX);
 }
 
-int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16], bool cached_only)
+int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16], bool cached_only,
+		      uint64_t size)
 {
 	XXH3_128bits_reset(st);
+	uint64_t total = 0;
 	if (cached_only) {
 		/* RWF_NOWAIT: the bytes the page cache holds, or EAGAIN. */
 		struct iovec iov = { buf, buf_len };
@@ -233,8 +235,12 @@ int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8
 			return -errno;  /* EAGAIN: not in the page cache */
 		if (n == 0)
 			goto done;
-		if (n > 0)
+		if (n > 0) {
 			XXH3_128bits_update(st, buf, (size_t)n);
+			total = (uint64_t)n;
+			if ((size_t)n < buf_len && total >= size)
+				goto done;
+		}
 	}
 	for (;;) {
 		ssize_t n = read(fd, buf, buf_len);
@@ -246,6 +252,9 @@ int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8
 		if (n == 0)
 			break;
 		XXH3_128bits_update(st, buf, (size_t)n);
+		total += (uint64_t)n;
+		if ((size_t)n < buf_len && total >= size)
+			break;
 	}
 done:
 	hash_out(st, out);

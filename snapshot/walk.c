@@ -27,6 +27,13 @@
 #define READ_BUF (256 * 1024)
 #define RING_DEPTH 256
 
+/* Strings of a directory's children: names, link targets, xattr blobs, each
+ * NUL-terminated, found by offset (the buffer moves as it grows). */
+struct arena {
+	char *buf;
+	size_t len, cap;
+};
+
 /* One child of a directory, as read by a dir job. */
 struct child {
 	uint32_t name_off;      /* into job->arena */
@@ -56,8 +63,7 @@ struct dir_job {
 	int fd;                 /* opened by the parent's job, or -1 */
 	struct child *kids;
 	size_t n, cap;
-	char *arena;
-	size_t arena_len, arena_cap;
+	struct arena arena;
 	int err;                /* opening or reading the directory failed */
 };
 
@@ -77,6 +83,7 @@ struct walker {
 	atomic_int open_fds;    /* subdirectory fds held ahead of their jobs */
 	int held_budget;        /* at most this many, sized from RLIMIT_NOFILE */
 	struct ls_pool *pool;
+	int threads;            /* in the pool, the consumer included */
 	ls_manifest *out;
 };
 
@@ -203,22 +210,22 @@ static void rec_from_statx(struct ls_rec *r, const struct statx *s)
 
 /* ---- dir jobs ------------------------------------------------------------ */
 
-static int arena_add(struct dir_job *j, const void *data, size_t len, uint32_t *off)
+static int arena_add(struct arena *a, const void *data, size_t len, uint32_t *off)
 {
-	if (j->arena_len + len + 1 > UINT32_MAX)
+	if (a->len + len + 1 > UINT32_MAX)
 		return -E2BIG;
-	if (ls_grow((void **)&j->arena, &j->arena_cap, j->arena_len + len + 1, 1))
+	if (ls_grow((void **)&a->buf, &a->cap, a->len + len + 1, 1))
 		return -ENOMEM;
-	*off = (uint32_t)j->arena_len;
-	memcpy(j->arena + j->arena_len, data, len);
-	j->arena[j->arena_len + len] = '\0';
-	j->arena_len += len + 1;
+	*off = (uint32_t)a->len;
+	memcpy(a->buf + a->len, data, len);
+	a->buf[a->len + len] = '\0';
+	a->len += len + 1;
 	return 0;
 }
 
 static const char *kid_name(const struct dir_job *j, const struct child *k)
 {
-	return j->arena + k->name_off;
+	return j->arena.buf + k->name_off;
 }
 
 /* "DIR/NAME" of child k (or "NAME" under ROOT) in the thread's path buffer,
@@ -281,7 +288,7 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 			memset(k, 0, sizeof(*k));
 			k->fd = -1;
 			k->name_len = (uint16_t)nl;
-			int rc = arena_add(j, name, nl, &k->name_off);
+			int rc = arena_add(&j->arena, name, nl, &k->name_off);
 			if (rc)
 				return rc;
 			j->n++;
@@ -290,11 +297,13 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 }
 
 /* qsort has no context argument in C11, so children are sorted through an
- * array of (name pointer, length) pairs built on the job's arena. */
+ * array of keys that point into the job's arena.  Sorting runs before the
+ * children are examined, when a child is only its name: the keys carry that
+ * much, and the children are rebuilt from them. */
 struct sort_key {
 	const char *name;
-	size_t len;
-	struct child kid;
+	uint32_t off;
+	uint16_t len;
 };
 
 static int cmp_key(const void *a, const void *b)
@@ -314,31 +323,37 @@ static int sort_kids(struct dir_job *j)
 		return -ENOMEM;
 	for (size_t i = 0; i < j->n; i++) {
 		keys[i].name = kid_name(j, &j->kids[i]);
+		keys[i].off = j->kids[i].name_off;
 		keys[i].len = j->kids[i].name_len;
-		keys[i].kid = j->kids[i];
 	}
 	qsort(keys, j->n, sizeof(*keys), cmp_key);
-	for (size_t i = 0; i < j->n; i++)
-		j->kids[i] = keys[i].kid;
+	for (size_t i = 0; i < j->n; i++) {
+		j->kids[i].name_off = keys[i].off;
+		j->kids[i].name_len = keys[i].len;
+	}
 	free(keys);
 	return 0;
 }
 
-static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
+/* statx of children [from, to). */
+static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t from, size_t to)
 {
+	size_t n = to - from;
+	if (n == 0)
+		return 0;
 	if (j->w->ring_meta && c->ring && !atomic_load(&j->w->ring_failed)) {
-		const char **names = malloc(j->n * sizeof(*names));
-		int *res = malloc(j->n * sizeof(*res));
-		struct statx *stx = malloc(j->n * sizeof(*stx));
+		const char **names = malloc(n * sizeof(*names));
+		int *res = malloc(n * sizeof(*res));
+		struct statx *stx = malloc(n * sizeof(*stx));
 		int rc = (!names || !res || !stx) ? -ENOMEM : 0;
 		if (!rc) {
-			for (size_t i = 0; i < j->n; i++)
-				names[i] = kid_name(j, &j->kids[i]);
-			rc = ls_ring_statx(c->ring, dfd, names, stx, res, j->n);
+			for (size_t i = 0; i < n; i++)
+				names[i] = kid_name(j, &j->kids[from + i]);
+			rc = ls_ring_statx(c->ring, dfd, names, stx, res, n);
 		}
-		for (size_t i = 0; !rc && i < j->n; i++) {
-			j->kids[i].stx = stx[i];
-			j->kids[i].err = res[i];
+		for (size_t i = 0; !rc && i < n; i++) {
+			j->kids[from + i].stx = stx[i];
+			j->kids[from + i].err = res[i];
 		}
 		free(names);
 		free(res);
@@ -351,7 +366,7 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 			return rc;
 		}
 	}
-	for (size_t i = 0; i < j->n; i++) {
+	for (size_t i = from; i < to; i++) {
 		struct child *k = &j->kids[i];
 		if (statx(dfd, kid_name(j, k), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &k->stx) != 0)
 			k->err = -errno;
@@ -373,7 +388,7 @@ static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struc
 
 /* The stat cache: a hit takes the recorded hash and xattrs (setting an
  * xattr moves ctime, so they are as good as the hash). */
-static bool take_from_cache(struct dir_job *j, struct child *k, const struct ls_rec *b)
+static bool take_from_cache(struct dir_job *j, struct arena *a, struct child *k, const struct ls_rec *b)
 {
 	const ls_manifest *base = j->w->p->base;
 	struct ls_rec cur;
@@ -381,7 +396,7 @@ static bool take_from_cache(struct dir_job *j, struct child *k, const struct ls_
 	if (j->w->o->rehash || !ls_stat_cache_hit(b, &cur, j->racy_from_ns))
 		return false;
 	if (b->xattr_len) {
-		int rc = arena_add(j, ls_rec_xattrs(base, b), b->xattr_len, &k->xattr_off);
+		int rc = arena_add(a, ls_rec_xattrs(base, b), b->xattr_len, &k->xattr_off);
 		if (rc) {
 			k->err = rc;
 			return true;
@@ -396,7 +411,7 @@ static bool take_from_cache(struct dir_job *j, struct child *k, const struct ls_
 /* After a cache miss: hash now, or leave it to the caller (defer_changed)
  * when the file is new or its metadata already differ, since the caller then
  * writes it and hashes it on the way. */
-static bool needs_hash_now(struct dir_job *j, struct child *k, const struct ls_rec *b)
+static bool needs_hash_now(struct dir_job *j, const struct arena *a, struct child *k, const struct ls_rec *b)
 {
 	if (!j->w->p->defer_changed)
 		return true;
@@ -408,17 +423,17 @@ static bool needs_hash_now(struct dir_job *j, struct child *k, const struct ls_r
 	bool meta_differs = b->mtime_ns != cur.mtime_ns || b->size != cur.size ||
 			    (b->mode & 07777) != (cur.mode & 07777) || b->uid != cur.uid || b->gid != cur.gid ||
 			    b->xattr_len != k->xattr_len ||
-			    memcmp(ls_rec_xattrs(base, b), j->arena + k->xattr_off, k->xattr_len) != 0;
+			    memcmp(ls_rec_xattrs(base, b), a->buf + k->xattr_off, k->xattr_len) != 0;
 	return !meta_differs;
 }
 
-static int read_kid_xattrs(struct dir_job *j, struct child *k, int dfd)
+static int read_kid_xattrs(struct dir_job *j, struct arena *a, struct child *k, int dfd)
 {
 	void *blob;
 	size_t blen;
 	int rc = ls_xattrs_read(dfd, kid_name(j, k), k->stx.stx_mode, j->w->o->xattrs, &blob, &blen);
 	if (rc == 0 && blen)
-		rc = arena_add(j, blob, blen, &k->xattr_off);
+		rc = arena_add(a, blob, blen, &k->xattr_off);
 	if (rc == 0)
 		k->xattr_len = (uint32_t)blen;
 	free(blob);
@@ -516,7 +531,7 @@ static int hash_one(struct dir_job *j, struct child *k, int dfd, struct thread_c
 		;
 	if (fd < 0)
 		return fd;
-	int rc = ls_hash_fd_cached(fd, c->read_buf, READ_BUF, c->xxh, k->hash, cached_only);
+	int rc = ls_hash_fd_cached(fd, c->read_buf, READ_BUF, c->xxh, k->hash, cached_only, k->stx.stx_size);
 	close(fd);
 	if (rc == 0)
 		k->hashed = true;
@@ -589,17 +604,20 @@ static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *
 	}
 }
 
-static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
+/* Link targets, mount points, the stat cache, xattrs and hashes of children
+ * [from, to), their strings added to a. */
+static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thread_ctx *c, size_t from,
+			 size_t to)
 {
 	struct walker *w = j->w;
 	bool full = w->mode->fields & LS_F_HASH;
 	size_t *to_hash = NULL, n_hash = 0;
-	if (full && j->n && !(to_hash = malloc(j->n * sizeof(*to_hash)))) {
-		for (size_t i = 0; i < j->n; i++)
+	if (full && to > from && !(to_hash = malloc((to - from) * sizeof(*to_hash)))) {
+		for (size_t i = from; i < to; i++)
 			j->kids[i].err = -ENOMEM;
 		return;
 	}
-	for (size_t i = 0; i < j->n; i++) {
+	for (size_t i = from; i < to; i++) {
 		struct child *k = &j->kids[i];
 		if (k->err == -ENOENT) {
 			k->gone = true;
@@ -623,7 +641,7 @@ static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 				continue;
 			}
 			k->link_len = (uint16_t)n;
-			int rc = arena_add(j, target, (size_t)n, &k->link_off);
+			int rc = arena_add(a, target, (size_t)n, &k->link_off);
 			if (rc) {
 				k->err = rc;
 				continue;
@@ -639,16 +657,16 @@ static void inspect_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 		if (!full)
 			continue;
 		const struct ls_rec *b = S_ISREG(mode) ? base_entry(j, k, c) : NULL;
-		if (b && take_from_cache(j, k, b))
+		if (b && take_from_cache(j, a, k, b))
 			continue;
 		if (w->o->xattrs == LS_XATTRS_ALL || (w->o->xattrs == LS_XATTRS_CAPABILITY && S_ISREG(mode))) {
-			int rc = read_kid_xattrs(j, k, dfd);
+			int rc = read_kid_xattrs(j, a, k, dfd);
 			if (rc) {
 				k->err = rc;
 				continue;
 			}
 		}
-		if (S_ISREG(mode) && to_hash && needs_hash_now(j, k, b))
+		if (S_ISREG(mode) && to_hash && needs_hash_now(j, a, k, b))
 			to_hash[n_hash++] = i;
 	}
 	if (n_hash)
@@ -725,6 +743,89 @@ static int open_job_dir(struct dir_job *j, struct thread_ctx *c)
 	return dfd;
 }
 
+/* A directory's children are examined in ranges of this many on every
+ * thread when there are at least two ranges: one large directory (an icon
+ * set, a flat node_modules) would otherwise keep all but one thread idle. */
+#define KIDS_PER_RANGE 256
+
+/* Children [from, to) of a job, examined by any thread; the strings they add
+ * go to an arena of their own, moved into the job's afterwards. */
+struct kid_range {
+	struct ls_task task;
+	struct dir_job *j;
+	int dfd;
+	size_t from, to;
+	struct arena arena;
+	int err;
+};
+
+static void examine_range(struct kid_range *r, struct thread_ctx *c)
+{
+	r->err = stat_kids(r->j, r->dfd, c, r->from, r->to);
+	if (r->err == 0)
+		inspect_kids(r->j, &r->arena, r->dfd, c, r->from, r->to);
+}
+
+static void run_kid_range(struct ls_task *t, void *vctx)
+{
+	examine_range((struct kid_range *)t, vctx);
+}
+
+/* Appends a range's strings to the job's arena and rebases the offsets its
+ * children hold into them (names were in the job's arena already). */
+static int merge_range(struct dir_job *j, struct kid_range *r)
+{
+	if (!r->arena.len)
+		return 0;
+	uint32_t base;
+	if (r->arena.len > UINT32_MAX || arena_add(&j->arena, r->arena.buf, r->arena.len - 1, &base))
+		return -ENOMEM;
+	for (size_t i = r->from; i < r->to; i++) {
+		struct child *k = &j->kids[i];
+		if (k->link_len)
+			k->link_off += base;
+		if (k->xattr_len)
+			k->xattr_off += base;
+	}
+	return 0;
+}
+
+/* statx and inspection of every child, in ranges spread over the pool when
+ * the directory is large; the calling thread takes the first range and helps
+ * with the others while it waits.  Returns 0 or a negative code. */
+static int examine_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
+{
+	struct walker *w = j->w;
+	size_t nr = (j->n + KIDS_PER_RANGE - 1) / KIDS_PER_RANGE;
+	struct kid_range *r = w->threads > 1 && nr > 1 ? calloc(nr, sizeof(*r)) : NULL;
+	if (!r) {
+		int rc = stat_kids(j, dfd, c, 0, j->n);
+		if (rc == 0)
+			inspect_kids(j, &j->arena, dfd, c, 0, j->n);
+		return rc;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		r[i].task.fn = run_kid_range;
+		r[i].j = j;
+		r[i].dfd = dfd;
+		r[i].from = i * KIDS_PER_RANGE;
+		r[i].to = i + 1 < nr ? (i + 1) * KIDS_PER_RANGE : j->n;
+	}
+	for (size_t i = nr; i-- > 1;)
+		ls_pool_push(w->pool, &r[i].task);
+	examine_range(&r[0], c);
+	int rc = 0;
+	for (size_t i = 0; i < nr; i++) {
+		if (i > 0)
+			ls_pool_wait(w->pool, &r[i].task, c);
+		if (!rc)
+			rc = r[i].err ? r[i].err : merge_range(j, &r[i]);
+		free(r[i].arena.buf);
+	}
+	free(r);
+	return rc;
+}
+
 static void run_dir_job(struct ls_task *t, void *vctx)
 {
 	struct dir_job *j = (struct dir_job *)t;
@@ -745,14 +846,11 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 	if (rc == 0)
 		rc = sort_kids(j);
 	if (rc == 0)
-		rc = stat_kids(j, dfd, c);
-	if (rc) {
+		rc = examine_kids(j, dfd, c);
+	if (rc)
 		j->err = rc;
-	} else {
-		inspect_kids(j, dfd, c);
-		if (!w->ring_meta)
-			open_subdirs(j, dfd);
-	}
+	else if (!w->ring_meta)
+		open_subdirs(j, dfd);
 	/* -EBUSY: the ring had no room and the close never ran. */
 	if (!(w->ring_meta && c->ring && !atomic_load(&w->ring_failed)) || ls_ring_close(c->ring, dfd) == -EBUSY)
 		close(dfd);
@@ -789,7 +887,7 @@ static void free_job(struct dir_job *j)
 	}
 	release_fd(j->w, &j->fd);
 	free(j->kids);
-	free(j->arena);
+	free(j->arena.buf);
 	free(j->path);
 	free(j);
 }
@@ -917,8 +1015,8 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		}
 		if (k->mountpoint)
 			r.mode |= LS_REC_MOUNTPOINT;
-		rc = ls_manifest_append(w->out, &r, path, len, j->arena + k->link_off, k->link_len,
-					j->arena + k->xattr_off, k->xattr_len, err);
+		rc = ls_manifest_append(w->out, &r, path, len, j->arena.buf + k->link_off, k->link_len,
+					j->arena.buf + k->xattr_off, k->xattr_len, err);
 		if (w->o->progress && (w->out->n & 4095) == 0)
 			w->o->progress(w->o->log_ctx, w->out->n, false);
 		if (rc == 0 && k->sub) {
@@ -1055,6 +1153,7 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		break;
 	}
 	jobs = size_fd_budgets(&w, jobs);
+	w.threads = jobs;
 	rc = ls_pool_create(&w.pool, jobs - 1, sizeof(struct thread_ctx), ctx_init, ctx_fini, &w, err);
 	if (rc)
 		goto done;

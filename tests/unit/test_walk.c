@@ -199,7 +199,7 @@ static void set_mtime(const char *rel, int64_t sec, long nsec)
 
 static int rm_rf(const char *p)
 {
-	char cmd[128];
+	char cmd[320];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p);
 	return system(cmd);
 }
@@ -471,6 +471,123 @@ static void test_read_xattrs(void **state)
 	close(dfd);
 }
 
+
+/* ---- a directory examined in ranges on several threads ----------------------- */
+
+#define BIG_KIDS 1300  /* five ranges and a partial one */
+
+static ls_manifest *scan_jobs(int jobs, const ls_manifest *base)
+{
+	struct ls_walk_options o;
+	memset(&o, 0, sizeof(o));
+	o.mode = LS_MODE_FULL;
+	o.io = LS_IO_SYNC;
+	o.xattrs = LS_XATTRS_ALL;
+	o.jobs = jobs;
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	if (ls_scan(root, &o, base, &m, &err) != 0)
+		fail_msg("ls_scan: %s", err.msg);
+	return m;
+}
+
+/* Same records, with their strings (each range keeps link targets and xattrs
+ * in its own arena until they are merged into the directory's). */
+static void assert_same_manifest(const ls_manifest *a, const ls_manifest *b)
+{
+	assert_int_equal(ls_manifest_count(a), ls_manifest_count(b));
+	for (size_t i = 0; i < ls_manifest_count(a); i++) {
+		const struct ls_rec *x = &a->recs[i], *y = &b->recs[i];
+		assert_string_equal(ls_rec_path(a, x), ls_rec_path(b, y));
+		assert_string_equal(ls_rec_link(a, x), ls_rec_link(b, y));
+		assert_int_equal(x->mode, y->mode);
+		assert_int_equal(x->size, y->size);
+		assert_int_equal(x->xattr_len, y->xattr_len);
+		assert_memory_equal(ls_rec_xattrs(a, x), ls_rec_xattrs(b, y), x->xattr_len);
+		assert_memory_equal(x->hash, y->hash, 16);
+	}
+}
+
+static void test_big_directory(void **state)
+{
+	make_dir("big");
+	bool xattrs = true;
+	char rel[64], val[64];
+	for (int i = 0; i < BIG_KIDS; i++) {
+		snprintf(rel, sizeof(rel), "big/k%04d", i);
+		snprintf(val, sizeof(val), "value-%d", i);
+		char p[256];
+		snprintf(p, sizeof(p), "%s/%s", root, rel);
+		switch (i % 4) {
+		case 0:
+			snprintf(val, sizeof(val), "target-%d-%0*d", i, i % 37, 0);
+			assert_int_equal(symlink(val, p), 0);
+			break;
+		case 1:
+			write_str(rel, val);
+			if (lsetxattr(p, "user.n", val, strlen(val), 0) != 0)
+				xattrs = false;
+			break;
+		case 2:
+			make_dir(rel);
+			snprintf(rel, sizeof(rel), "big/k%04d/f", i);
+			write_str(rel, val);
+			break;
+		default:
+			write_str(rel, val);
+		}
+	}
+	if (!xattrs)
+		ls_skip_part("xattr", "no user xattrs on %s: ranges without xattrs", root);
+	/* Past the racy window, so that the scan with a base takes hashes and
+	 * xattrs from the stat cache, into the ranges' arenas. */
+	struct timespec pause = { 0, 50 * 1000 * 1000 };
+	nanosleep(&pause, NULL);
+
+	ls_manifest *one = scan_jobs(1, NULL);
+	ls_manifest *four = scan_jobs(4, NULL);
+	assert_same_manifest(one, four);
+	for (int i = 0; i < 8; i++) {
+		snprintf(rel, sizeof(rel), "big/k%04d", i);
+		const struct ls_rec *r = rec_of(four, rel);
+		snprintf(val, sizeof(val), "value-%d", i);
+		if (i % 4 == 0) {
+			snprintf(val, sizeof(val), "target-%d-%0*d", i, i % 37, 0);
+			assert_string_equal(ls_rec_link(four, r), val);
+		} else if (i % 4 == 1) {
+			assert_hash(four, rel, val);
+			if (xattrs) {
+				assert_non_null(memmem(ls_rec_xattrs(four, r), r->xattr_len, val, strlen(val)));
+			}
+		} else if (i % 4 == 3) {
+			assert_hash(four, rel, val);
+		}
+	}
+	/* As if the base scan had started well after every stamp in the tree:
+	 * every file is a stat cache hit, whose hash and xattrs come from the
+	 * base.  A marker in a late range's record shows the hit. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	four->start_sec = now.tv_sec + 100;
+	ls_manifest *cached = scan_jobs(4, four);
+	assert_same_manifest(four, cached);
+	ls_manifest_free(cached);
+	static const uint8_t marker[16] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+	struct ls_rec *late = &four->recs[ls_manifest_find(four, "big/k1201", 9)];
+	memcpy(late->hash, marker, 16);
+	cached = scan_jobs(4, four);
+	assert_memory_equal(rec_of(cached, "big/k1201")->hash, marker, 16);
+	if (xattrs)
+		assert_non_null(memmem(ls_rec_xattrs(cached, rec_of(cached, "big/k1201")),
+				       rec_of(cached, "big/k1201")->xattr_len, "value-1201", 10));
+	ls_manifest_free(cached);
+	ls_manifest_free(one);
+	ls_manifest_free(four);
+	char p[256];
+	snprintf(p, sizeof(p), "%s/big", root);
+	rm_rf(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_walk_order),
 		cmocka_unit_test(test_scan_reuses_hashes),
 		cmocka_unit_test(test_read_xattrs),
+		cmocka_unit_test(test_big_directory),
 	};
 	return cmocka_run_group_tests(tests, setup_tree, teardown_tree);
 }
