@@ -5,6 +5,7 @@
  * whether it goes in the layer, its parent) plus a list of whiteouts keyed by
  * the directory they belong to; the writer then makes one pass in walk order.
  */
+#include "content.h"
 #include "error.h"
 #include "ioq.h"
 #include "layer.h"
@@ -32,6 +33,7 @@ enum status { ST_SAME = 0, ST_ADDED, ST_MODIFIED, ST_TYPE };
 #define HAS_WH    8u  /* has whiteouts to write */
 #define GONE     16u  /* vanished after the walk: absent from layer and manifest */
 #define KEPT     32u  /* unreadable (--ignore-errors): not in the layer, the base's entry kept */
+#define AHEAD    64u  /* listed for the read-ahead */
 
 struct whiteout {
 	ssize_t parent;       /* index in cur of the directory, -1 for ROOT */
@@ -333,6 +335,9 @@ struct writer {
 	size_t xattr_cap;
 	XXH3_state_t *xxh2;         /* for a second read */
 	char *buf;                  /* REREAD_BUF bytes, for a second read */
+	bool want_hash;             /* a new manifest is made: hash what is read */
+	struct ls_readahead *ra;    /* regular files read on another thread, or NULL */
+	size_t *ra_idx;             /* the entries it reads */
 };
 
 #define REREAD_BUF (256 * 1024)
@@ -394,24 +399,6 @@ static void rec_take_stat(struct ls_rec *r, const struct stat *st)
 	r->nlink = (uint32_t)st->st_nlink;
 }
 
-static bool same_inode(const struct ls_rec *r, const struct stat *st)
-{
-	return (uint64_t)st->st_ino == r->ino && (uint64_t)st->st_dev == r->dev &&
-	       (st->st_mode & S_IFMT) == (r->mode & S_IFMT);
-}
-
-/* Whether the file's bytes may differ between two fstats of it: every write
- * moves mtime and ctime.  A ctime that moved along with the link count is an
- * unlink, a rename over it or a new link: its bytes stayed. */
-static bool changed_since(const struct stat *a, const struct stat *b)
-{
-	if (a->st_size != b->st_size || a->st_mtim.tv_sec != b->st_mtim.tv_sec ||
-	    a->st_mtim.tv_nsec != b->st_mtim.tv_nsec)
-		return true;
-	bool ctime_moved = a->st_ctim.tv_sec != b->st_ctim.tv_sec || a->st_ctim.tv_nsec != b->st_ctim.tv_nsec;
-	return ctime_moved && a->st_nlink == b->st_nlink;
-}
-
 /* Reads fd again from the start: true when its bytes hash to want. */
 static int reread_matches(struct writer *w, int fd, const uint8_t want[16], bool *same)
 {
@@ -433,26 +420,6 @@ static bool rec_differs(const struct ls_rec *r, const struct stat *st)
 	struct ls_rec now = *r;
 	rec_take_stat(&now, st);
 	return now.size != r->size || now.mtime_ns != r->mtime_ns || now.ctime_ns != r->ctime_ns;
-}
-
-/* Opens the contents of the regular file at record r (name in dirfd), the
- * inode the walk recorded and nothing else.  Returns an fd and *st, VANISHED
- * as a negative -ENOENT, or another -errno. */
-static int open_recorded(int dirfd, const char *name, const struct ls_rec *r, struct stat *st)
-{
-	int fd = ls_open_noatime(dirfd, name);
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, st) != 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	if (!same_inode(r, st)) {
-		close(fd);
-		return -ENOENT;  /* replaced since the walk: what was recorded is gone */
-	}
-	return fd;
 }
 
 /* The parent directory of entry path (from the writer's chain) and the
@@ -486,7 +453,7 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 			int e = dirfd < 0 ? dirfd : -errno;
 			return is_vanished(e) ? VANISHED : ls_fail_errno(err, -e, "%s/%s", w->root, path);
 		}
-		if (!same_inode(r, &st))
+		if (!ls_same_inode(r, &st))
 			return VANISHED;
 		rec_take_stat(r, &st);
 	}
@@ -506,22 +473,45 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	bool read_content = S_ISREG(r->mode) && first < 0;
 	int fd = -1;
 	struct stat before;
-	if (dirfd < 0 && (read_content || first >= 0))
-		return VANISHED;
+	void *blob = NULL;
+	size_t blob_len = 0, n_x = 0;
+	/* Read ahead: whole (data), or opened and checked (fd), or failed. */
+	struct ls_read *ahead = read_content && w->ra && (p->flags[i] & AHEAD) ? ls_readahead_get(w->ra, i) : NULL;
+	int rc = 0;
+	if (dirfd < 0 && (read_content || first >= 0)) {
+		rc = VANISHED;
+		goto out;
+	}
+	if (ahead) {
+		fd = ahead->err ? ahead->err : ahead->fd;
+		ahead->fd = -1;
+		before = ahead->before;
+	} else if (read_content) {
+		fd = ls_content_open(dirfd, name, r, &before);
+	}
+	if (read_content && (ahead ? ahead->err : fd) < 0) {
+		int e = ahead ? ahead->err : fd;
+		fd = -1;
+		if (e == -EAGAIN)
+			rc = ls_fail(err, EAGAIN, "%s/%s: changed while being read", w->root, path);
+		else if (is_vanished(e))
+			rc = VANISHED;
+		else if ((e == -EACCES || e == -EPERM) && w->o->ignore_errors)
+			rc = UNREADABLE;
+		else
+			rc = ls_fail_errno(err, -e, "%s/%s", w->root, path);
+		goto out;
+	}
 	if (read_content) {
-		fd = open_recorded(dirfd, name, r, &before);
-		if (fd < 0 && is_vanished(fd))
-			return VANISHED;
-		if ((fd == -EACCES || fd == -EPERM) && w->o->ignore_errors)
-			return UNREADABLE;
-		if (fd < 0)
-			return ls_fail_errno(err, -fd, "%s/%s", w->root, path);
 		rec_take_stat(r, &before);
 	} else if (first >= 0) {
 		struct stat st;
-		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !same_inode(r, &st))
-			return VANISHED;
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !ls_same_inode(r, &st)) {
+			rc = VANISHED;
+			goto out;
+		}
 	}
+	bool whole = ahead && fd < 0;
 
 	struct ls_layer_entry e = {
 		.path = path, .mode = r->mode & LS_REC_MODE_MASK, .uid = r->uid, .gid = r->gid,
@@ -533,11 +523,8 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 		e.size = 0;
 	}
 	/* xattrs: recorded in full mode, read now otherwise. */
-	void *blob = NULL;
-	size_t blob_len = 0, n_x = 0;
 	const unsigned char *xb = ls_rec_xattrs(c, r);
 	size_t xl = r->xattr_len;
-	int rc = 0;
 	if (!(ls_mode_ops_of(c->mode)->fields & LS_F_XATTRS) && c->xattrs != LS_XATTRS_NONE && dirfd >= 0) {
 		rc = ls_xattrs_read(dirfd, name, r->mode, c->xattrs, &blob, &blob_len);
 		if (rc && rc != -ENOENT) {
@@ -555,6 +542,16 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	e.xattrs = w->xattrs;
 	e.n_xattrs = n_x;
 
+	if (whole) {
+		/* The reader checked the two stats and, for a file stamped just
+		 * now, a second read. */
+		rc = ls_layer_add_data(w->layer, &e, ahead->data, err);
+		if (rc == 0 && ahead->hashed) {
+			memcpy(r->hash, ahead->hash, 16);
+			r->mode |= LS_REC_HASHED;
+		}
+		goto out;
+	}
 	if (read_content)
 		XXH3_128bits_reset(w->xxh);
 	rc = ls_layer_add(w->layer, &e, fd, read_content ? w->xxh : NULL, err);
@@ -562,7 +559,7 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 		/* The same size and timestamps after the bytes as before them
 		 * mean the bytes are one state of the file. */
 		struct stat after;
-		bool same = fstat(fd, &after) == 0 && !changed_since(&before, &after);
+		bool same = fstat(fd, &after) == 0 && !ls_changed_since(&before, &after);
 		if (same && rc == 0) {
 			XXH128_canonical_t h;
 			XXH128_canonicalFromHash(&h, XXH3_128bits_digest(w->xxh));
@@ -586,6 +583,8 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 out:
 	if (fd >= 0)
 		close(fd);
+	if (ahead)
+		ls_readahead_release(w->ra, ahead);
 	free_xattr_names(w, n_x);
 	free(blob);
 	return rc;
@@ -678,6 +677,10 @@ static int keep_unreadable(struct writer *w, size_t i, struct ls_error *err)
 	if (p->status[i] == ST_MODIFIED)
 		p->modified--;
 	p->flags[i] |= KEPT;
+	/* The read-ahead reads the manifest that this appends to (its arrays
+	 * may move): the rest is read here. */
+	ls_readahead_free(w->ra);
+	w->ra = NULL;
 	return ls_manifest_set_from(p->cur, i, p->base, (size_t)bi, err);
 }
 
@@ -727,7 +730,7 @@ static int hash_leftovers(struct writer *w, struct ls_error *err)
 		struct stat before, after;
 		int fd = parent_of(w, path, r->path_len, &name);
 		if (fd >= 0)
-			fd = open_recorded(fd, name, r, &before);
+			fd = ls_content_open(fd, name, r, &before);
 		/* The layer is written: a file that is not what the walk saw
 		 * can no longer be left out of it. */
 		if (is_vanished(fd) || (fd >= 0 && rec_differs(r, &before))) {
@@ -738,7 +741,7 @@ static int hash_leftovers(struct writer *w, struct ls_error *err)
 			int hr = ls_hash_fd(fd, w->buf, REREAD_BUF, w->xxh, r->hash);
 			if (hr)
 				rc = ls_fail_errno(err, -hr, "%s/%s", w->root, path);
-			else if (fstat(fd, &after) != 0 || changed_since(&before, &after))
+			else if (fstat(fd, &after) != 0 || ls_changed_since(&before, &after))
 				rc = ls_fail(err, EAGAIN, "%s/%s: changed while being read", w->root, path);
 			else
 				r->mode |= LS_REC_HASHED;
@@ -747,6 +750,30 @@ static int hash_leftovers(struct writer *w, struct ls_error *err)
 			close(fd);
 	}
 	return rc;
+}
+
+/* Lists the regular files whose bytes go in the layer (hard-link members
+ * are read only when they stand in for a vanished first member: here, when
+ * it comes to that) and starts reading them ahead.  Without a thread the
+ * writer reads them itself. */
+static void start_readahead(struct writer *w)
+{
+	struct plan *p = w->p;
+	const ls_manifest *c = p->cur;
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if ((p->flags[i] & IN_LAYER) && S_ISREG(c->recs[i].mode) && p->link_first[i] < 0)
+			n++;
+	if (!n || !(w->ra_idx = malloc(n * sizeof(*w->ra_idx))))
+		return;
+	n = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if ((p->flags[i] & IN_LAYER) && S_ISREG(c->recs[i].mode) && p->link_first[i] < 0)
+			w->ra_idx[n++] = i;
+	if (ls_readahead_start(&w->ra, w->rootfd, c, w->ra_idx, n, w->want_hash) != 0)
+		return;
+	for (size_t k = 0; k < n; k++)
+		p->flags[w->ra_idx[k]] |= AHEAD;
 }
 
 static int write_layer(struct writer *w, struct ls_layer_result *lres, struct ls_error *err)
@@ -842,9 +869,13 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	rc = ls_layer_open(&w.layer, layer_fd, &lo, err);
 	if (rc)
 		goto done;
+	w.want_hash = new_manifest != NULL;
+	start_readahead(&w);
 	struct ls_layer_result lres;
 	memset(&lres, 0, sizeof(lres));
 	rc = write_layer(&w, &lres, err);
+	ls_readahead_free(w.ra);
+	w.ra = NULL;
 	if (rc == 0 && new_manifest && opts->walk.mode == LS_MODE_FULL)
 		rc = hash_leftovers(&w, err);
 	if (rc)
@@ -867,6 +898,8 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		p.cur = NULL;
 	}
 done:
+	ls_readahead_free(w.ra);
+	free(w.ra_idx);
 	ls_layer_free(w.layer);
 	ls_dirchain_free(w.dirs);
 	if (w.xxh)

@@ -683,8 +683,10 @@ fail:
 	return r;
 }
 
-int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content_fd,
-		 XXH3_state_t *hash, struct ls_error *err)
+/* ls_layer_add and ls_layer_add_data: the contents from content_fd, or from
+ * data when content_fd is -1. */
+static int add_entry(struct ls_layer *l, const struct ls_layer_entry *e, int content_fd, const void *data,
+		     XXH3_state_t *hash, struct ls_error *err)
 {
 	if (!l || !e || !e->path || !e->path[0])
 		return ls_fail(err, EINVAL, "layer: entry without a path");
@@ -725,7 +727,9 @@ int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content
 	bool copy = type == S_IFREG && !e->hardlink;
 	if (copy && e->size > (uint64_t)INT64_MAX)
 		return ls_fail(err, EFBIG, "%s: file too large", path);
-	if (copy && e->size > 0 && !l->content) {
+	if (copy && content_fd < 0 && e->size > 0 && !data)
+		return ls_fail(err, EINVAL, "%s: contents missing", path);
+	if (copy && content_fd >= 0 && e->size > 0 && !l->content) {
 		l->content = malloc(CONTENT_CAP);
 		if (!l->content)
 			return ls_fail(err, ENOMEM, "layer: out of memory");
@@ -761,7 +765,12 @@ int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content
 	if (write_header(l, ae) < 0)
 		return arch_fail(l, err, path);
 
-	if (copy) {
+	if (copy && content_fd < 0 && e->size > 0) {
+		if (hash)
+			XXH3_128bits_update(hash, data, (size_t)e->size);
+		if (archive_write_data(l->a, data, (size_t)e->size) != (la_ssize_t)e->size)
+			return arch_fail(l, err, path);
+	} else if (copy) {
 		uint64_t left = e->size;
 		while (left > 0) {
 			size_t want = left < CONTENT_CAP ? (size_t)left : CONTENT_CAP;
@@ -788,6 +797,20 @@ int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content
 		return arch_fail(l, err, path);
 	l->entries++;
 	return 0;
+}
+
+int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content_fd,
+		 XXH3_state_t *hash, struct ls_error *err)
+{
+	if (content_fd < 0 && e && (e->mode & S_IFMT) == S_IFREG && !e->hardlink && e->size > 0)
+		return ls_fail(err, EBADF, "%s: no content fd", e->path ? e->path : "layer");
+	return add_entry(l, e, content_fd, NULL, hash, err);
+}
+
+int ls_layer_add_data(struct ls_layer *l, const struct ls_layer_entry *e, const void *data,
+		      struct ls_error *err)
+{
+	return add_entry(l, e, -1, data, NULL, err);
 }
 
 int ls_layer_add_whiteout(struct ls_layer *l, const char *path, struct ls_error *err)

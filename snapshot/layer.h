@@ -79,6 +79,11 @@ int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *
 int ls_layer_add(struct ls_layer *l, const struct ls_layer_entry *e, int content_fd,
 		 XXH3_state_t *hash, struct ls_error *err);
 
+/** Like ls_layer_add, with the e->size content bytes from memory (data,
+ *  NULL when e->size is 0) instead of an fd. */
+int ls_layer_add_data(struct ls_layer *l, const struct ls_layer_entry *e, const void *data,
+		      struct ls_error *err);
+
 /** Adds the whiteout ".wh.NAME" for path (= "DIR/NAME" or "NAME"): an empty
  *  regular file, mode 0, uid/gid 0, mtime 0. */
 int ls_layer_add_whiteout(struct ls_layer *l, const char *path, struct ls_error *err);

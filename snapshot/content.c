@@ -1,0 +1,276 @@
+#include "content.h"
+#include "ioq.h"
+#include "path.h"
+#include "walk.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+bool ls_same_inode(const struct ls_rec *r, const struct stat *st)
+{
+	return (uint64_t)st->st_ino == r->ino && (uint64_t)st->st_dev == r->dev &&
+	       (st->st_mode & S_IFMT) == (r->mode & S_IFMT);
+}
+
+bool ls_changed_since(const struct stat *a, const struct stat *b)
+{
+	if (a->st_size != b->st_size || a->st_mtim.tv_sec != b->st_mtim.tv_sec ||
+	    a->st_mtim.tv_nsec != b->st_mtim.tv_nsec)
+		return true;
+	bool ctime_moved = a->st_ctim.tv_sec != b->st_ctim.tv_sec || a->st_ctim.tv_nsec != b->st_ctim.tv_nsec;
+	return ctime_moved && a->st_nlink == b->st_nlink;
+}
+
+int ls_content_open(int dirfd, const char *name, const struct ls_rec *r, struct stat *st)
+{
+	int fd = ls_open_noatime(dirfd, name);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st) != 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	if (!ls_same_inode(r, st)) {
+		close(fd);
+		return -ENOENT;  /* replaced since the walk: what was recorded is gone */
+	}
+	return fd;
+}
+
+/* ---- the read-ahead --------------------------------------------------------- */
+
+#define REREAD_BUF (256 * 1024)
+
+struct ls_readahead {
+	int rootfd;
+	const ls_manifest *m;
+	const size_t *idx;
+	size_t n;
+	bool hash;
+
+	/* The reading thread's own. */
+	struct ls_dirchain *dirs;
+	XXH3_state_t *xxh;
+	char *buf;                  /* REREAD_BUF, for the second read */
+
+	pthread_t thread;
+	bool running, sync_ready;
+	pthread_mutex_t lock;
+	pthread_cond_t wake_reader, wake_writer;
+	/* Files read and not yet released: slots [head, tail) modulo the ring,
+	 * in the order of idx.  The counters only grow and change under lock. */
+	struct ls_read slots[LS_READAHEAD_FILES];
+	size_t head, tail;
+	size_t bytes;               /* data held in those slots */
+	bool stop, done;
+};
+
+static void drop(struct ls_read *r)
+{
+	free((void *)r->data);
+	r->data = NULL;
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+}
+
+/* Reads the whole file of record rec, as ls_content_open's caller would:
+ * before.st_size bytes between two fstats that agree, read twice when it was
+ * stamped in the last second. */
+static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
+{
+	const struct ls_rec *rec = &ra->m->recs[i];
+	memset(out, 0, sizeof(*out));
+	out->index = i;
+	out->fd = -1;
+	const char *path = ls_rec_path(ra->m, rec);
+	const char *slash = memrchr(path, '/', rec->path_len);
+	int dirfd = ls_dirchain_get(ra->dirs, path, slash ? (size_t)(slash - path) : 0);
+	if (dirfd < 0) {
+		out->err = dirfd;
+		return;
+	}
+	int fd = ls_content_open(dirfd, slash ? slash + 1 : path, rec, &out->before);
+	if (fd < 0) {
+		out->err = fd;
+		return;
+	}
+	size_t size = (size_t)out->before.st_size;
+	unsigned char *data = NULL;
+	if (out->before.st_size > (off_t)LS_READAHEAD_WHOLE || (size && !(data = malloc(size)))) {
+		out->fd = fd;  /* the caller streams it */
+		return;
+	}
+	int err = 0;
+	for (size_t got = 0; got < size && !err;) {
+		ssize_t n = read(fd, data + got, size - got);
+		if (n < 0 && errno != EINTR)
+			err = -errno;
+		else if (n == 0)
+			err = -EAGAIN;  /* ended early: changed while being read */
+		else if (n > 0)
+			got += (size_t)n;
+	}
+	struct stat after;
+	if (!err && fstat(fd, &after) != 0)
+		err = -errno;
+	if (!err && ls_changed_since(&out->before, &after))
+		err = -EAGAIN;
+	bool recent = ls_stamped_recently((int64_t)out->before.st_ctim.tv_sec * 1000000000 +
+					  out->before.st_ctim.tv_nsec);
+	if (!err && (ra->hash || recent)) {
+		XXH128_canonical_t c;
+		XXH128_canonicalFromHash(&c, XXH3_128bits(data, size));
+		memcpy(out->hash, c.digest, 16);
+		out->hashed = true;
+	}
+	/* A write that began before our fstat may be copying still: its bytes
+	 * show in no timestamp, only in a second read that differs. */
+	if (!err && recent) {
+		uint8_t again[16];
+		if (lseek(fd, 0, SEEK_SET) != 0)
+			err = -errno;
+		else if (!ra->buf && !(ra->buf = malloc(REREAD_BUF)))
+			err = -ENOMEM;
+		else if (!(err = ls_hash_fd(fd, ra->buf, REREAD_BUF, ra->xxh, again)) &&
+			 memcmp(again, out->hash, 16) != 0)
+			err = -EAGAIN;
+	}
+	close(fd);
+	if (err) {
+		free(data);
+		out->err = err;
+		return;
+	}
+	out->data = data;
+}
+
+static void *reader_main(void *arg)
+{
+	struct ls_readahead *ra = arg;
+	for (size_t pos = 0; pos < ra->n; pos++) {
+		size_t i = ra->idx[pos];
+		uint64_t want = ra->m->recs[i].size;
+		if (want > LS_READAHEAD_WHOLE)
+			want = 0;
+		pthread_mutex_lock(&ra->lock);
+		while (!ra->stop && (ra->tail - ra->head == LS_READAHEAD_FILES ||
+				     (ra->tail > ra->head && ra->bytes + want > LS_READAHEAD_BYTES)))
+			pthread_cond_wait(&ra->wake_reader, &ra->lock);
+		bool stop = ra->stop;
+		pthread_mutex_unlock(&ra->lock);
+		if (stop)
+			break;
+		/* The slot at tail is the reader's until tail moves. */
+		struct ls_read *r = &ra->slots[ra->tail % LS_READAHEAD_FILES];
+		read_one(ra, i, r);
+		pthread_mutex_lock(&ra->lock);
+		ra->bytes += r->data ? (size_t)r->before.st_size : 0;
+		ra->tail++;
+		pthread_cond_signal(&ra->wake_writer);
+		pthread_mutex_unlock(&ra->lock);
+	}
+	pthread_mutex_lock(&ra->lock);
+	ra->done = true;
+	pthread_cond_signal(&ra->wake_writer);
+	pthread_mutex_unlock(&ra->lock);
+	return NULL;
+}
+
+int ls_readahead_start(struct ls_readahead **out, int rootfd, const ls_manifest *m, const size_t *idx,
+		       size_t n, bool hash)
+{
+	*out = NULL;
+	struct ls_readahead *ra = calloc(1, sizeof(*ra));
+	if (!ra)
+		return -ENOMEM;
+	ra->rootfd = rootfd;
+	ra->m = m;
+	ra->idx = idx;
+	ra->n = n;
+	ra->hash = hash;
+	for (size_t i = 0; i < LS_READAHEAD_FILES; i++)
+		ra->slots[i].fd = -1;
+	ra->xxh = XXH3_createState();
+	if (!ra->xxh || ls_dirchain_create(&ra->dirs, rootfd)) {
+		ls_readahead_free(ra);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&ra->lock, NULL);
+	pthread_cond_init(&ra->wake_reader, NULL);
+	pthread_cond_init(&ra->wake_writer, NULL);
+	ra->sync_ready = true;
+	int rc = pthread_create(&ra->thread, NULL, reader_main, ra);
+	if (rc) {
+		ls_readahead_free(ra);
+		return -rc;
+	}
+	ra->running = true;
+	*out = ra;
+	return 0;
+}
+
+struct ls_read *ls_readahead_get(struct ls_readahead *ra, size_t i)
+{
+	struct ls_read *found = NULL;
+	pthread_mutex_lock(&ra->lock);
+	for (;;) {
+		while (ra->head < ra->tail && ra->slots[ra->head % LS_READAHEAD_FILES].index < i) {
+			struct ls_read *r = &ra->slots[ra->head % LS_READAHEAD_FILES];
+			ra->bytes -= r->data ? (size_t)r->before.st_size : 0;
+			drop(r);
+			ra->head++;
+			pthread_cond_signal(&ra->wake_reader);
+		}
+		if (ra->head < ra->tail) {
+			struct ls_read *r = &ra->slots[ra->head % LS_READAHEAD_FILES];
+			found = r->index == i ? r : NULL;
+			break;
+		}
+		if (ra->done)
+			break;
+		pthread_cond_wait(&ra->wake_writer, &ra->lock);
+	}
+	pthread_mutex_unlock(&ra->lock);
+	return found;
+}
+
+void ls_readahead_release(struct ls_readahead *ra, struct ls_read *r)
+{
+	pthread_mutex_lock(&ra->lock);
+	ra->bytes -= r->data ? (size_t)r->before.st_size : 0;
+	drop(r);
+	ra->head++;
+	pthread_cond_signal(&ra->wake_reader);
+	pthread_mutex_unlock(&ra->lock);
+}
+
+void ls_readahead_free(struct ls_readahead *ra)
+{
+	if (!ra)
+		return;
+	if (ra->running) {
+		pthread_mutex_lock(&ra->lock);
+		ra->stop = true;
+		pthread_cond_signal(&ra->wake_reader);
+		pthread_mutex_unlock(&ra->lock);
+		pthread_join(ra->thread, NULL);
+	}
+	if (ra->sync_ready) {
+		pthread_mutex_destroy(&ra->lock);
+		pthread_cond_destroy(&ra->wake_reader);
+		pthread_cond_destroy(&ra->wake_writer);
+	}
+	for (size_t k = ra->head; k < ra->tail; k++)
+		drop(&ra->slots[k % LS_READAHEAD_FILES]);
+	ls_dirchain_free(ra->dirs);
+	if (ra->xxh)
+		XXH3_freeState(ra->xxh);
+	free(ra->buf);
+	free(ra);
+}
