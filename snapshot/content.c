@@ -65,18 +65,48 @@ struct ls_readahead {
 	/* Files read and not yet released: slots [head, tail) modulo the ring,
 	 * in the order of idx.  The counters only grow and change under lock. */
 	struct ls_read slots[LS_READAHEAD_FILES];
+	uint64_t ends[LS_READAHEAD_FILES];  /* where each slot's data ends in buf */
 	size_t head, tail;
-	size_t bytes;               /* data held in those slots */
 	bool stop, done;
+	/* Whole files' bytes, laid out in order in one buffer used as a ring
+	 * (no allocation per file, none freed on another thread).  Positions
+	 * only grow: the reader writes at wpos, the oldest data held starts at
+	 * rpos; a file never wraps: the end of the buffer is skipped instead. */
+	unsigned char *ring;
+	uint64_t wpos, rpos;
 };
 
-static void drop(struct ls_read *r)
+/* Releases the oldest slot; locked. */
+static void drop_head(struct ls_readahead *ra)
 {
-	free((void *)r->data);
+	size_t k = ra->head % LS_READAHEAD_FILES;
+	struct ls_read *r = &ra->slots[k];
 	r->data = NULL;
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = -1;
+	ra->rpos = ra->ends[k];
+	ra->head++;
+	pthread_cond_signal(&ra->wake_reader);
+}
+
+/* Room for size contiguous bytes in the ring, waiting for the writer to
+ * release older files; NULL when stopped. */
+static unsigned char *reserve(struct ls_readahead *ra, size_t size)
+{
+	uint64_t start = ra->wpos;
+	if (start % LS_READAHEAD_BYTES + size > LS_READAHEAD_BYTES)
+		start += LS_READAHEAD_BYTES - start % LS_READAHEAD_BYTES;
+	uint64_t end = start + size;
+	pthread_mutex_lock(&ra->lock);
+	while (!ra->stop && end - ra->rpos > LS_READAHEAD_BYTES)
+		pthread_cond_wait(&ra->wake_reader, &ra->lock);
+	bool stop = ra->stop;
+	pthread_mutex_unlock(&ra->lock);
+	if (stop)
+		return NULL;
+	ra->wpos = end;
+	return ra->ring + start % LS_READAHEAD_BYTES;
 }
 
 /* Reads the whole file of record rec, as ls_content_open's caller would:
@@ -101,9 +131,14 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 		return;
 	}
 	size_t size = (size_t)out->before.st_size;
-	unsigned char *data = NULL;
-	if (out->before.st_size > (off_t)LS_READAHEAD_WHOLE || (size && !(data = malloc(size)))) {
+	if (out->before.st_size > (off_t)LS_READAHEAD_WHOLE) {
 		out->fd = fd;  /* the caller streams it */
+		return;
+	}
+	unsigned char *data = reserve(ra, size);
+	if (!data) {
+		close(fd);
+		out->err = -ECANCELED;  /* stopped: nobody asks for it */
 		return;
 	}
 	int err = 0;
@@ -142,12 +177,10 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 			err = -EAGAIN;
 	}
 	close(fd);
-	if (err) {
-		free(data);
+	if (err)
 		out->err = err;
-		return;
-	}
-	out->data = data;
+	else
+		out->data = data;
 }
 
 static void *reader_main(void *arg)
@@ -155,12 +188,8 @@ static void *reader_main(void *arg)
 	struct ls_readahead *ra = arg;
 	for (size_t pos = 0; pos < ra->n; pos++) {
 		size_t i = ra->idx[pos];
-		uint64_t want = ra->m->recs[i].size;
-		if (want > LS_READAHEAD_WHOLE)
-			want = 0;
 		pthread_mutex_lock(&ra->lock);
-		while (!ra->stop && (ra->tail - ra->head == LS_READAHEAD_FILES ||
-				     (ra->tail > ra->head && ra->bytes + want > LS_READAHEAD_BYTES)))
+		while (!ra->stop && ra->tail - ra->head == LS_READAHEAD_FILES)
 			pthread_cond_wait(&ra->wake_reader, &ra->lock);
 		bool stop = ra->stop;
 		pthread_mutex_unlock(&ra->lock);
@@ -170,7 +199,7 @@ static void *reader_main(void *arg)
 		struct ls_read *r = &ra->slots[ra->tail % LS_READAHEAD_FILES];
 		read_one(ra, i, r);
 		pthread_mutex_lock(&ra->lock);
-		ra->bytes += r->data ? (size_t)r->before.st_size : 0;
+		ra->ends[ra->tail % LS_READAHEAD_FILES] = ra->wpos;
 		ra->tail++;
 		pthread_cond_signal(&ra->wake_writer);
 		pthread_mutex_unlock(&ra->lock);
@@ -197,7 +226,8 @@ int ls_readahead_start(struct ls_readahead **out, int rootfd, const ls_manifest 
 	for (size_t i = 0; i < LS_READAHEAD_FILES; i++)
 		ra->slots[i].fd = -1;
 	ra->xxh = XXH3_createState();
-	if (!ra->xxh || ls_dirchain_create(&ra->dirs, rootfd)) {
+	ra->ring = malloc(LS_READAHEAD_BYTES);
+	if (!ra->xxh || !ra->ring || ls_dirchain_create(&ra->dirs, rootfd)) {
 		ls_readahead_free(ra);
 		return -ENOMEM;
 	}
@@ -220,13 +250,8 @@ struct ls_read *ls_readahead_get(struct ls_readahead *ra, size_t i)
 	struct ls_read *found = NULL;
 	pthread_mutex_lock(&ra->lock);
 	for (;;) {
-		while (ra->head < ra->tail && ra->slots[ra->head % LS_READAHEAD_FILES].index < i) {
-			struct ls_read *r = &ra->slots[ra->head % LS_READAHEAD_FILES];
-			ra->bytes -= r->data ? (size_t)r->before.st_size : 0;
-			drop(r);
-			ra->head++;
-			pthread_cond_signal(&ra->wake_reader);
-		}
+		while (ra->head < ra->tail && ra->slots[ra->head % LS_READAHEAD_FILES].index < i)
+			drop_head(ra);
 		if (ra->head < ra->tail) {
 			struct ls_read *r = &ra->slots[ra->head % LS_READAHEAD_FILES];
 			found = r->index == i ? r : NULL;
@@ -243,10 +268,8 @@ struct ls_read *ls_readahead_get(struct ls_readahead *ra, size_t i)
 void ls_readahead_release(struct ls_readahead *ra, struct ls_read *r)
 {
 	pthread_mutex_lock(&ra->lock);
-	ra->bytes -= r->data ? (size_t)r->before.st_size : 0;
-	drop(r);
-	ra->head++;
-	pthread_cond_signal(&ra->wake_reader);
+	if (ra->head < ra->tail && r == &ra->slots[ra->head % LS_READAHEAD_FILES])
+		drop_head(ra);
 	pthread_mutex_unlock(&ra->lock);
 }
 
@@ -266,9 +289,10 @@ void ls_readahead_free(struct ls_readahead *ra)
 		pthread_cond_destroy(&ra->wake_reader);
 		pthread_cond_destroy(&ra->wake_writer);
 	}
-	for (size_t k = ra->head; k < ra->tail; k++)
-		drop(&ra->slots[k % LS_READAHEAD_FILES]);
+	while (ra->head < ra->tail)
+		drop_head(ra);
 	ls_dirchain_free(ra->dirs);
+	free(ra->ring);
 	if (ra->xxh)
 		XXH3_freeState(ra->xxh);
 	free(ra->buf);

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 
 #define LS_READAHEAD_FILES 256
-#define LS_READAHEAD_BYTES (8u * 1024 * 1024)
+#define LS_READAHEAD_BYTES (4u * 1024 * 1024)
 #define LS_READAHEAD_WHOLE (1024u * 1024)
 
 /** Whether st is the inode record r names: device, inode and file type. */

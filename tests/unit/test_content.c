@@ -1,0 +1,268 @@
+/* Unit tests for snapshot/content.c: the read-ahead of the layer writer
+ * (order, skipped entries, the byte ring wrapping, large files handed over
+ * open, vanished and replaced files, stopping while the reader waits). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "content.h"
+#include "walk.h"
+
+static char root[64];
+
+#define N_FILES 600           /* more than LS_READAHEAD_FILES */
+#define BIG     (LS_READAHEAD_WHOLE + 4096)
+
+/* The size of file i: a mix that fills and wraps the ring several times,
+ * with empty files and some too large to be read whole. */
+static size_t size_of(int i)
+{
+	if (i % 97 == 5)
+		return BIG;
+	if (i % 13 == 0)
+		return 0;
+	return (size_t)(i % 7) * 150000 + (size_t)i;
+}
+
+static unsigned char byte_of(int i, size_t k)
+{
+	return (unsigned char)(i * 31 + k * 7);
+}
+
+static void write_file(int i)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/d/f%04d", root, i);
+	size_t n = size_of(i);
+	unsigned char *b = malloc(n + 1);
+	assert_non_null(b);
+	for (size_t k = 0; k < n; k++)
+		b[k] = byte_of(i, k);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	close(fd);
+	free(b);
+}
+
+static int setup(void **state)
+{
+	strcpy(root, "/tmp/test_content.XXXXXX");
+	if (!mkdtemp(root))
+		return -1;
+	char p[128];
+	snprintf(p, sizeof(p), "%s/d", root);
+	if (mkdir(p, 0755) != 0)
+		return -1;
+	for (int i = 0; i < N_FILES; i++)
+		write_file(i);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static ls_manifest *scan_root(void)
+{
+	struct ls_walk_options o;
+	memset(&o, 0, sizeof(o));
+	o.mode = LS_MODE_REDO;
+	o.io = LS_IO_SYNC;
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	if (ls_scan(root, &o, NULL, &m, &err) != 0)
+		fail_msg("ls_scan: %s", err.msg);
+	return m;
+}
+
+/* Manifest index of d/fNNNN. */
+static size_t index_of(const ls_manifest *m, int i)
+{
+	char rel[32];
+	snprintf(rel, sizeof(rel), "d/f%04d", i);
+	ssize_t k = ls_manifest_find(m, rel, strlen(rel));
+	assert_true(k >= 0);
+	return (size_t)k;
+}
+
+static void check_read(const struct ls_read *r, int i, bool hash)
+{
+	assert_int_equal(r->err, 0);
+	size_t n = size_of(i);
+	assert_int_equal((size_t)r->before.st_size, n);
+	if (n > LS_READAHEAD_WHOLE) {
+		/* Handed over open at its start, nothing read. */
+		assert_true(r->fd >= 0);
+		assert_int_equal(lseek(r->fd, 0, SEEK_CUR), 0);
+		return;
+	}
+	assert_int_equal(r->fd, -1);
+	assert_true(n == 0 || r->data != NULL);
+	for (size_t k = 0; k < n; k++)
+		if (r->data[k] != byte_of(i, k))
+			fail_msg("f%04d: byte %zu differs", i, k);
+	/* Hashed when asked, and for the second read of a file written in the
+	 * last second (these were, by setup). */
+	if (hash)
+		assert_true(r->hashed);
+	if (r->hashed) {
+		XXH128_canonical_t c;
+		XXH128_canonicalFromHash(&c, XXH3_128bits(r->data, n));
+		assert_memory_equal(r->hash, c.digest, 16);
+	}
+}
+
+static int rootfd_open(void)
+{
+	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* Every listed file, asked for in order, some skipped: each comes back whole
+ * (or open, when large) with its own bytes, whatever was skipped before. */
+static void test_order_and_skips(void **state)
+{
+	ls_manifest *m = scan_root();
+	int rootfd = rootfd_open();
+	size_t *idx = malloc(N_FILES * sizeof(*idx));
+	assert_non_null(idx);
+	for (int i = 0; i < N_FILES; i++)
+		idx[i] = index_of(m, i);
+	for (int pass = 0; pass < 2; pass++) {
+		bool hash = pass == 1;
+		struct ls_readahead *ra = NULL;
+		assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, N_FILES, hash), 0);
+		for (int i = 0; i < N_FILES; i++) {
+			if (i % 5 == 3)
+				continue;  /* not asked for: dropped when a later one is */
+			struct ls_read *r = ls_readahead_get(ra, idx[i]);
+			assert_non_null(r);
+			assert_int_equal(r->index, idx[i]);
+			check_read(r, i, hash);
+			ls_readahead_release(ra, r);
+		}
+		ls_readahead_free(ra);
+	}
+	/* An index that was not listed: NULL, without waiting for the end. */
+	struct ls_readahead *ra = NULL;
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx + 1, 3, false), 0);
+	assert_null(ls_readahead_get(ra, idx[0]));
+	struct ls_read *r = ls_readahead_get(ra, idx[1]);
+	assert_non_null(r);
+	check_read(r, 1, false);
+	ls_readahead_release(ra, r);
+	ls_readahead_free(ra);
+	free(idx);
+	close(rootfd);
+	ls_manifest_free(m);
+}
+
+/* Freed while the reader waits for room (nothing asked for): it stops, and
+ * nothing leaks (ASan) or hangs. */
+static void test_stop_while_full(void **state)
+{
+	ls_manifest *m = scan_root();
+	int rootfd = rootfd_open();
+	size_t *idx = malloc(N_FILES * sizeof(*idx));
+	assert_non_null(idx);
+	for (int i = 0; i < N_FILES; i++)
+		idx[i] = index_of(m, i);
+	struct ls_readahead *ra = NULL;
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, N_FILES, false), 0);
+	struct ls_read *r = ls_readahead_get(ra, idx[0]);
+	assert_non_null(r);
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	nanosleep(&pause, NULL);  /* the reader fills the ring meanwhile */
+	ls_readahead_free(ra);    /* with r still held */
+	free(idx);
+	close(rootfd);
+	ls_manifest_free(m);
+}
+
+/* Files that vanished or were replaced after the walk come back as -ENOENT,
+ * and a file whose size changed after its stat (it ends early) as -EAGAIN
+ * or with its new size: never bytes of another inode. */
+static void test_vanished_and_replaced(void **state)
+{
+	ls_manifest *m = scan_root();
+	int rootfd = rootfd_open();
+	size_t idx[3] = { index_of(m, 1), index_of(m, 2), index_of(m, 3) };
+	char p[128], q[128];
+	snprintf(p, sizeof(p), "%s/d/f0001", root);
+	assert_int_equal(unlink(p), 0);
+	snprintf(p, sizeof(p), "%s/d/f0002", root);
+	snprintf(q, sizeof(q), "%s/d/new", root);
+	int fd = open(q, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(rename(q, p), 0);  /* a new inode under the name */
+	struct ls_readahead *ra = NULL;
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 3, true), 0);
+	struct ls_read *r = ls_readahead_get(ra, idx[0]);
+	assert_non_null(r);
+	assert_int_equal(r->err, -ENOENT);
+	ls_readahead_release(ra, r);
+	r = ls_readahead_get(ra, idx[1]);
+	assert_non_null(r);
+	assert_int_equal(r->err, -ENOENT);
+	ls_readahead_release(ra, r);
+	r = ls_readahead_get(ra, idx[2]);
+	assert_non_null(r);
+	check_read(r, 3, true);
+	ls_readahead_release(ra, r);
+	ls_readahead_free(ra);
+	close(rootfd);
+	ls_manifest_free(m);
+	write_file(1);
+	write_file(2);
+}
+
+/* A file stamped just now is read twice; the two agree on a quiet file. */
+static void test_recent_file_confirmed(void **state)
+{
+	write_file(4);  /* ctime now */
+	ls_manifest *m = scan_root();
+	int rootfd = rootfd_open();
+	size_t idx[1] = { index_of(m, 4) };
+	struct ls_readahead *ra = NULL;
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 1, false), 0);
+	struct ls_read *r = ls_readahead_get(ra, idx[0]);
+	assert_non_null(r);
+	assert_int_equal(r->err, 0);
+	assert_true(r->hashed);  /* hashed for the second read, though not asked */
+	ls_readahead_release(ra, r);
+	ls_readahead_free(ra);
+	close(rootfd);
+	ls_manifest_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_order_and_skips),
+		cmocka_unit_test(test_stop_while_full),
+		cmocka_unit_test(test_vanished_and_replaced),
+		cmocka_unit_test(test_recent_file_confirmed),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
