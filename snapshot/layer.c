@@ -419,12 +419,12 @@ static int pipe_start(struct ls_layer *l, unsigned int threads, int level, struc
 static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, size_t len)
 {
 	struct ls_layer *l = client;
-	if (atomic_load(&l->discard))
+	/* After a failure of the stream side the bytes are dropped, not
+	 * refused: a -1 would put libarchive in its FATAL state, and 3.6.2
+	 * leaks its client state when freed in it.  The next ls_layer_* call
+	 * reports the failure (check_usable). */
+	if (atomic_load(&l->discard) || atomic_load(&l->sink_failed))
 		return (la_ssize_t)len;
-	if (atomic_load(&l->sink_failed)) {
-		archive_set_error(a, l->sink_err.code, "%s", l->sink_err.msg);
-		return -1;
-	}
 	/* Full CHUNKs only, whatever sizes libarchive hands over: the chunk
 	 * boundaries, and so the blob, depend on the tar alone. */
 	struct pipe *p = &l->pipe;
@@ -503,6 +503,12 @@ static int check_usable(struct ls_layer *l, struct ls_error *err)
 {
 	if (l->finished)
 		return ls_fail(err, EINVAL, "layer: already finished");
+	if (atomic_load(&l->sink_failed)) {
+		l->failed = true;
+		if (err)
+			*err = l->sink_err;
+		return -l->sink_err.code;
+	}
 	if (l->failed)
 		return ls_fail(err, EIO, "layer: an earlier write failed");
 	return 0;

@@ -4,6 +4,7 @@
 #include "output.h"
 #include "strfmt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -11,6 +12,8 @@
 #include <libgen.h>
 #include <limits.h>
 #include <locale.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -495,14 +498,350 @@ static int load_manifest(const char *path, ls_manifest **m)
 	return 0;
 }
 
+/* ---- the test fault hook: LS_TEST_FAIL_AT ------------------------------------ */
+
+/* LS_TEST_FAIL_AT=STEP makes the run fail at STEP (one line, exit 2, through
+ * the normal failure path); STEP:SIG raises SIG (TERM, INT, HUP or KILL) on
+ * itself there instead.  Tests then hit an exact moment rather than guess it
+ * with sleep.  Test machinery of the CLI: the library reads no environment.
+ * A run that never reaches STEP fails too, so that a step that does not
+ * apply (a typo is refused at once) cannot silently test nothing.  A new
+ * step is a line here and a fault_fire() where it happens. */
+static const char *const fault_steps[] = {
+	"write",       /* diff: the layer's first FAULT_WRITE_BYTES are in its temporary */
+	"layer",       /* diff: every output written, the layer not yet committed */
+	"descriptor",  /* diff: the layer committed, the descriptor not yet */
+	"manifest",    /* scan, diff: the manifest not yet committed (the others are) */
+	"apply",       /* apply: the first file with data written, not yet in place */
+};
+#define N_FAULT_STEPS (sizeof(fault_steps) / sizeof(fault_steps[0]))
+#define FAULT_WRITE_BYTES ((size_t)1 << 20)
+
+static const struct {
+	const char *name;
+	int sig;
+} fault_sigs[] = { { "TERM", SIGTERM }, { "INT", SIGINT }, { "HUP", SIGHUP }, { "KILL", SIGKILL } };
+
+static struct {
+	const char *spec;   /* the variable's value; NULL: no fault asked */
+	const char *step;
+	int sig;            /* 0: fail instead */
+	bool reached;       /* set by one thread, read after it is joined */
+} fault;
+
+static int parse_fault(const char *spec)
+{
+	if (!spec || !*spec)
+		return 0;
+	size_t n = strcspn(spec, ":");
+	const char *step = NULL;
+	char names[128] = "";
+	for (size_t i = 0; i < N_FAULT_STEPS; i++) {
+		if (strlen(fault_steps[i]) == n && strncmp(spec, fault_steps[i], n) == 0)
+			step = fault_steps[i];
+		size_t l = strlen(names);
+		snprintf(names + l, sizeof(names) - l, "%s%s", i ? ", " : "", fault_steps[i]);
+	}
+	if (!step)
+		return die("LS_TEST_FAIL_AT=%s: unknown step (expected one of %s, then optionally "
+			   ":TERM, :INT, :HUP or :KILL)", spec, names);
+	int sig = 0;
+	if (spec[n] == ':') {
+		for (size_t i = 0; i < sizeof(fault_sigs) / sizeof(fault_sigs[0]); i++)
+			if (strcmp(spec + n + 1, fault_sigs[i].name) == 0)
+				sig = fault_sigs[i].sig;
+		if (!sig)
+			return die("LS_TEST_FAIL_AT=%s: unknown signal (expected TERM, INT, HUP or KILL)", spec);
+	}
+	fault.spec = spec;
+	fault.step = step;
+	fault.sig = sig;
+	return 0;
+}
+
+static bool fault_is(const char *step)
+{
+	return fault.spec && strcmp(fault.step, step) == 0;
+}
+
+/* At STEP: whether the run is to fail here (the caller takes its failure
+ * path and reports fault_failure()).  With :SIG, raises SIG instead: its
+ * handler ends the run (or SIGKILL does) from wherever this thread is. */
+static bool fault_fire(const char *step)
+{
+	if (!fault_is(step) || fault.reached)
+		return false;
+	fault.reached = true;
+	if (fault.sig)
+		raise(fault.sig);
+	return true;
+}
+
+static int fault_failure(void)
+{
+	return die("LS_TEST_FAIL_AT=%s: injected failure", fault.spec);
+}
+
+static int fault_unreached(void)
+{
+	return die("LS_TEST_FAIL_AT=%s: the run never reached that step", fault.spec);
+}
+
+/* Commits an output, at its step of LS_TEST_FAIL_AT. */
+static int commit_step(const char *step, int slot, struct ls_output *o, bool do_fsync)
+{
+	struct ls_error err = { 0 };
+	if (fault_fire(step))
+		return fault_failure();
+	if (commit_output(slot, o, do_fsync, &err))
+		return fail_err(&err);  /* names the path already */
+	return 0;
+}
+
+/* LS_TEST_FAIL_AT=write.  The library has no callback while it writes a
+ * layer, so the layer goes through a pipe and this thread copies it to the
+ * output: the fault fires once exactly FAULT_WRITE_BYTES have reached the
+ * output.  To fail, the thread closes the pipe and the library's next write
+ * fails (EPIPE). */
+struct write_tap {
+	int rd, out;        /* the pipe's read end; the layer output */
+	int err;            /* errno of a failed write to out, or 0 */
+	pthread_t thread;
+};
+
+static void *tap_run(void *arg)
+{
+	struct write_tap *t = arg;
+	char buf[1 << 16];
+	size_t done = 0;
+	for (;;) {
+		size_t want = sizeof(buf);
+		if (!fault.reached && FAULT_WRITE_BYTES - done < want)
+			want = FAULT_WRITE_BYTES - done;
+		ssize_t n = read(t->rd, buf, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			t->err = n < 0 ? errno : 0;
+			break;
+		}
+		int r = ls_write_all(t->out, buf, (size_t)n);
+		if (r < 0) {
+			t->err = -r;
+			break;
+		}
+		done += (size_t)n;
+		if (done == FAULT_WRITE_BYTES && fault_fire("write"))
+			break;
+	}
+	close(t->rd);
+	return NULL;
+}
+
+/* Starts the tap in front of out; *wr is then the fd to write the layer to. */
+static int tap_start(struct write_tap *t, int out, int *wr)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return die("LS_TEST_FAIL_AT=%s: pipe: %s", fault.spec, strerror(errno));
+	*t = (struct write_tap){ .rd = p[0], .out = out };
+	int e = pthread_create(&t->thread, NULL, tap_run, t);
+	if (e) {
+		close(p[0]);
+		close(p[1]);
+		return die("LS_TEST_FAIL_AT=%s: thread: %s", fault.spec, strerror(e));
+	}
+	*wr = p[1];
+	return 0;
+}
+
+/* Once the library is done with wr (lib_err: how it failed, or NULL): the
+ * run's failure, reported.  The tap's own comes first: the library's is
+ * then only the EPIPE of its closing. */
+static int tap_finish(struct write_tap *t, int wr, const struct ls_error *lib_err)
+{
+	close(wr);
+	pthread_join(t->thread, NULL);
+	if (fault.reached)
+		return fault_failure();  /* even if the rest fitted in the pipe */
+	if (t->err)
+		return die("layer: write: %s", strerror(t->err));
+	if (lib_err)
+		return fail_err(lib_err);
+	return fault_unreached();  /* a smaller layer: nothing is committed */
+}
+
+/* LS_TEST_FAIL_AT=apply.  The library has no callback between writing a file
+ * and putting it in place, so the layer reaches it through a pipe fed by this
+ * thread, which reads the (uncompressed) tar's headers.  Of the first regular
+ * file with data, it feeds the data but not the padding after it (or, when
+ * there is none, not the last byte: the library reads the padding before it
+ * puts a file in place), waits until a temporary of ours holds the bytes fed,
+ * and fires: the library is then waiting for input, the file written and not
+ * in place.  To fail, the thread closes the pipe: the layer ends mid-entry. */
+struct apply_feed {
+	int src, wr;        /* the layer; the pipe's write end */
+	bool not_tar;       /* a header that is not ustar's: stopped there */
+	pthread_t thread;
+};
+
+/* Reads len bytes, fewer only at the end of the input; -1 on an error. */
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Feeds n bytes of the layer on (UINT64_MAX: the rest of it).  False when
+ * the layer ends first, or it or the pipe fails. */
+static bool feed_copy(struct apply_feed *f, uint64_t n)
+{
+	char buf[1 << 16];
+	while (n > 0) {
+		ssize_t got = read_full(f->src, buf, n < sizeof(buf) ? (size_t)n : sizeof(buf));
+		if (got <= 0)
+			return got == 0 && n == UINT64_MAX;
+		if (ls_write_all(f->wr, buf, (size_t)got) < 0)
+			return false;
+		if (n != UINT64_MAX)
+			n -= (uint64_t)got;
+	}
+	return true;
+}
+
+/* Whether this process holds a temporary of exactly size bytes: an
+ * O_TMPFILE (it has no link) or a named `.NAME.layersnap-tmp.*`. */
+static bool holds_temp_of(off_t size)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		struct stat st;
+		char link[PATH_MAX];
+		if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode) ||
+		    st.st_size != size)
+			continue;
+		ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = '\0';
+		const char *base = strrchr(link, '/');
+		base = base ? base + 1 : link;
+		found = st.st_nlink == 0 || ls_output_is_temp_name(base, strlen(base));
+	}
+	closedir(d);
+	return found;
+}
+
+/* Until the library has written the first size bytes of the held file (at
+ * most 20 s).  False when it stopped reading (the pipe's read end is
+ * closed: POLLERR) or never got there. */
+static bool feed_wait(struct apply_feed *f, off_t size)
+{
+	for (int ms = 0; ms < 20000; ms++) {
+		if (holds_temp_of(size))
+			return true;
+		struct pollfd p = { .fd = f->wr, .events = 0 };
+		if (poll(&p, 1, 1) > 0 && (p.revents & POLLERR))
+			return false;
+	}
+	return false;
+}
+
+static void *feed_run(void *arg)
+{
+	struct apply_feed *f = arg;
+	unsigned char h[512];
+	bool held = false;
+	for (;;) {
+		ssize_t n = read_full(f->src, h, sizeof(h));
+		if (n <= 0)
+			break;
+		static const unsigned char zero[512];
+		if ((size_t)n < sizeof(h) || memcmp(h, zero, sizeof(h)) == 0) {
+			/* a short layer, or its end blocks: the rest as it is */
+			if (ls_write_all(f->wr, h, (size_t)n) == 0)
+				feed_copy(f, UINT64_MAX);
+			break;
+		}
+		/* the size field in octal (base-256, over 8 GiB, is not read here) */
+		char field[13];
+		memcpy(field, h + 124, 12);
+		field[12] = '\0';
+		char *end;
+		errno = 0;
+		unsigned long long size = strtoull(field, &end, 8);
+		if (memcmp(h + 257, "ustar", 5) != 0 || errno || end == field || (*end && *end != ' ')) {
+			f->not_tar = true;
+			break;
+		}
+		if (ls_write_all(f->wr, h, sizeof(h)) < 0)
+			break;
+		uint64_t stored = (size + 511) / 512 * 512, fed = 0;
+		char type = (char)h[156];
+		if (!held && size > 0 && (type == '0' || type == '\0' || type == '7')) {
+			held = true;
+			fed = size % 512 ? size : size - 1;
+			if (!feed_copy(f, fed))
+				break;
+			if (feed_wait(f, (off_t)fed) && fault_fire("apply"))
+				break;
+		}
+		if (!feed_copy(f, stored - fed))
+			break;
+	}
+	close(f->wr);
+	return NULL;
+}
+
+/* Starts feeding src; *rd is then the fd to read the layer from. */
+static int feed_start(struct apply_feed *f, int src, int *rd)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return die("LS_TEST_FAIL_AT=%s: pipe: %s", fault.spec, strerror(errno));
+	*f = (struct apply_feed){ .src = src, .wr = p[1] };
+	int e = pthread_create(&f->thread, NULL, feed_run, f);
+	if (e) {
+		close(p[0]);
+		close(p[1]);
+		return die("LS_TEST_FAIL_AT=%s: thread: %s", fault.spec, strerror(e));
+	}
+	*rd = p[0];
+	return 0;
+}
+
+/* Once the library is done with rd: 0, or the feed's failure (reported). */
+static int feed_finish(struct apply_feed *f, int rd)
+{
+	close(rd);  /* a feed still writing gets EPIPE */
+	pthread_join(f->thread, NULL);
+	if (fault.reached)
+		return fault_failure();
+	if (f->not_tar)
+		return die("LS_TEST_FAIL_AT=%s: the layer is not an uncompressed tar", fault.spec);
+	return 0;
+}
+
 static int write_manifest_to(int slot, struct ls_output *o, const ls_manifest *m, bool do_fsync)
 {
 	struct ls_error err = { 0 };
 	if (ls_manifest_write_fd(m, o->fd, &err))
 		return die("%s: %s", o->path, err.msg);
-	if (commit_output(slot, o, do_fsync, &err))
-		return fail_err(&err);  /* names the path already */
-	return 0;
+	return commit_step("manifest", slot, o, do_fsync);
 }
 
 /* ---- commands ------------------------------------------------------------ */
@@ -620,7 +959,16 @@ static int cmd_diff(struct cli *c)
 	};
 	struct ls_diff_result res;
 	memset(&res, 0, sizeof(res));
-	rc = ls_diff(root, &dopts, base, outs[0].fd, &res, c->manifest_out ? &m : NULL, &err);
+	struct write_tap tap;
+	int layer_fd = outs[0].fd;
+	bool tapped = fault_is("write");
+	if (tapped && (rc = tap_start(&tap, outs[0].fd, &layer_fd)))
+		goto done;
+	rc = ls_diff(root, &dopts, base, layer_fd, &res, c->manifest_out ? &m : NULL, &err);
+	if (tapped) {
+		rc = tap_finish(&tap, layer_fd, rc ? &err : NULL);
+		goto done;
+	}
 	if (rc) {
 		rc = fail_err(&err);
 		goto done;
@@ -646,12 +994,10 @@ static int cmd_diff(struct cli *c)
 		rc = die("%s: %s", c->manifest_out, err.msg);
 		goto done;
 	}
-	if (commit_output(0, &outs[0], c->do_fsync, &err) ||
-	    (c->descriptor && commit_output(1, &outs[1], c->do_fsync, &err)) ||
-	    (c->manifest_out && commit_output(2, &outs[2], c->do_fsync, &err))) {
-		rc = fail_err(&err);
+	if ((rc = commit_step("layer", 0, &outs[0], c->do_fsync)) ||
+	    (c->descriptor && (rc = commit_step("descriptor", 1, &outs[1], c->do_fsync))) ||
+	    (c->manifest_out && (rc = commit_step("manifest", 2, &outs[2], c->do_fsync))))
 		goto done;
-	}
 
 	FILE *sf = c->json && !to_stdout ? stdout : stderr;
 	if (c->json) {
@@ -801,11 +1147,20 @@ static int cmd_apply(struct cli *c)
 	struct ls_apply_stats stats;
 	memset(&stats, 0, sizeof(stats));
 	struct ls_error err = { 0 };
-	rc = ls_apply(fd, root, &opts, &stats, &err);
+	struct apply_feed feed;
+	int layer_fd = fd;
+	bool fed = fault_is("apply");
+	if (fed && (rc = feed_start(&feed, fd, &layer_fd))) {
+		if (fd != STDIN_FILENO)
+			close(fd);
+		return rc;
+	}
+	rc = ls_apply(layer_fd, root, &opts, &stats, &err);
+	int frc = fed ? feed_finish(&feed, layer_fd) : 0;
 	if (fd != STDIN_FILENO)
 		close(fd);
-	if (rc)
-		return fail_err(&err);
+	if (frc || rc)
+		return frc ? frc : fail_err(&err);
 	if (c->verbose)
 		fprintf(stderr, "layersnap: applied %" PRIu64 " entries, %" PRIu64 " whiteouts, %" PRIu64 " skipped\n",
 			stats.entries, stats.whiteouts, stats.skipped);
@@ -837,6 +1192,9 @@ int main(int argc, char **argv)
 	/* The library takes no input from the environment: read here. */
 	const char *nt = getenv("LAYERSNAP_TEST_NO_TMPFILE");
 	c.no_tmpfile = nt && strcmp(nt, "1") == 0;
+	int rc = parse_fault(getenv("LS_TEST_FAIL_AT"));
+	if (rc)
+		return rc;
 	int (*run)(struct cli *) = NULL;
 	if (strcmp(cmd, "scan") == 0) run = cmd_scan;
 	else if (strcmp(cmd, "diff") == 0) run = cmd_diff;
@@ -844,9 +1202,11 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "apply") == 0) run = cmd_apply;
 	else if (strcmp(cmd, "dump") == 0) run = cmd_dump;
 	else return die("unknown command '%s' (see --help)", cmd);
-	int rc = parse_args(&c, argc - 1, argv + 1);
+	rc = parse_args(&c, argc - 1, argv + 1);
 	if (rc == 0)
 		rc = run(&c);
+	if (fault.spec && !fault.reached && rc != EXIT_TROUBLE)
+		rc = fault_unreached();
 	free(c.excludes);
 	return rc;
 }

@@ -510,11 +510,59 @@ static bool xattrs_valid(const unsigned char *x, size_t len)
 	return rc == 0;
 }
 
+/* What the recording policy lets a record hold: nothing under "none", only a
+ * regular file's security.capability under "capability" (ls_xattrs_read). */
+static bool xattrs_allowed(enum ls_xattrs policy, uint32_t mode, const unsigned char *x, size_t len)
+{
+	if (len == 0 || policy == LS_XATTRS_ALL)
+		return true;
+	if (policy == LS_XATTRS_NONE || !S_ISREG(mode))
+		return false;
+	static const char cap[] = "security.capability";
+	struct ls_xattr_it it = ls_xattr_iter(x, len);
+	struct ls_xattr_view v;
+	while (ls_xattr_next(&it, &v) > 0)
+		if (v.name_len != sizeof(cap) - 1 || memcmp(v.name, cap, v.name_len) != 0)
+			return false;
+	return true;
+}
+
+/* At most this many bytes of a path go into a message. */
+#define SHOWN(len) ((int)((len) > 256 ? 256 : (len)))
+
+/* What the writer guarantees of one record beyond its bounds and form, each
+ * check O(1) (but for a capability blob's names): NULL, or why the record
+ * could not have been written. */
+static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *r)
+{
+	bool reg = S_ISREG(r->mode);
+	/* full mode hashes every regular file it records (or fails the run):
+	 * a file without a hash would be "modified" against itself forever */
+	if (m->mode == LS_MODE_FULL && reg && !(r->mode & LS_REC_HASHED))
+		return "a regular file without a content hash in a full-mode manifest";
+	if ((r->mode & LS_REC_HASHED) && !reg)
+		return "a content hash on an entry that is not a regular file";
+	if ((r->mode & LS_REC_MOUNTPOINT) && !S_ISDIR(r->mode))
+		return "a mount point that is not a directory";
+	/* the walk reads a target for a symlink and nothing else */
+	if (!S_ISLNK(r->mode) && *ls_rec_link(m, r))
+		return "a symlink target on an entry that is not a symlink";
+	if (!xattrs_allowed(m->xattrs, r->mode, ls_rec_xattrs(m, r), r->xattr_len))
+		return m->xattrs == LS_XATTRS_NONE ? "xattrs in a manifest recorded with --xattrs none"
+						   : "xattrs other than a regular file's security.capability in a "
+						     "manifest recorded with --xattrs capability";
+	return NULL;
+}
+
 /* The parent of every entry must be an earlier directory entry: the diff and
  * the layer writer rely on it.  `chain` holds the current ancestor stack. */
 static int check_structure(const ls_manifest *m, const char *name, struct ls_error *err)
 {
 	size_t *chain = NULL, depth = 0, cap = 0;
+	/* Excluded paths are never recorded (nor, by the parent check, anything
+	 * below one).  Both lists are in walk order: one merge-join. */
+	const char *ex = m->options;
+	size_t ex_left = m->n_excludes, ex_len = ex_left ? strlen(ex) : 0;
 	int rc = 0;
 	for (size_t i = 0; i < m->n && rc == 0; i++) {
 		const struct ls_rec *r = &m->recs[i];
@@ -557,6 +605,23 @@ static int check_structure(const ls_manifest *m, const char *name, struct ls_err
 		size_t have = depth ? m->recs[chain[depth - 1]].path_len : 0;
 		if (parent_len != have) {
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu has no parent)", name, i);
+			break;
+		}
+		const char *why = rec_inconsistency(m, r);
+		if (!why && depth && (m->recs[chain[depth - 1]].mode & LS_REC_MOUNTPOINT))
+			why = "below a mount point, which is not descended";
+		if (why) {
+			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu, %.*s: %s)", name, i,
+				     SHOWN(r->path_len), p, why);
+			break;
+		}
+		while (ex_left && ls_path_cmp(ex, ex_len, p, r->path_len) < 0) {
+			ex += ex_len + 1;
+			ex_len = --ex_left ? strlen(ex) : 0;
+		}
+		if (ex_left && ex_len == r->path_len && memcmp(ex, p, ex_len) == 0) {
+			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu, %.*s: an excluded path)", name, i,
+				     SHOWN(r->path_len), p);
 			break;
 		}
 		if (S_ISDIR(r->mode)) {
@@ -612,6 +677,23 @@ static int parse_options(const char *buf, const struct header *h, ls_manifest *m
 	for (size_t i = used; i < h->header_len; i++)
 		if (buf[i])
 			return ls_fail(err, EINVAL, "%s: corrupt manifest options (padding)", name);
+	/* ls_manifest_create writes the excludes normalised, in walk order and
+	 * without duplicates; patterns keep their given order and duplicates
+	 * (the last match wins), so only their form is checked (above). */
+	const char *prev = NULL;
+	size_t prev_len = 0;
+	for (size_t i = 0; i < ne; i++) {
+		const char *s = prev ? prev + prev_len + 1 : excl;
+		size_t len = strlen(s);
+		if (!is_normal_path(s, len))
+			return ls_fail(err, EINVAL, "%s: corrupt manifest options (exclude %zu, %.*s: not a "
+				       "normalised relative path)", name, i, SHOWN(len), s);
+		if (prev && ls_path_cmp(prev, prev_len, s, len) >= 0)
+			return ls_fail(err, EINVAL, "%s: corrupt manifest options (exclude %zu, %.*s: excludes "
+				       "not sorted in walk order and unique)", name, i, SHOWN(len), s);
+		prev = s;
+		prev_len = len;
+	}
 	m->options = (char *)excl;
 	m->options_len = oh.excludes_len;
 	m->n_excludes = ne;

@@ -83,8 +83,12 @@ drwxr-xr-x 0/0 odd/
 -rw-r--r-- 0/0 odd/sp ace
 -rw-r--r-- 0/0 odd/\\303\\251
 -rw-r--r-- 0/0 odd/\\377x"
-is_root || want=$(printf '%s\n' "$want" | sed -E 's| [0-9]+/[0-9]+ | X |')
-is_root || got=$(printf '%s\n' "$got" | sed -E 's| [0-9]+/[0-9]+ | X |')
+# not root, mk_tree's chowns failed: owners are left out of the comparison
+if ! is_root; then
+	partial_skip root "not root: owners (chown) in the full layer listing"
+	want=$(printf '%s\n' "$want" | sed -E 's| [0-9]+/[0-9]+ | X |')
+	got=$(printf '%s\n' "$got" | sed -E 's| [0-9]+/[0-9]+ | X |')
+fi
 assert_eq "$want" "$got" "full layer listing"
 assert_eq "16 0 0 16" "$(for k in added modified deleted entries; do json "$T/full.json" $k; done | xargs)" "full layer counts"
 check_end "$T/full.tar"

@@ -223,10 +223,10 @@ static const struct sample samples[] = {
 	DIR_("etc/a"),
 	{ "etc/a/deep", S_IFREG | 04755 | LS_REC_HASHED, NULL, xattrs_cap, sizeof(xattrs_cap), 1ull << 40,
 	  -1, 0, 4294967294u, 1 },
-	{ "etc/a b", S_IFREG | 0644, NULL, NULL, 0, 3, 9, 0, 0, 1 },
+	{ "etc/a b", S_IFREG | 0644 | LS_REC_HASHED, NULL, NULL, 0, 3, 9, 0, 0, 1 },
 	{ "etc/a-b", S_IFREG | 0644 | LS_REC_HASHED, NULL, NULL, 0, 0, 10, 0, 0, 2 },
-	{ "etc/new\nline", S_IFREG | 0644, NULL, NULL, 0, 1, 11, 0, 0, 1 },
-	{ "etc/\xc3\xa9", S_IFREG | 0644, NULL, NULL, 0, 1, 12, 0, 0, 1 },
+	{ "etc/new\nline", S_IFREG | 0644 | LS_REC_HASHED, NULL, NULL, 0, 1, 11, 0, 0, 1 },
+	{ "etc/\xc3\xa9", S_IFREG | 0644 | LS_REC_HASHED, NULL, NULL, 0, 1, 12, 0, 0, 1 },
 	{ "etc/\xff\xfe", S_IFREG | 0644 | LS_REC_HASHED, NULL, NULL, 0, 1, 13, 0, 0, 2 },
 	{ "mnt", S_IFDIR | 0755 | LS_REC_MOUNTPOINT, NULL, NULL, 0, 80, 14, 0, 0, 3 },
 	DIR_("usr"),
@@ -667,9 +667,9 @@ static void patch_duplicate(unsigned char *p, size_t n)
 }
 static void patch_parent_not_dir(unsigned char *p, size_t n)
 {
-	/* "etc/a" becomes a file: "etc/a/deep" then has no parent */
+	/* "etc/a" becomes a (hashed) file: "etc/a/deep" then has no parent */
 	struct ls_rec *r = rec_at(p, sample_index("etc/a"));
-	r->mode = (r->mode & ~(uint32_t)S_IFMT) | S_IFREG;
+	r->mode = (r->mode & ~(uint32_t)S_IFMT) | S_IFREG | LS_REC_HASHED;
 }
 static void patch_bad_type(unsigned char *p, size_t n)
 {
@@ -911,6 +911,256 @@ static void test_corrupt_built(void **state)
 	}
 }
 
+/* ---- inconsistent manifests ------------------------------------------------ */
+
+/* Well-formed manifests that no scan writes: the reader refuses each with a
+ * one-line message naming the entry (or the option) and what is wrong. */
+
+static void patch_unhashed(unsigned char *p, size_t n)
+{
+	rec_at(p, sample_index("etc/a-b"))->mode &= ~LS_REC_HASHED;
+}
+static void patch_hashed_dir(unsigned char *p, size_t n)
+{
+	rec_at(p, sample_index("bin"))->mode |= LS_REC_HASHED;
+}
+static void patch_mountpoint_file(unsigned char *p, size_t n)
+{
+	rec_at(p, sample_index("etc/a-b"))->mode |= LS_REC_MOUNTPOINT;
+}
+static void patch_mountpoint_parent(unsigned char *p, size_t n)
+{
+	rec_at(p, sample_index("usr"))->mode |= LS_REC_MOUNTPOINT;
+}
+static void patch_link_on_file(unsigned char *p, size_t n)
+{
+	/* the symlink "bin/sh" (target "dash") read as a hashed file */
+	struct ls_rec *r = rec_at(p, sample_index("bin/sh"));
+	r->mode = (r->mode & ~(uint32_t)S_IFMT) | S_IFREG | LS_REC_HASHED;
+}
+static void patch_policy_none(unsigned char *p, size_t n) { p[OFF_XATTRS] = LS_CODE_XATTRS_NONE; }
+static void patch_policy_capability(unsigned char *p, size_t n) { p[OFF_XATTRS] = LS_CODE_XATTRS_CAPABILITY; }
+static void patch_excludes_swapped(unsigned char *p, size_t n)
+{
+	/* "a/b\0a/b/c\0" -> "a/b/c\0a/b\0": the same bytes, out of order */
+	assert_memory_equal(p + OFF_OPTIONS, "a/b\0a/b/c\0", 10);
+	memcpy(p + OFF_OPTIONS, "a/b/c\0a/b\0", 10);
+}
+static void patch_exclude_rooted(unsigned char *p, size_t n)
+{
+	/* "a/b" -> "/ab": a leading '/' the writer strips */
+	memcpy(p + OFF_OPTIONS, "/ab", 3);
+}
+
+static void test_inconsistent_patched(void **state)
+{
+	struct buf b = sample_bytes();
+	char want[256];
+	snprintf(want, sizeof(want), "mem: corrupt manifest (entry %zu, etc/a-b: a regular file without a content "
+		 "hash in a full-mode manifest)", sample_index("etc/a-b"));
+	refuse_patched(&b, patch_unhashed, want);
+	refuse_patched(&b, patch_hashed_dir, "bin: a content hash on an entry that is not a regular file");
+	refuse_patched(&b, patch_mountpoint_file, "etc/a-b: a mount point that is not a directory");
+	refuse_patched(&b, patch_mountpoint_parent, "usr/lib: below a mount point, which is not descended");
+	refuse_patched(&b, patch_link_on_file, "bin/sh: a symlink target on an entry that is not a symlink");
+	refuse_patched(&b, patch_policy_none, "etc: xattrs in a manifest recorded with --xattrs none");
+	refuse_patched(&b, patch_policy_capability,
+		       "etc: xattrs other than a regular file's security.capability in a manifest recorded with "
+		       "--xattrs capability");
+	refuse_patched(&b, patch_excludes_swapped,
+		       "mem: corrupt manifest options (exclude 1, a/b: excludes not sorted in walk order and unique)");
+	refuse_patched(&b, patch_exclude_rooted,
+		       "mem: corrupt manifest options (exclude 0, /ab: not a normalised relative path)");
+	free(b.p);
+}
+
+/* One entry of a built manifest. */
+struct bent {
+	const char *path;
+	uint32_t mode;       /* with LS_REC_* flags */
+	const char *link;
+	const void *xattrs;
+	size_t xattr_len;
+};
+
+/* The writer's bytes for entries e[0..n) (it writes what it is given) and,
+ * when excl is not NULL, an option block holding the excl_len bytes of excl
+ * as they are: neither normalised nor sorted. */
+static struct buf built(enum ls_mode mode, enum ls_xattrs policy, const char *excl, size_t excl_len,
+			const struct bent *e, size_t n)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, mode, policy, false, NULL, 0, &err), 0);
+	if (excl) {
+		assert_true(excl_len > 0 && excl[excl_len - 1] == '\0');
+		m->options = malloc(excl_len);
+		assert_non_null(m->options);
+		memcpy(m->options, excl, excl_len);
+		m->options_len = excl_len;
+		for (size_t i = 0; i < excl_len; i++)
+			m->n_excludes += excl[i] == '\0';
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct ls_rec r;
+		memset(&r, 0, sizeof(r));
+		r.mode = e[i].mode;
+		r.nlink = 1;
+		if (r.mode & LS_REC_HASHED)
+			memset(r.hash, 0x5a, sizeof(r.hash));
+		assert_int_equal(ls_manifest_append(m, &r, e[i].path, strlen(e[i].path), e[i].link,
+						    e[i].link ? strlen(e[i].link) : 0, e[i].xattrs, e[i].xattr_len,
+						    &err), 0);
+	}
+	struct buf b = serialise(m);
+	ls_manifest_free(m);
+	return b;
+}
+
+#define N_BENTS(...) (sizeof((const struct bent[]){ __VA_ARGS__ }) / sizeof(struct bent))
+/* built() of the entries given, without excludes or (BUILT_X) with the
+ * excludes of the string literal array excl */
+#define BUILT(mode, policy, ...) built(mode, policy, NULL, 0, (const struct bent[]){ __VA_ARGS__ }, N_BENTS(__VA_ARGS__))
+#define BUILT_X(mode, policy, excl, ...) \
+	built(mode, policy, excl, sizeof(excl), (const struct bent[]){ __VA_ARGS__ }, N_BENTS(__VA_ARGS__))
+
+/* Refuses b with exactly the message want (NULL: any), then frees it. */
+static void refuse_exactly(struct buf b, const char *want)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = (ls_manifest *)(uintptr_t)1;
+	int rc = ls_manifest_parse(b.p, b.n, "mem", &m, &err);
+	if (rc >= 0)
+		fail_msg("an inconsistent manifest was accepted (wanted: %s)", want);
+	assert_int_equal(rc, -EINVAL);
+	assert_int_equal(err.code, EINVAL);
+	assert_null(m);
+	assert_null(strchr(err.msg, '\n'));
+	if (want && strcmp(err.msg, want) != 0)
+		fail_msg("message '%s', wanted '%s'", err.msg, want);
+	free(b.p);
+}
+
+static void accept_built(struct buf b)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	if (ls_manifest_parse(b.p, b.n, "mem", &m, &err) != 0)
+		fail_msg("refused: %s", err.msg);
+	ls_manifest_free(m);
+	free(b.p);
+}
+
+static void test_inconsistent_built(void **state)
+{
+	const uint32_t D = S_IFDIR | 0755, F = S_IFREG | 0644, H = F | LS_REC_HASHED, L = S_IFLNK | 0777;
+	const uint32_t MNT = D | LS_REC_MOUNTPOINT;
+
+	/* (a) full mode hashes every regular file it records; redo and time
+	 * hash none (a hash spliced from a full base may stay) */
+	refuse_exactly(BUILT(LS_MODE_FULL, LS_XATTRS_CAPABILITY, { "d", D, NULL, NULL, 0 },
+			     { "d/f", F, NULL, NULL, 0 }),
+		       "mem: corrupt manifest (entry 1, d/f: a regular file without a content hash in a full-mode "
+		       "manifest)");
+	accept_built(BUILT(LS_MODE_FULL, LS_XATTRS_CAPABILITY, { "d", D, NULL, NULL, 0 },
+			   { "d/f", H, NULL, NULL, 0 }, { "p", S_IFIFO | 0644, NULL, NULL, 0 }));
+	for (int mode = LS_MODE_TIME; mode <= LS_MODE_REDO; mode++)
+		accept_built(BUILT((enum ls_mode)mode, LS_XATTRS_CAPABILITY, { "f", F, NULL, NULL, 0 },
+				   { "g", H, NULL, NULL, 0 }));
+
+	/* flags on the wrong type */
+	refuse_exactly(BUILT(LS_MODE_REDO, LS_XATTRS_ALL, { "l", L | LS_REC_HASHED, "t", NULL, 0 }),
+		       "mem: corrupt manifest (entry 0, l: a content hash on an entry that is not a regular file)");
+	refuse_exactly(BUILT(LS_MODE_FULL, LS_XATTRS_ALL, { "d", D | LS_REC_HASHED, NULL, NULL, 0 }),
+		       "mem: corrupt manifest (entry 0, d: a content hash on an entry that is not a regular file)");
+	refuse_exactly(BUILT(LS_MODE_FULL, LS_XATTRS_ALL, { "f", H | LS_REC_MOUNTPOINT, NULL, NULL, 0 }),
+		       "mem: corrupt manifest (entry 0, f: a mount point that is not a directory)");
+
+	/* a mount point is not descended: nothing below it, its siblings fine */
+	refuse_exactly(BUILT(LS_MODE_REDO, LS_XATTRS_ALL, { "mnt", MNT, NULL, NULL, 0 },
+			     { "mnt/d", D, NULL, NULL, 0 }),
+		       "mem: corrupt manifest (entry 1, mnt/d: below a mount point, which is not descended)");
+	accept_built(BUILT(LS_MODE_REDO, LS_XATTRS_ALL, { "a", D, NULL, NULL, 0 },
+			   { "a/mnt", MNT, NULL, NULL, 0 }, { "a/mnt-x", F, NULL, NULL, 0 },
+			   { "a/z", F, NULL, NULL, 0 }, { "mnt", MNT, NULL, NULL, 0 }, { "mnt.x", D, NULL, NULL, 0 },
+			   { "mnt.x/f", F, NULL, NULL, 0 }));
+
+	/* a target only on a symlink (which may have none: time mode reads
+	 * them too, but a file system may give an empty one) */
+	refuse_exactly(BUILT(LS_MODE_TIME, LS_XATTRS_ALL, { "f", F, "t", NULL, 0 }),
+		       "mem: corrupt manifest (entry 0, f: a symlink target on an entry that is not a symlink)");
+	refuse_exactly(BUILT(LS_MODE_TIME, LS_XATTRS_ALL, { "d", D, "t", NULL, 0 }), NULL);
+	accept_built(BUILT(LS_MODE_TIME, LS_XATTRS_ALL, { "l", L, "t", NULL, 0 }, { "m", L, NULL, NULL, 0 }));
+
+	/* xattrs as the policy reads them */
+	static const char user_a[] = { XA(6, 1), 'u', 's', 'e', 'r', '.', 'a', '1' };
+	static const char cap_and_user[] = {
+		XA(19, 1), 's', 'e', 'c', 'u', 'r', 'i', 't', 'y', '.', 'c', 'a', 'p', 'a', 'b', 'i', 'l', 'i', 't', 'y', 1,
+		XA(6, 1), 'u', 's', 'e', 'r', '.', 'a', '1',
+	};
+	refuse_exactly(BUILT(LS_MODE_FULL, LS_XATTRS_NONE, { "f", H, NULL, xattrs_cap, sizeof(xattrs_cap) }),
+		       "mem: corrupt manifest (entry 0, f: xattrs in a manifest recorded with --xattrs none)");
+	refuse_exactly(BUILT(LS_MODE_FULL, LS_XATTRS_CAPABILITY, { "f", H, NULL, user_a, sizeof(user_a) }),
+		       "mem: corrupt manifest (entry 0, f: xattrs other than a regular file's security.capability "
+		       "in a manifest recorded with --xattrs capability)");
+	refuse_exactly(BUILT(LS_MODE_FULL, LS_XATTRS_CAPABILITY,
+			     { "f", H, NULL, cap_and_user, sizeof(cap_and_user) }), NULL);
+	refuse_exactly(BUILT(LS_MODE_FULL, LS_XATTRS_CAPABILITY,
+			     { "d", D, NULL, xattrs_cap, sizeof(xattrs_cap) }), NULL);
+	accept_built(BUILT(LS_MODE_FULL, LS_XATTRS_CAPABILITY, { "d", D, NULL, NULL, 0 },
+			   { "d/f", H, NULL, xattrs_cap, sizeof(xattrs_cap) }));
+	accept_built(BUILT(LS_MODE_FULL, LS_XATTRS_ALL, { "d", D, NULL, user_a, sizeof(user_a) },
+			   { "d/f", H, NULL, cap_and_user, sizeof(cap_and_user) }, { "l", L, "t", user_a, sizeof(user_a) }));
+	accept_built(BUILT(LS_MODE_FULL, LS_XATTRS_NONE, { "f", H, NULL, NULL, 0 }));
+
+	/* (b) excludes: normalised, in walk order, unique */
+	static const char ok_excl[] = "a/b\0a/b/c\0a-b\0c";  /* walk order: '/' first */
+	accept_built(BUILT_X(LS_MODE_REDO, LS_XATTRS_ALL, ok_excl, { "a", D, NULL, NULL, 0 },
+			   { "a/b c", F, NULL, NULL, 0 }, { "a/b-c", F, NULL, NULL, 0 }, { "a/bb", F, NULL, NULL, 0 },
+			   { "a.b", F, NULL, NULL, 0 }, { "b", F, NULL, NULL, 0 }, { "cc", F, NULL, NULL, 0 }));
+	static const char unsorted[] = "b\0a";
+	refuse_exactly(BUILT_X(LS_MODE_REDO, LS_XATTRS_ALL, unsorted, { "f", F, NULL, NULL, 0 }),
+		       "mem: corrupt manifest options (exclude 1, a: excludes not sorted in walk order and unique)");
+	static const char dup[] = "a\0a";
+	refuse_exactly(BUILT_X(LS_MODE_REDO, LS_XATTRS_ALL, dup, { "f", F, NULL, NULL, 0 }),
+		       "mem: corrupt manifest options (exclude 1, a: excludes not sorted in walk order and unique)");
+	static const char bytewise[] = "a-b\0a/b";  /* strcmp's order, not the walk's */
+	refuse_exactly(BUILT_X(LS_MODE_REDO, LS_XATTRS_ALL, bytewise, { "f", F, NULL, NULL, 0 }),
+		       "mem: corrupt manifest options (exclude 1, a/b: excludes not sorted in walk order and unique)");
+	static const char *const not_normal[] = { "/a", "a/", "a//b", "./a", "a/./b", ".", "..", "a/..", "../a" };
+	for (size_t i = 0; i < sizeof(not_normal) / sizeof(not_normal[0]); i++) {
+		char block[16], want[128];
+		size_t len = strlen(not_normal[i]) + 1;
+		memcpy(block, not_normal[i], len);
+		snprintf(want, sizeof(want), "mem: corrupt manifest options (exclude 0, %s: not a normalised relative path)",
+			 not_normal[i]);
+		const struct bent f = { "f", F, NULL, NULL, 0 };
+		refuse_exactly(built(LS_MODE_REDO, LS_XATTRS_ALL, block, len, &f, 1), want);
+	}
+	/* patterns keep their given order and duplicates: not checked */
+	{
+		struct ls_error err = { 0 };
+		ls_manifest *m = NULL;
+		assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+		const char *pats[] = { "z", "a", "z", "/x//" };
+		assert_int_equal(ls_manifest_set_patterns(m, pats, 4, &err), 0);
+		struct buf b = serialise(m);
+		ls_manifest_free(m);
+		accept_built(b);
+	}
+
+	/* an excluded path is never recorded */
+	static const char excl_ab[] = "a/b";
+	refuse_exactly(BUILT_X(LS_MODE_REDO, LS_XATTRS_ALL, excl_ab, { "a", D, NULL, NULL, 0 },
+			     { "a/b", D, NULL, NULL, 0 }),
+		       "mem: corrupt manifest (entry 1, a/b: an excluded path)");
+	static const char excl_two[] = "a/x\0c";  /* the cursor passes a/x first */
+	refuse_exactly(BUILT_X(LS_MODE_REDO, LS_XATTRS_ALL, excl_two, { "a", D, NULL, NULL, 0 },
+			     { "a/b", F, NULL, NULL, 0 }, { "a/y", F, NULL, NULL, 0 }, { "b", F, NULL, NULL, 0 },
+			     { "c", F, NULL, NULL, 0 }),
+		       "mem: corrupt manifest (entry 4, c: an excluded path)");
+}
+
 /* ---- walk order, normalisation, look-ups ------------------------------------ */
 
 static int cmp(const char *a, const char *b)
@@ -1102,7 +1352,7 @@ static void test_long_paths(void **state)
 	memset(&r, 0, sizeof(r));
 	r.mode = S_IFDIR | 0755;
 	assert_int_equal(ls_manifest_append(m, &r, dir, big, NULL, 0, NULL, 0, &err), 0);
-	r.mode = S_IFREG | 0644;
+	r.mode = S_IFREG | 0644 | LS_REC_HASHED;
 	assert_int_equal(ls_manifest_append(m, &r, dir, big + 2, NULL, 0, NULL, 0, &err), 0);
 	r.mode = S_IFLNK | 0777;
 	assert_int_equal(ls_manifest_append(m, &r, "l", 1, target, big, xattrs_dir, sizeof(xattrs_dir), &err), 0);
@@ -1228,6 +1478,8 @@ int main(void)
 		cmocka_unit_test(test_other_version),
 		cmocka_unit_test(test_corrupt_structure),
 		cmocka_unit_test(test_corrupt_built),
+		cmocka_unit_test(test_inconsistent_patched),
+		cmocka_unit_test(test_inconsistent_built),
 		cmocka_unit_test(test_path_cmp),
 		cmocka_unit_test(test_normalize),
 		cmocka_unit_test(test_create_excludes),

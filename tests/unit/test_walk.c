@@ -472,6 +472,34 @@ static void test_read_xattrs(void **state)
 }
 
 
+/* A base recorded with other settings is refused (its entries would carry
+ * what this scan must not record); a full scan takes no hashes from a base
+ * that has none and goes on without it. */
+static void test_scan_checks_base(void **state)
+{
+	struct ls_walk_options o;
+	memset(&o, 0, sizeof(o));
+	o.mode = LS_MODE_FULL;
+	o.io = LS_IO_SYNC;
+	o.xattrs = LS_XATTRS_ALL;
+	struct ls_error err = { 0 };
+	ls_manifest *base = NULL, *m = NULL;
+	assert_int_equal(ls_scan(root, &o, NULL, &base, &err), 0);
+	o.xattrs = LS_XATTRS_NONE;
+	assert_int_equal(ls_scan(root, &o, base, &m, &err), -EINVAL);
+	assert_null(m);
+	assert_non_null(strstr(err.msg, "--xattrs all"));
+	o.xattrs = LS_XATTRS_ALL;
+	o.one_file_system = true;
+	assert_int_equal(ls_scan(root, &o, base, &m, &err), -EINVAL);
+	o.one_file_system = false;
+	base->mode = LS_MODE_REDO;
+	assert_int_equal(ls_scan(root, &o, base, &m, &err), 0);
+	assert_hash(m, "one", "one\n");
+	ls_manifest_free(m);
+	ls_manifest_free(base);
+}
+
 /* ---- a directory examined in ranges on several threads ----------------------- */
 
 #define BIG_KIDS 1300  /* five ranges and a partial one */
@@ -597,6 +625,7 @@ int main(void)
 		cmocka_unit_test(test_walk_order),
 		cmocka_unit_test(test_scan_reuses_hashes),
 		cmocka_unit_test(test_read_xattrs),
+		cmocka_unit_test(test_scan_checks_base),
 		cmocka_unit_test(test_big_directory),
 	};
 	return cmocka_run_group_tests(tests, setup_tree, teardown_tree);
