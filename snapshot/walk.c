@@ -375,15 +375,29 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t fr
 }
 
 /* Full mode, regular file: the base entry at the same path, or NULL. */
-static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struct thread_ctx *c)
+/* *hint: where the next sibling's entry is if it directly follows the last
+ * one found (siblings are in walk order, and files have no subtree between
+ * them), so that a directory of files costs one comparison each instead of a
+ * binary search with a cache miss at every step. */
+static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struct thread_ctx *c, size_t *hint)
 {
 	const ls_manifest *base = j->w->p->base;
 	if (!base || base->mode != LS_MODE_FULL)
 		return NULL;
 	size_t len;
 	const char *path = kid_path(c, j, k, &len);
-	ssize_t bi = path ? ls_manifest_find(base, path, len) : -1;
-	return bi >= 0 ? &base->recs[bi] : NULL;
+	if (!path)
+		return NULL;
+	ssize_t bi = -1;
+	if (*hint < base->n && base->recs[*hint].path_len == len &&
+	    memcmp(ls_rec_path(base, &base->recs[*hint]), path, len) == 0)
+		bi = (ssize_t)*hint;
+	else
+		bi = ls_manifest_find(base, path, len);
+	if (bi < 0)
+		return NULL;
+	*hint = (size_t)bi + 1;
+	return &base->recs[bi];
 }
 
 /* The stat cache: a hit takes the recorded hash and xattrs (setting an
@@ -611,7 +625,7 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 {
 	struct walker *w = j->w;
 	bool full = w->mode->fields & LS_F_HASH;
-	size_t *to_hash = NULL, n_hash = 0;
+	size_t *to_hash = NULL, n_hash = 0, hint = SIZE_MAX;
 	if (full && to > from && !(to_hash = malloc((to - from) * sizeof(*to_hash)))) {
 		for (size_t i = from; i < to; i++)
 			j->kids[i].err = -ENOMEM;
@@ -656,7 +670,7 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 		}
 		if (!full)
 			continue;
-		const struct ls_rec *b = S_ISREG(mode) ? base_entry(j, k, c) : NULL;
+		const struct ls_rec *b = S_ISREG(mode) ? base_entry(j, k, c, &hint) : NULL;
 		if (b && take_from_cache(j, a, k, b))
 			continue;
 		if (w->o->xattrs == LS_XATTRS_ALL || (w->o->xattrs == LS_XATTRS_CAPABILITY && S_ISREG(mode))) {

@@ -49,6 +49,13 @@ while [ $# -gt 0 ]; do
 done
 case $only in ''|unit|e2e|fuzz) ;; *) echo "run.sh: --only unit|e2e|fuzz" >&2; exit 2 ;; esac
 [ $# -gt 0 ] || set -- build
+# Options come before the builds; a build is a directory make test-build filled.
+for build in "$@"; do
+	case $build in
+	-*) echo "run.sh: $build: options go before the build directories" >&2; exit 2 ;;
+	esac
+	[ -x "$build/layersnap" ] || { echo "run.sh: $build: no layersnap there (make test-build BUILD=$build)" >&2; exit 2; }
+done
 
 passed=0 failed=0 skipped=0
 failures=() skips=()
@@ -119,11 +126,18 @@ parse_cmocka() {
 	'
 }
 
+# A selection that runs nothing is a failure, not a pass: a missing build
+# step or a misspelt --unit/--e2e NAME must not read "0 failed".
+ran_nothing() { # build kind
+	fail "$1: no $2 tests ran (make test-build BUILD=$1?${units:+ --unit$units}${scripts:+ --e2e$scripts})"
+}
+
 run_unit() { # build
-	local build=$1 t log st name kind test kw what nres nfail
+	local build=$1 t log st name kind test kw what nres nfail nbin=0
 	for t in "$build"/tests/test_*; do
 		[ -x "$t" ] && [ -f "$t" ] || continue
 		[ -z "$units" ] || [[ $units == *" ${t##*/} "* ]] || continue
+		nbin=$((nbin + 1))
 		log=$(mktemp)
 		name=$t
 		if [ "${LS_LARGE:-}" = 1 ] && [ "${t##*/}" = test_layer ]; then
@@ -153,14 +167,16 @@ run_unit() { # build
 		[ $st -eq 0 ] || cat "$log"
 		rm -f "$log"
 	done
+	[ $nbin -gt 0 ] || [ -z "$units" -a -n "$scripts" ] || ran_nothing "$build" unit
 }
 
 run_e2e() { # build
-	local build=$1 t tmp log st kind kw what whole
+	local build=$1 t tmp log st kind kw what whole nscript=0
 	for t in tests/e2e/*.sh; do
 		[ -f "$t" ] || continue
 		case $t in */lib.sh) continue ;; esac
 		[ -z "$scripts" ] || [[ $scripts == *" ${t##*/} "* ]] || continue
+		nscript=$((nscript + 1))
 		tmp=$(mktemp -d /tmp/layersnap-e2e.XXXXXX)
 		log=$tmp.log
 		: >"$tmp.skips"
@@ -192,12 +208,14 @@ run_e2e() { # build
 		esac
 		rm -rf "$tmp" "$log" "$tmp.skips"
 	done
+	[ $nscript -gt 0 ] || [ -z "$scripts" -a -n "$units" ] || ran_nothing "$build" e2e
 }
 
 run_fuzz() { # build
-	local build=$1 r target log st
+	local build=$1 r target log st nrep=0
 	for r in "$build"/fuzz/replay-*; do
 		[ -x "$r" ] && [ -f "$r" ] || continue
+		nrep=$((nrep + 1))
 		target=${r##*/replay-}
 		log=$(mktemp)
 		"$r" "tests/fuzz/regress/$target" "tests/fuzz/corpus/$target" >"$log" 2>&1
@@ -210,6 +228,7 @@ run_fuzz() { # build
 		fi
 		rm -f "$log"
 	done
+	[ $nrep -gt 0 ] || [ -n "$units$scripts" ] || ran_nothing "$build" "fuzz replay"
 }
 
 for build in "$@"; do

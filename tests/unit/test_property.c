@@ -440,7 +440,9 @@ static void apply_step(const char *layer_path, const char *dest)
 	int fd = open(layer_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	struct ls_apply_stats stats;
-	struct ls_apply_options ao = { 0 };
+	/* The round trip compares modes: not root, apply would drop setuid and
+	 * setgid bits (its default), which the tree here sets itself. */
+	struct ls_apply_options ao = { .keep_setid = true };
 	struct ls_error err = { 0 };
 	int rc = ls_apply(fd, dest, &ao, &stats, &err);
 	close(fd);
