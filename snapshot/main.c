@@ -40,7 +40,7 @@ static const char usage_text[] =
 	"common: --mode full|redo|time (default full)  -x, --exclude PATH (repeatable)\n"
 	"        --one-file-system  --xattrs capability|all|none (default capability)\n"
 	"        --io auto|uring|sync (default auto)  -j, --jobs N  --ignore-errors  --fsync\n"
-	"        --json  -v, --verbose  -q, --quiet  --progress|--no-progress  -h, --help  --version\n"
+	"        --json  -v, --verbose  -q, --quiet  --progress|--no-progress  -h, --help  -V, --version\n"
 	"\n"
 	"Exit status: 0 success (compare, diff --exit-code: no differences), 1 differences,\n"
 	"2 trouble.\n";
@@ -183,9 +183,34 @@ static int die(const char *fmt, ...)
 	return EXIT_TROUBLE;
 }
 
+/* Exit status of a command whose stdout lost its reader, as if SIGPIPE had
+ * ended it (it is ignored so that outputs are cleaned up first). */
+#define EXIT_BROKEN_PIPE (128 + SIGPIPE)
+
+/* Whether error code e is stdout's reader gone (`layersnap dump | head`):
+ * not worth a message.  EPIPE from another pipe (a --descriptor FIFO) is. */
+static bool stdout_gone(int e)
+{
+	if (e != EPIPE)
+		return false;
+	struct pollfd p = { .fd = STDOUT_FILENO, .events = POLLOUT };
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
 static int fail_err(const struct ls_error *err)
 {
+	if (stdout_gone(err->code))
+		return EXIT_BROKEN_PIPE;
 	return die("%s", err->msg[0] ? err->msg : "unknown error");
+}
+
+/* A failed write or flush of stdout (errno set). */
+static int stdout_failed(void)
+{
+	int e = errno ? errno : EIO;
+	if (stdout_gone(e))
+		return EXIT_BROKEN_PIPE;
+	return die("stdout: %s", strerror(e));
 }
 
 static void progress_cb(void *ctx, uint64_t entries, bool done)
@@ -289,6 +314,18 @@ static const char *opt_name(int c)
 	return "?";
 }
 
+/* How the user spelt option c: "-x" for the short ones, else "--name"
+ * (argv holds the value, not the option, after one that takes a value). */
+static const char *option_spelling(int c)
+{
+	static char buf[64];
+	if (c > 0 && c < 128 && strchr("xjvqhoz", c))
+		snprintf(buf, sizeof(buf), "-%c", c);
+	else
+		snprintf(buf, sizeof(buf), "--%s", opt_name(c));
+	return buf;
+}
+
 static int parse_int64(const char *s, int64_t *out)
 {
 	char *end;
@@ -305,14 +342,16 @@ static int parse_args(struct cli *c, int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	int ch;
-	while ((ch = getopt_long(argc, argv, ":x:j:vqho:z", long_opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":x:j:vqho:zV", long_opts, NULL)) != -1) {
 		if (ch == '?')
 			return die("%s: unknown option '%s' (see --help)", c->cmd, argv[optind - 1]);
 		if (ch == ':')
 			return die("%s: option '%s' needs a value", c->cmd, argv[optind - 1]);
+		if (ch == 'V')
+			ch = OPT_VERSION;
 		if (ch != 'v' && ch != 'q' && ch != 'h' && ch != OPT_VERSION &&
 		    !(ch == 'z' && strcmp(c->cmd, "compare") == 0) && !allowed(c->cmd, opt_name(ch)))
-			return die("%s: option '%s' does not apply to this command", c->cmd, argv[optind - 1]);
+			return die("%s: option %s does not apply to this command", c->cmd, option_spelling(ch));
 		int64_t v;
 		switch (ch) {
 		case OPT_MODE:
@@ -385,6 +424,8 @@ static int parse_args(struct cli *c, int argc, char **argv)
 		case OPT_KEEP_SETID: c->keep_setid = true; break;
 		}
 	}
+	if (c->level && c->compress == LS_COMPRESS_NONE)
+		return die("%s: --level needs --compress gzip or zstd", c->cmd);
 	for (int i = optind; i < argc; i++) {
 		if (c->n_args == 3)
 			return die("%s: too many arguments (see --help)", c->cmd);
@@ -490,11 +531,13 @@ static int open_output(const struct cli *c, int slot, struct ls_output *o, const
 	return 0;
 }
 
-static int load_manifest(const char *path, ls_manifest **m)
+/* Loads a manifest; option: the option that named it (NULL for an argument),
+ * for the message. */
+static int load_manifest(const char *path, ls_manifest **m, const char *option)
 {
 	struct ls_error err = { 0 };
 	if (ls_manifest_load(path, m, &err))
-		return fail_err(&err);
+		return option ? die("%s %s", option, err.msg) : fail_err(&err);
 	return 0;
 }
 
@@ -857,7 +900,7 @@ static int cmd_scan(struct cli *c)
 	if (strcmp(c->output, "-") == 0)
 		return die("scan: -o -: a manifest is written to a file");
 	ls_manifest *base = NULL, *m = NULL;
-	if (c->base && (rc = load_manifest(c->base, &base)))
+	if (c->base && (rc = load_manifest(c->base, &base, "--base")))
 		return rc;
 	struct ls_output out;
 	rc = open_output(c, 0, &out, c->output, true);
@@ -927,7 +970,7 @@ static int cmd_diff(struct cli *c)
 	ls_manifest *base = NULL, *m = NULL;
 	struct ls_error err = { 0 };
 	if (c->base) {
-		if ((rc = load_manifest(c->base, &base)))
+		if ((rc = load_manifest(c->base, &base, "--base")))
 			return rc;
 		if (ls_check_base(base, c->walk.mode, &c->walk, &err)) {
 			ls_manifest_free(base);
@@ -1015,7 +1058,7 @@ static int cmd_diff(struct cli *c)
 			changes ? "" : " (no changes: empty layer)", res.diff_id, res.elapsed_ms);
 	}
 	if (fflush(stdout) != 0) {
-		rc = die("stdout: %s", strerror(errno));
+		rc = stdout_failed();
 		goto done;
 	}
 	rc = (c->exit_code && res.added + res.modified + res.deleted) ? 1 : 0;
@@ -1060,7 +1103,7 @@ static int cmd_compare(struct cli *c)
 	if (c->n_args != 2)
 		return die("compare: usage: layersnap compare [options] OLD_MANIFEST NEW_MANIFEST|ROOT");
 	ls_manifest *a = NULL, *b = NULL;
-	int rc = load_manifest(c->args[0], &a);
+	int rc = load_manifest(c->args[0], &a, NULL);
 	if (rc)
 		return rc;
 	struct ls_error err = { 0 };
@@ -1075,7 +1118,7 @@ static int cmd_compare(struct cli *c)
 			goto done;
 		}
 	} else {
-		if ((rc = load_manifest(c->args[1], &b)))
+		if ((rc = load_manifest(c->args[1], &b, NULL)))
 			goto done;
 		if (!c->mode_given)
 			/* Two recorded manifests: compare what both recorded. */
@@ -1098,7 +1141,7 @@ static int cmd_compare(struct cli *c)
 	if (c->json)
 		fputs("]\n", stdout);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		rc = die("stdout: %s", strerror(errno ? errno : EIO));
+		rc = stdout_failed();
 		goto done;
 	}
 	rc = n > 0 ? 1 : 0;
@@ -1116,7 +1159,7 @@ static int cmd_dump(struct cli *c)
 	if (strcmp(fmt, "mtree") != 0 && strcmp(fmt, "json") != 0)
 		return die("--format %s: expected mtree or json", fmt);
 	ls_manifest *m = NULL;
-	int rc = load_manifest(c->args[0], &m);
+	int rc = load_manifest(c->args[0], &m, NULL);
 	if (rc)
 		return rc;
 	struct ls_error err = { 0 };
@@ -1181,7 +1224,7 @@ int main(int argc, char **argv)
 		fputs(usage_text, stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "--version") == 0) {
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
 		printf("layersnap %s\n", LAYERSNAP_VERSION);
 		return 0;
 	}

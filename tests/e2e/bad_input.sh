@@ -245,12 +245,47 @@ compare -z
 diff --compress bogus $R -o $W/layer.tar
 diff --level 99 $R -o $W/layer.tar
 diff --source-date-epoch -5 $R -o $W/layer.tar
+diff --level 5 $R -o $W/layer.tar
+diff --level 5 --compress none $R -o $W/layer.tar
 apply
+apply --mode full $W/layer.tar $T/nonexistent
 EOF
 expect_error "$L"
 "$L" bogus 2>&1 | grep -q "unknown command 'bogus'" || fail "unknown command not named"
 "$L" scan --bogus "$R" -o "$W/out.m" 2>&1 | grep -q "unknown option '--bogus'" || fail "unknown option not named"
 "$L" scan --mode bogus "$R" -o "$W/out.m" 2>&1 | grep -q -- '--mode bogus' || fail "--mode bogus not named"
+# an option that does not apply is named by its own spelling, not its value
+assert_eq "layersnap: apply: option --mode does not apply to this command" \
+	"$("$L" apply --mode full "$W/layer.tar" "$T/x" 2>&1)" "apply --mode full"
+assert_eq "layersnap: apply: option -x does not apply to this command" \
+	"$("$L" apply -x f "$W/layer.tar" "$T/x" 2>&1)" "apply -x"
+assert_eq "layersnap: diff: --level needs --compress gzip or zstd" \
+	"$("$L" diff --level 5 "$R" -o "$W/layer.tar" 2>&1)" "--level without --compress"
+# a missing --base names the option
+"$L" diff --base "$T/nonexistent.m" "$R" -o "$W/layer.tar" 2>&1 | grep -q -- "^layersnap: --base $T/nonexistent.m: " ||
+	fail "a missing --base is not named as such"
+check_outputs "missing --base"
+# -V is --version
+assert_eq "$("$L" --version)" "$("$L" -V)" "-V"
+assert_eq "$("$L" --version)" "$("$L" dump -V)" "dump -V"
+
+# ---- stdout's reader gone: exit 141 (as SIGPIPE would), no message, nothing committed --
+# (outputs larger than a pipe holds, so that the writer sees the reader go)
+B=$T/big
+mkdir -p "$B/d"
+for i in $(seq 3000); do echo "file $i" >"$B/d/file-with-a-long-name-$i"; done
+"$L" scan "$B" -o "$T/big.m" || fail "scan of the big tree failed"
+mkdir -p "$T/none"
+"$L" scan "$T/none" -o "$T/none.m" || fail "scan of an empty tree failed"
+for cmd in "dump $T/big.m" "dump --format json $T/big.m" "compare $T/none.m $T/big.m" \
+	"diff $B -o - --manifest-out $W/out.m"; do
+	# shellcheck disable=SC2086
+	"$L" $cmd 2>"$T/stderr" | head -c 1 >/dev/null
+	st=${PIPESTATUS[0]}
+	[ "$st" = 141 ] || fail "'$cmd | head -c 1': exit $st, not 141"
+	[ ! -s "$T/stderr" ] || fail "'$cmd | head -c 1' printed: $(cat "$T/stderr")"
+	check_outputs "$cmd | head -c 1"
+done
 
 # ---- -o inside ROOT -------------------------------------------------------------------------
 
