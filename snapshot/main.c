@@ -26,25 +26,6 @@
 
 #define EXIT_TROUBLE 2
 
-static const char usage_text[] =
-	"usage: layersnap COMMAND [OPTIONS] ...\n"
-	"\n"
-	"  scan    [common] ROOT -o MANIFEST [--base MANIFEST]\n"
-	"  diff    [common] ROOT [--base MANIFEST] -o LAYER|- [--manifest-out MANIFEST]\n"
-	"          [--compress none|gzip|zstd] [--level N] [--source-date-epoch N] [--opaque]\n"
-	"          [--descriptor FILE] [--exit-code] [--rehash]\n"
-	"  compare [common] [--mtime-seconds] [-z] OLD_MANIFEST NEW_MANIFEST|ROOT\n"
-	"  apply   [-v] [-q] [--keep-setid] LAYER|- ROOT\n"
-	"  dump    MANIFEST [--format mtree|json]\n"
-	"\n"
-	"common: --mode full|redo|time (default full)  -x, --exclude PATH (repeatable)\n"
-	"        --one-file-system  --xattrs capability|all|none (default capability)\n"
-	"        --io auto|uring|sync (default auto)  -j, --jobs N  --ignore-errors  --fsync\n"
-	"        --json  -v, --verbose  -q, --quiet  --progress|--no-progress  -h, --help  -V, --version\n"
-	"\n"
-	"Exit status: 0 success (compare, diff --exit-code: no differences), 1 differences,\n"
-	"2 trouble.\n";
-
 /* ---- interrupted runs leave no temporary file behind ---------------------- */
 
 /* What SIGINT/SIGTERM/SIGHUP must remove for each open output (one slot per
@@ -234,84 +215,205 @@ static void log_cb(void *ctx, int verbose, const char *msg)
 
 enum {
 	OPT_MODE = 256, OPT_ONE_FS, OPT_XATTRS, OPT_IO, OPT_IGNORE_ERRORS, OPT_FSYNC, OPT_JSON,
-	OPT_PROGRESS, OPT_NO_PROGRESS, OPT_VERSION, OPT_BASE, OPT_MANIFEST_OUT, OPT_COMPRESS,
+	OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BASE, OPT_MANIFEST_OUT, OPT_COMPRESS,
 	OPT_LEVEL, OPT_EPOCH, OPT_OPAQUE, OPT_DESCRIPTOR, OPT_EXIT_CODE, OPT_REHASH,
 	OPT_MTIME_SECONDS, OPT_FORMAT, OPT_KEEP_SETID,
 };
 
-static const struct option long_opts[] = {
-	{ "mode", required_argument, NULL, OPT_MODE },
-	{ "exclude", required_argument, NULL, 'x' },
-	{ "one-file-system", no_argument, NULL, OPT_ONE_FS },
-	{ "xattrs", required_argument, NULL, OPT_XATTRS },
-	{ "io", required_argument, NULL, OPT_IO },
-	{ "jobs", required_argument, NULL, 'j' },
-	{ "ignore-errors", no_argument, NULL, OPT_IGNORE_ERRORS },
-	{ "fsync", no_argument, NULL, OPT_FSYNC },
-	{ "json", no_argument, NULL, OPT_JSON },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "progress", no_argument, NULL, OPT_PROGRESS },
-	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{ "output", required_argument, NULL, 'o' },
-	{ "base", required_argument, NULL, OPT_BASE },
-	{ "manifest-out", required_argument, NULL, OPT_MANIFEST_OUT },
-	{ "compress", required_argument, NULL, OPT_COMPRESS },
-	{ "level", required_argument, NULL, OPT_LEVEL },
-	{ "source-date-epoch", required_argument, NULL, OPT_EPOCH },
-	{ "opaque", no_argument, NULL, OPT_OPAQUE },
-	{ "descriptor", required_argument, NULL, OPT_DESCRIPTOR },
-	{ "exit-code", no_argument, NULL, OPT_EXIT_CODE },
-	{ "rehash", no_argument, NULL, OPT_REHASH },
-	{ "mtime-seconds", no_argument, NULL, OPT_MTIME_SECONDS },
-	{ "format", required_argument, NULL, OPT_FORMAT },
-	{ "keep-setid", no_argument, NULL, OPT_KEEP_SETID },
-	{ NULL, 0, NULL, 0 },
+/* ---- the option table: parsing, per-command help and completion ------------- */
+
+/* The commands, as bits of an option's commands. */
+enum { C_SCAN = 1u, C_DIFF = 2u, C_COMPARE = 4u, C_APPLY = 8u, C_DUMP = 16u };
+#define C_WALK (C_SCAN | C_DIFF | C_COMPARE)
+#define C_ANY  (C_WALK | C_APPLY | C_DUMP)
+
+static const struct command {
+	const char *name;
+	unsigned bit;
+	const char *synopsis;
+	const char *what;
+} commands[] = {
+	{ "scan", C_SCAN, "[OPTIONS] ROOT -o MANIFEST",
+	  "record ROOT's entries (and, in full mode, content hashes) in a manifest" },
+	{ "diff", C_DIFF, "[OPTIONS] ROOT [--base MANIFEST] -o LAYER|-",
+	  "write the OCI layer of what changed in ROOT since the base (all of ROOT without one)" },
+	{ "compare", C_COMPARE, "[OPTIONS] OLD_MANIFEST NEW_MANIFEST|ROOT",
+	  "list what changed, a line per path: A added, M modified, D deleted, T type changed" },
+	{ "apply", C_APPLY, "[OPTIONS] LAYER|- ROOT", "extract a layer into ROOT, whiteouts included" },
+	{ "dump", C_DUMP, "[OPTIONS] MANIFEST", "print a manifest as mtree(5) or JSON" },
 };
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-/* Which options each command takes (by long name), beyond -h/-v/-q. */
-static const char *const common_opts[] = { "mode", "exclude", "one-file-system", "xattrs", "io", "jobs",
-	"ignore-errors", "fsync", "json", "progress", "no-progress", NULL };
-static const char *const scan_opts[] = { "output", "base", NULL };
-static const char *const diff_opts[] = { "output", "base", "manifest-out", "compress", "level",
-	"source-date-epoch", "opaque", "descriptor", "exit-code", "rehash", NULL };
-static const char *const compare_opts[] = { "mtime-seconds", "rehash", NULL };
-static const char *const dump_opts[] = { "format", NULL };
-static const char *const apply_opts[] = { "keep-setid", NULL };
+/* One option: getopt's table, the check that a command takes it, its line in
+ * that command's --help and its completion are all made from this. */
+static const struct opt_spec {
+	const char *name;       /* long name */
+	int val;                /* the short letter, or OPT_* */
+	const char *arg;        /* its value's placeholder; NULL for a flag */
+	const char *values;     /* completion: the values it takes ("" none: a number), NULL file names */
+	unsigned cmds;
+	const char *help;
+} opt_table[] = {
+	{ "output", 'o', "FILE", NULL, C_SCAN | C_DIFF, "write the manifest (scan) or the layer (diff, - for stdout) to FILE" },
+	{ "base", OPT_BASE, "MANIFEST", NULL, C_SCAN | C_DIFF, "the previous snapshot: diff against it; scan reuses its hashes" },
+	{ "manifest-out", OPT_MANIFEST_OUT, "MANIFEST", NULL, C_DIFF, "also write the tree's new manifest (may be the --base file)" },
+	{ "mode", OPT_MODE, "MODE", "full redo time", C_WALK,
+	  "what is recorded and compared: full (contents), redo or time (default full)" },
+	{ "exclude", 'x', "PATH", NULL, C_WALK, "leave PATH (relative to ROOT) and all below it out; repeatable" },
+	{ "one-file-system", OPT_ONE_FS, NULL, NULL, C_WALK, "do not descend into other file systems" },
+	{ "xattrs", OPT_XATTRS, "POLICY", "capability all none", C_WALK,
+	  "xattrs recorded: capability (files' security.capability, default), all or none" },
+	{ "io", OPT_IO, "ENGINE", "auto uring sync", C_WALK, "I/O engine: auto (default), uring or sync" },
+	{ "jobs", 'j', "N", "", C_WALK, "threads, 1 to 256 (default: one per CPU)" },
+	{ "ignore-errors", OPT_IGNORE_ERRORS, NULL, NULL, C_WALK,
+	  "skip what cannot be read, with a warning (its base entries are kept)" },
+	{ "compress", OPT_COMPRESS, "ALGO", "none gzip zstd", C_DIFF, "layer compression: none (default), gzip or zstd" },
+	{ "level", OPT_LEVEL, "N", "", C_DIFF, "compression level (gzip 1-9, default 6; zstd 1-22, default 3)" },
+	{ "source-date-epoch", OPT_EPOCH, "SECONDS", "", C_DIFF, "clamp the layer's mtimes to SECONDS since 1970" },
+	{ "opaque", OPT_OPAQUE, NULL, NULL, C_DIFF, "an opaque whiteout for a directory whose contents were all replaced" },
+	{ "descriptor", OPT_DESCRIPTOR, "FILE", NULL, C_DIFF, "write the layer's OCI descriptor (JSON) to FILE" },
+	{ "exit-code", OPT_EXIT_CODE, NULL, NULL, C_DIFF, "exit with status 1 when anything changed" },
+	{ "rehash", OPT_REHASH, NULL, NULL, C_DIFF | C_COMPARE, "read every file again (no stat cache)" },
+	{ "mtime-seconds", OPT_MTIME_SECONDS, NULL, NULL, C_COMPARE,
+	  "compare mtimes in whole seconds (a tree restored from a layer)" },
+	{ "null", 'z', NULL, NULL, C_COMPARE, "end lines with NUL, paths unquoted" },
+	{ "format", OPT_FORMAT, "FORMAT", "mtree json", C_DUMP, "mtree (default) or json" },
+	{ "keep-setid", OPT_KEEP_SETID, NULL, NULL, C_APPLY, "not root: keep setuid and setgid bits (dropped by default)" },
+	{ "fsync", OPT_FSYNC, NULL, NULL, C_WALK, "fsync outputs before they replace the old ones" },
+	{ "json", OPT_JSON, NULL, NULL, C_WALK, "report as JSON" },
+	{ "progress", OPT_PROGRESS, NULL, NULL, C_WALK, "show progress on stderr (default: when it is a terminal)" },
+	{ "no-progress", OPT_NO_PROGRESS, NULL, NULL, C_WALK, "never show progress" },
+	{ "verbose", 'v', NULL, NULL, C_ANY, "say more; repeatable" },
+	{ "quiet", 'q', NULL, NULL, C_ANY, "say only errors" },
+	{ "help", 'h', NULL, NULL, C_ANY, "this help" },
+	{ "version", 'V', NULL, NULL, C_ANY, "print the version" },
+};
+#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
 
-static bool in_list(const char *const *list, const char *name)
+static const struct opt_spec *spec_of(int val)
 {
-	for (; list && *list; list++)
-		if (strcmp(*list, name) == 0)
-			return true;
-	return false;
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (opt_table[i].val == val)
+			return &opt_table[i];
+	return NULL;
 }
 
-static bool allowed(const char *cmd, const char *name)
+static const struct command *command_named(const char *name)
 {
-	if (strcmp(cmd, "apply") == 0)
-		return in_list(apply_opts, name);
-	if (strcmp(cmd, "dump") == 0)
-		return in_list(dump_opts, name);
-	if (in_list(common_opts, name))
-		return true;
-	if (strcmp(cmd, "scan") == 0)
-		return in_list(scan_opts, name);
-	if (strcmp(cmd, "diff") == 0)
-		return in_list(diff_opts, name);
-	if (strcmp(cmd, "compare") == 0)
-		return in_list(compare_opts, name);
-	return false;
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static bool allowed(const char *cmd, int val)
+{
+	const struct command *k = command_named(cmd);
+	const struct opt_spec *o = spec_of(val);
+	return k && o && (o->cmds & k->bit);
 }
 
 static const char *opt_name(int c)
 {
-	for (const struct option *o = long_opts; o->name; o++)
-		if (o->val == c)
-			return o->name;
-	return "?";
+	const struct opt_spec *o = spec_of(c);
+	return o ? o->name : "?";
+}
+
+/* getopt_long's tables, from opt_table. */
+static void getopt_tables(struct option *longs, char *shorts)
+{
+	char *sp = shorts;
+	*sp++ = ':';
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt_spec *o = &opt_table[i];
+		longs[i] = (struct option){ o->name, o->arg ? required_argument : no_argument, NULL, o->val };
+		if (o->val < 128) {
+			*sp++ = (char)o->val;
+			if (o->arg)
+				*sp++ = ':';
+		}
+	}
+	longs[N_OPTS] = (struct option){ NULL, 0, NULL, 0 };
+	*sp = '\0';
+}
+
+static void print_usage(FILE *f)
+{
+	fputs("usage: layersnap COMMAND [OPTIONS] ...\n\n", f);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
+	fputs("\n'layersnap COMMAND --help' (or 'layersnap help COMMAND') lists a command's options;\n"
+	      "'layersnap completion bash' prints a bash completion script.\n"
+	      "Exit status: 0 success (compare, diff --exit-code: no differences), 1 differences,\n"
+	      "2 trouble, 141 stdout's reader gone.\n", f);
+}
+
+static void print_command_help(FILE *f, const struct command *k)
+{
+	fprintf(f, "usage: layersnap %s %s\n\n%s.\n\noptions:\n", k->name, k->synopsis, k->what);
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt_spec *o = &opt_table[i];
+		if (!(o->cmds & k->bit))
+			continue;
+		char left[64];
+		int n = o->val < 128 ? snprintf(left, sizeof(left), "-%c, --%s", o->val, o->name)
+				     : snprintf(left, sizeof(left), "    --%s", o->name);
+		if (o->arg && n > 0 && (size_t)n < sizeof(left))
+			snprintf(left + n, sizeof(left) - (size_t)n, " %s", o->arg);
+		fprintf(f, "  %-32s %s\n", left, o->help);
+	}
+}
+
+/* A bash completion script: commands, each command's options, and the
+ * values of the options that take a fixed set (file names otherwise). */
+static void print_completion(FILE *f)
+{
+	fputs("# bash completion for layersnap; generated by 'layersnap completion bash'\n"
+	      "_layersnap() {\n"
+	      "\tlocal cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} opts=\n"
+	      "\tif [ \"$COMP_CWORD\" -eq 1 ]; then\n"
+	      "\t\tCOMPREPLY=($(compgen -W \"", f);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "%s ", commands[i].name);
+	fputs("help completion --help --version\" -- \"$cur\"))\n"
+	      "\t\treturn\n"
+	      "\tfi\n"
+	      "\tcase $prev in\n", f);
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt_spec *o = &opt_table[i];
+		if (!o->arg)
+			continue;
+		if (o->val < 128)
+			fprintf(f, "\t-%c|", o->val);
+		else
+			fputc('\t', f);
+		if (o->values)
+			fprintf(f, "--%s) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return ;;\n", o->name, o->values);
+		else
+			fprintf(f, "--%s) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n", o->name);
+	}
+	fputs("\tesac\n"
+	      "\tcase ${COMP_WORDS[1]} in\n", f);
+	for (size_t k = 0; k < N_COMMANDS; k++) {
+		fprintf(f, "\t%s) opts=\"", commands[k].name);
+		for (size_t i = 0; i < N_OPTS; i++)
+			if (opt_table[i].cmds & commands[k].bit)
+				fprintf(f, "--%s ", opt_table[i].name);
+		fputs("\" ;;\n", f);
+	}
+	fputs("\thelp) COMPREPLY=($(compgen -W \"", f);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "%s ", commands[i].name);
+	fputs("\" -- \"$cur\")); return ;;\n"
+	      "\tcompletion) COMPREPLY=($(compgen -W \"bash\" -- \"$cur\")); return ;;\n"
+	      "\tesac\n"
+	      "\tif [[ $cur == -* ]]; then\n"
+	      "\t\tCOMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
+	      "\telse\n"
+	      "\t\tCOMPREPLY=($(compgen -f -- \"$cur\"))\n"
+	      "\tfi\n"
+	      "}\n"
+	      "complete -o filenames -F _layersnap layersnap\n", f);
 }
 
 /* How the user spelt option c: "-x" for the short ones, else "--name"
@@ -319,7 +421,7 @@ static const char *opt_name(int c)
 static const char *option_spelling(int c)
 {
 	static char buf[64];
-	if (c > 0 && c < 128 && strchr("xjvqhoz", c))
+	if (c > 0 && c < 128)
 		snprintf(buf, sizeof(buf), "-%c", c);
 	else
 		snprintf(buf, sizeof(buf), "--%s", opt_name(c));
@@ -341,16 +443,16 @@ static int parse_args(struct cli *c, int argc, char **argv)
 {
 	optind = 1;
 	opterr = 0;
+	struct option longs[N_OPTS + 1];
+	char shorts[2 * N_OPTS + 2];
+	getopt_tables(longs, shorts);
 	int ch;
-	while ((ch = getopt_long(argc, argv, ":x:j:vqho:zV", long_opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
 		if (ch == '?')
 			return die("%s: unknown option '%s' (see --help)", c->cmd, argv[optind - 1]);
 		if (ch == ':')
 			return die("%s: option '%s' needs a value", c->cmd, argv[optind - 1]);
-		if (ch == 'V')
-			ch = OPT_VERSION;
-		if (ch != 'v' && ch != 'q' && ch != 'h' && ch != OPT_VERSION &&
-		    !(ch == 'z' && strcmp(c->cmd, "compare") == 0) && !allowed(c->cmd, opt_name(ch)))
+		if (!allowed(c->cmd, ch))
 			return die("%s: option %s does not apply to this command", c->cmd, option_spelling(ch));
 		int64_t v;
 		switch (ch) {
@@ -392,8 +494,8 @@ static int parse_args(struct cli *c, int argc, char **argv)
 		case 'q': c->quiet++; break;
 		case OPT_PROGRESS: c->progress = 1; break;
 		case OPT_NO_PROGRESS: c->progress = -1; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case OPT_VERSION: printf("layersnap %s\n", LAYERSNAP_VERSION); exit(0);
+		case 'h': print_command_help(stdout, command_named(c->cmd)); exit(0);
+		case 'V': printf("layersnap %s\n", LAYERSNAP_VERSION); exit(0);
 		case 'o': c->output = optarg; break;
 		case OPT_BASE: c->base = optarg; break;
 		case OPT_MANIFEST_OUT: c->manifest_out = optarg; break;
@@ -1221,8 +1323,20 @@ int main(int argc, char **argv)
 		return die("missing command (see --help)");
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-		fputs(usage_text, stdout);
-		return 0;
+		const struct command *k = strcmp(cmd, "help") == 0 && argc > 2 ? command_named(argv[2]) : NULL;
+		if (strcmp(cmd, "help") == 0 && argc > 2 && !k)
+			return die("help: unknown command '%s' (see --help)", argv[2]);
+		if (k)
+			print_command_help(stdout, k);
+		else
+			print_usage(stdout);
+		return fflush(stdout) == 0 ? 0 : stdout_failed();
+	}
+	if (strcmp(cmd, "completion") == 0) {
+		if (argc != 3 || strcmp(argv[2], "bash") != 0)
+			return die("completion: usage: layersnap completion bash");
+		print_completion(stdout);
+		return fflush(stdout) == 0 ? 0 : stdout_failed();
 	}
 	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
 		printf("layersnap %s\n", LAYERSNAP_VERSION);

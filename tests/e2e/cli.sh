@@ -1,0 +1,60 @@
+#!/bin/bash
+# The command line's conventions, all made from one option table: per-command
+# help, the options each command takes, and the bash completion script.
+. "$(dirname "$0")/lib.sh"
+
+L=$LAYERSNAP
+T=$LS_TMP
+COMMANDS="scan diff compare apply dump"
+
+# ---- help ---------------------------------------------------------------------
+"$L" --help >"$T/usage" || fail "--help failed"
+for cmd in $COMMANDS; do
+	grep -q "^  $cmd " "$T/usage" || fail "--help does not list $cmd"
+	"$L" "$cmd" --help >"$T/help.$cmd" || fail "$cmd --help failed"
+	"$L" help "$cmd" >"$T/help2.$cmd" || fail "help $cmd failed"
+	cmp -s "$T/help.$cmd" "$T/help2.$cmd" || fail "help $cmd differs from $cmd --help"
+	head -n 1 "$T/help.$cmd" | grep -q "^usage: layersnap $cmd " || fail "$cmd --help: no usage line"
+	# every option listed is one the command takes: never "does not apply"
+	for opt in $(grep -o -- '--[a-z-]*' "$T/help.$cmd" | sort -u); do
+		case $opt in --help | --version) continue ;; esac
+		"$L" "$cmd" "$opt" x y z </dev/null >/dev/null 2>"$T/err"
+		grep -q "does not apply" "$T/err" && fail "$cmd --help lists $opt, which $cmd refuses"
+	done
+done
+assert_eq "$("$L" --version)" "$("$L" -V)" "-V"
+grep -q -- "--compress" "$T/help.diff" || fail "diff --help lacks --compress"
+grep -q -- "--mode" "$T/help.apply" && fail "apply --help lists --mode"
+expect_error "$L" help bogus
+expect_error "$L" completion
+expect_error "$L" completion zsh
+
+# ---- options refused where they do not apply, named as spelt ---------------------
+for spec in "apply --mode" "apply -x" "dump --compress" "scan --keep-setid" "compare --descriptor"; do
+	set -- $spec
+	"$L" "$1" "$2" v a b >/dev/null 2>"$T/err"
+	grep -q -- "option $2 does not apply" "$T/err" || fail "$spec: not refused by name: $(cat "$T/err")"
+done
+
+# ---- bash completion ------------------------------------------------------------
+"$L" completion bash >"$T/completion.bash" || fail "completion bash failed"
+bash -n "$T/completion.bash" || fail "the completion script does not parse"
+# complete WORD... : what the script offers for the last word
+complete_words() {
+	bash -c '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _layersnap
+		[ ${#COMPREPLY[@]} -eq 0 ] || printf "%s\n" "${COMPREPLY[@]}"' _ "$T/completion.bash" "$@" | sort | tr '\n' ' '
+}
+assert_eq "--compress " "$(complete_words layersnap diff --comp)" "layersnap diff --comp"
+assert_eq "full redo time " "$(complete_words layersnap diff --mode '')" "layersnap diff --mode"
+assert_eq "gzip " "$(complete_words layersnap diff --compress g)" "layersnap diff --compress g"
+assert_eq "diff dump " "$(complete_words layersnap d)" "layersnap d"
+assert_eq "" "$(complete_words layersnap apply --mo)" "layersnap apply --mo"
+assert_eq "" "$(complete_words layersnap diff -j '')" "layersnap diff -j"
+assert_eq "json mtree " "$(complete_words layersnap dump --format '')" "layersnap dump --format"
+# every option of every command's help is offered for it, and no other
+for cmd in $COMMANDS; do
+	want=$(grep -o -- '--[a-z-]*' "$T/help.$cmd" | grep -v -- '^--$' | sort -u | tr '\n' ' ')
+	assert_eq "$want" "$(complete_words layersnap "$cmd" --)" "completion of $cmd --"
+done
+
+echo "cli: all checks passed"
