@@ -58,7 +58,7 @@ void ls_put_json_string(FILE *out, const char *s, size_t len)
 		} else {
 			size_t n = utf8_len(p + i, len - i);
 			if (n == 0) {
-				fprintf(out, "\\u%04x", c);
+				fprintf(out, "\\udc%02x", c);  /* surrogateescape */
 				i++;
 			} else {
 				fwrite(p + i, 1, n, out);

@@ -6,8 +6,10 @@
 #include <stdio.h>
 
 /** JSON string: valid UTF-8 passes through; control characters, quote and
- *  backslash are escaped; bytes that are not UTF-8 become \u00XX (JSON cannot
- *  carry raw bytes). */
+ *  backslash are escaped; a byte that is not part of valid UTF-8 becomes
+ *  \udcXX, the lone low surrogate that Python's "surrogateescape" (PEP 383)
+ *  maps back to byte XX, so that the byte 0xE9 and the character U+00E9 (é)
+ *  stay distinct and every path round-trips (JSON cannot carry raw bytes). */
 void ls_put_json_string(FILE *out, const char *s, size_t len);
 
 /** A path as git quotes it: unchanged when plain, else in double quotes with

@@ -125,7 +125,7 @@ EXPECTED_ORDER=$(cat <<'EOF'
 "tab\tx"
 "é"
 "日本"
-"\u00ff\u00fe"
+"\udcff\udcfe"
 EOF
 )
 for io in auto sync; do
@@ -134,6 +134,27 @@ for io in auto sync; do
 		assert_eq "$EXPECTED_ORDER" "$(paths "$T/names.m")" "walk order (--io $io -j $j)"
 	done
 done
+
+# JSON paths round-trip: a byte that is not UTF-8 (0xE9) and the character é
+# (C3 A9) stay distinct, and surrogateescape gives every name's bytes back.
+if command -v python3 >/dev/null; then
+	E=$T/tree/e9
+	mkdir -p "$E"
+	: >"$E/$(printf 'x\351')"
+	: >"$E/$(printf 'x\303\251')"
+	: >"$E/$(printf 'bad\355\240\200surrogate')"
+	scan "$E" -o "$T/e9.m"
+	"$L" dump "$T/e9.m" --format json >"$T/e9.json" || fail "dump --format json failed"
+	python3 - "$T/e9.json" "$E" <<'PY' || fail "JSON paths do not round-trip"
+import json, os, sys
+doc = json.load(open(sys.argv[1]))
+got = sorted(e["path"].encode("utf-8", "surrogateescape") for e in doc["entries"])
+want = sorted(os.listdir(os.fsencode(sys.argv[2])))
+sys.exit(0 if got == want and len(set(got)) == 3 else f"got {got}, want {want}")
+PY
+else
+	partial_skip python3 "python3 missing: JSON paths are not decoded"
+fi
 
 # ---- symlink loops and special files -----------------------------------------------------
 
