@@ -280,7 +280,7 @@ static const struct opt_spec {
 	{ "format", OPT_FORMAT, "FORMAT", "mtree json", C_DUMP, "mtree (default) or json" },
 	{ "keep-setid", OPT_KEEP_SETID, NULL, NULL, C_APPLY, "not root: keep setuid and setgid bits (dropped by default)" },
 	{ "fsync", OPT_FSYNC, NULL, NULL, C_WALK, "fsync outputs before they replace the old ones" },
-	{ "json", OPT_JSON, NULL, NULL, C_WALK, "report as JSON" },
+	{ "json", OPT_JSON, NULL, NULL, C_WALK | C_APPLY | C_DUMP, "report as JSON (dump: the JSON format)" },
 	{ "progress", OPT_PROGRESS, NULL, NULL, C_WALK, "show progress on stderr (default: when it is a terminal)" },
 	{ "no-progress", OPT_NO_PROGRESS, NULL, NULL, C_WALK, "never show progress" },
 	{ "verbose", 'v', NULL, NULL, C_ANY, "say more; repeatable" },
@@ -1257,7 +1257,9 @@ static int cmd_dump(struct cli *c)
 {
 	if (c->n_args != 1)
 		return die("dump: usage: layersnap dump MANIFEST [--format mtree|json]");
-	const char *fmt = c->format ? c->format : "mtree";
+	if (c->json && c->format && strcmp(c->format, "json") != 0)
+		return die("dump: --json and --format %s: choose one", c->format);
+	const char *fmt = c->format ? c->format : c->json ? "json" : "mtree";
 	if (strcmp(fmt, "mtree") != 0 && strcmp(fmt, "json") != 0)
 		return die("--format %s: expected mtree or json", fmt);
 	ls_manifest *m = NULL;
@@ -1306,9 +1308,15 @@ static int cmd_apply(struct cli *c)
 		close(fd);
 	if (frc || rc)
 		return frc ? frc : fail_err(&err);
-	if (c->verbose)
+	if (c->json) {
+		printf("{\"entries\": %" PRIu64 ", \"whiteouts\": %" PRIu64 ", \"skipped\": %" PRIu64 "}\n",
+		       stats.entries, stats.whiteouts, stats.skipped);
+		if (fflush(stdout) != 0)
+			return stdout_failed();
+	} else if (c->verbose) {
 		fprintf(stderr, "layersnap: applied %" PRIu64 " entries, %" PRIu64 " whiteouts, %" PRIu64 " skipped\n",
 			stats.entries, stats.whiteouts, stats.skipped);
+	}
 	return 0;
 }
 

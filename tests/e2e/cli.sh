@@ -36,6 +36,17 @@ for spec in "apply --mode" "apply -x" "dump --compress" "scan --keep-setid" "com
 	grep -q -- "option $2 does not apply" "$T/err" || fail "$spec: not refused by name: $(cat "$T/err")"
 done
 
+# ---- every reporting command takes --json --------------------------------------------
+R=$T/root
+mkdir -p "$R/d" "$T/applied"
+echo one >"$R/d/f"
+"$L" diff "$R" -o "$T/layer.tar" --manifest-out "$T/m" 2>/dev/null || fail "diff failed"
+assert_eq "$("$L" dump --format json "$T/m")" "$("$L" dump --json "$T/m")" "dump --json"
+expect_error "$L" dump --json --format mtree "$T/m"
+"$L" apply --json "$T/layer.tar" "$T/applied" >"$T/apply.json" || fail "apply --json failed"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d == {"entries": 2, "whiteouts": 0, "skipped": 0} else str(d))' \
+	"$T/apply.json" || fail "apply --json: $(cat "$T/apply.json")"
+
 # ---- bash completion ------------------------------------------------------------
 "$L" completion bash >"$T/completion.bash" || fail "completion bash failed"
 bash -n "$T/completion.bash" || fail "the completion script does not parse"
