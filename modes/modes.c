@@ -24,6 +24,8 @@ const char *ls_mode_name(enum ls_mode mode)
 
 int ls_mode_parse(const char *s, enum ls_mode *out)
 {
+	if (!s || !out)
+		return -EINVAL;
 	static const struct ls_mode_ops *const all[] = { &ls_mode_time, &ls_mode_redo, &ls_mode_full };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (strcmp(s, all[i]->name) == 0) {

@@ -1612,6 +1612,11 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 	*stats = (struct ls_apply_stats){0};
 	if (!root || !*root)
 		return ls_fail(err, EINVAL, "apply: no root directory");
+	if (layer_fd < 0)
+		return ls_fail(err, EBADF, "apply: no layer fd");
+	struct ls_apply_options defaults = { 0 };
+	if (!opts)
+		opts = &defaults;
 	struct apply_ctx c = {
 		.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC),
 		.privileged = geteuid() == 0,

@@ -17,6 +17,8 @@ static bool same_block(const char *a, size_t alen, const char *b, size_t blen)
 int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_walk_options *opts,
 		  struct ls_error *err)
 {
+	if (!base || !opts)
+		return ls_fail(err, EINVAL, "base: no manifest or options");
 	if (mode == LS_MODE_FULL && base->mode != LS_MODE_FULL)
 		return ls_fail(err, EINVAL, "base manifest was recorded in %s mode, which has no content "
 			       "hashes: a full comparison needs a full base", ls_mode_name(base->mode));
@@ -47,6 +49,8 @@ int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_wa
 long ls_compare(const ls_manifest *a, const ls_manifest *b, enum ls_mode mode, bool mtime_seconds,
 		ls_change_fn *fn, void *ctx, struct ls_error *err)
 {
+	if (!a || !b)
+		return ls_fail(err, EINVAL, "compare: no manifest");
 	const struct ls_mode_ops *ops = ls_mode_ops_of(mode);
 	size_t i = 0, j = 0;
 	long changes = 0;

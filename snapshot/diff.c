@@ -830,6 +830,10 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	double t0 = now_ms();
 	if (new_manifest)
 		*new_manifest = NULL;
+	if (!root || !opts || !res)
+		return ls_fail(err, EINVAL, "diff: no root, options or result");
+	if (layer_fd < 0)
+		return ls_fail(err, EBADF, "diff: no layer fd");
 	memset(res, 0, sizeof(*res));
 	if (base) {
 		int rc = ls_check_base(base, opts->walk.mode, &opts->walk, err);

@@ -35,6 +35,8 @@ static void split_ns(int64_t ns, int64_t *sec, long *nsec)
 
 int ls_manifest_dump_mtree(const ls_manifest *m, FILE *out, struct ls_error *err)
 {
+	if (!m || !out)
+		return ls_fail(err, EINVAL, "dump: no manifest or stream");
 	fputs("#mtree\n. type=dir\n", out);
 	for (size_t i = 0; i < m->n; i++) {
 		const struct ls_rec *r = &m->recs[i];
@@ -71,6 +73,8 @@ static void put_hex(FILE *out, const unsigned char *p, size_t len)
 
 int ls_manifest_dump_json(const ls_manifest *m, FILE *out, struct ls_error *err)
 {
+	if (!m || !out)
+		return ls_fail(err, EINVAL, "dump: no manifest or stream");
 	static const char *const xp[] = { "capability", "all", "none" };
 	fprintf(out, "{\"format_version\": %u, \"mode\": \"%s\", \"xattrs\": \"%s\", \"one_file_system\": %s, "
 		"\"scan_start\": %" PRId64 ".%09u, \"excludes\": [",

@@ -133,6 +133,8 @@ size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t le
 
 ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len)
 {
+	if (!m || (!path && len))
+		return -1;
 	size_t i = ls_manifest_lower_bound(m, path, len);
 	if (i < m->n && m->recs[i].path_len == len && memcmp(ls_rec_path(m, &m->recs[i]), path, len) == 0)
 		return (ssize_t)i;
@@ -369,12 +371,12 @@ void ls_manifest_free(ls_manifest *m)
 
 size_t ls_manifest_count(const ls_manifest *m)
 {
-	return m->n;
+	return m ? m->n : 0;
 }
 
 enum ls_mode ls_manifest_mode(const ls_manifest *m)
 {
-	return m->mode;
+	return m ? m->mode : LS_MODE_FULL;
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -451,6 +453,8 @@ int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err)
 
 int ls_manifest_save(const ls_manifest *m, const char *path, bool do_fsync, struct ls_error *err)
 {
+	if (!m || !path)
+		return ls_fail(err, EINVAL, "manifest: save: no manifest or path");
 	struct ls_output out;
 	int rc = ls_output_open(&out, path, true, err);
 	if (rc)
@@ -776,7 +780,11 @@ int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest
 
 int ls_manifest_load(const char *path, ls_manifest **out, struct ls_error *err)
 {
+	if (!out)
+		return ls_fail(err, EINVAL, "manifest: load: nowhere to put it");
 	*out = NULL;
+	if (!path)
+		return ls_fail(err, EINVAL, "manifest: load: no path");
 	/* O_NONBLOCK: a FIFO given as a manifest is refused below, not waited on. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)

@@ -2,9 +2,14 @@
 #include "error.h"
 #include "walk.h"
 
+#include <errno.h>
+
 int ls_scan(const char *root, const struct ls_walk_options *opts, const ls_manifest *base,
 	    ls_manifest **out, struct ls_error *err)
 {
+	if (!root || !opts || !out)
+		return ls_fail(err, EINVAL, "scan: no root, options or output");
+	*out = NULL;
 	/* A base without hashes has none to give a full scan, and its entries,
 	 * spliced in for what cannot be read (--ignore-errors), would be
 	 * unhashed files in a full manifest: the scan goes without it.  A base
