@@ -256,8 +256,9 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 	return len;
 }
 
-/* Parses a string; with out, decodes it there (\u00XX as byte XX; the writer
- * never writes a larger \u escape) and sets *out_len. */
+/* Parses a string; with out, decodes it there (\u00XX, a control character,
+ * and \udcXX, the surrogate escape of a byte that is not UTF-8, as byte XX:
+ * the writer makes no other \u escape) and sets *out_len. */
 static void jstring(struct json *j, char *out, size_t *out_len)
 {
 	if (j->p >= j->end || *j->p != '"')
@@ -300,9 +301,12 @@ static void jstring(struct json *j, char *out, size_t *out_len)
 					v = v * 16 + (unsigned)h;
 				}
 				j->p += 4;
-				if (v > 0xff)
-					jfail(j, "\\u escape above 00ff");
-				d = (char)v;
+				if (v >= 0xdc80 && v <= 0xdcff)
+					d = (char)(v & 0xff);
+				else if (v < 0x20 || v == 0x7f)
+					d = (char)v;
+				else
+					jfail(j, "\\u escape the writer never makes");
 				break;
 			}
 			default:
