@@ -1,7 +1,8 @@
 # layersnap build.  `make` builds build/layersnap and the libraries;
 # `make test` runs the unit and end-to-end tests in a plain build and under
 # AddressSanitizer + UndefinedBehaviorSanitizer; `make deps` installs what
-# all of it needs from Debian's packages.
+# all of it needs from Debian's packages; `make install` (PREFIX, DESTDIR)
+# installs what `make` built, and `make uninstall` removes it again.
 
 CC      ?= cc
 SAN     ?=
@@ -28,6 +29,18 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -fPIC -MMD -MP 
 LDFLAGS ?=
 LIBS     = -luring -larchive -lxxhash -lcrypto -ldeflate -lz -lzstd -lpthread
 
+# The version is written in one place, snapshot/layersnap.h
+# (LAYERSNAP_VERSION_MAJOR/MINOR/PATCH): the shared library is
+# liblayersnap.so.MAJOR.MINOR.PATCH with the SONAME liblayersnap.so.MAJOR.
+version_part = $(shell awk '$$2 == "LAYERSNAP_VERSION_$(1)" && $$3 ~ /^[0-9]+$$/ { print $$3 }' snapshot/layersnap.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION_MINOR := $(call version_part,MINOR)
+VERSION_PATCH := $(call version_part,PATCH)
+$(if $(and $(VERSION_MAJOR),$(VERSION_MINOR),$(VERSION_PATCH)),,$(error snapshot/layersnap.h: no LAYERSNAP_VERSION_MAJOR/MINOR/PATCH numbers))
+VERSION  = $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+SONAME   = liblayersnap.so.$(VERSION_MAJOR)
+SO_FILE  = liblayersnap.so.$(VERSION)
+
 LIB_SRC  = $(filter-out snapshot/main.c,$(wildcard snapshot/*.c)) $(wildcard modes/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  = $(BUILD)/obj/snapshot/main.o
@@ -47,40 +60,109 @@ FUZZ_BIN     = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)
 ASAN_BUILD  ?= $(BUILD)/asan
 FUZZ_BUILD  ?= $(BUILD)/libfuzzer
 
-.PHONY: all deps demo test test-build test-plain test-asan unit e2e bench bench-quick soak fuzz fuzz-build clean
-all: $(BUILD)/layersnap $(BUILD)/liblayersnap.a $(BUILD)/liblayersnap.so
+# Where `make install` puts things: DESTDIR is prepended to every path (a
+# staging directory for packages), the others are as the installed system
+# sees them.
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DATAROOTDIR  ?= $(PREFIX)/share
+MANDIR       ?= $(DATAROOTDIR)/man
+BASHCOMPDIR  ?= $(DATAROOTDIR)/bash-completion/completions
+DESTDIR      ?=
+INSTALL      ?= install
+# run after installing onto the live system (no DESTDIR) as root; empty: never
+LDCONFIG     ?= ldconfig
+# Man pages (section 1) and the bash completion script (written by the
+# binary from its option table), installed into MANDIR/man1 and
+# BASHCOMPDIR/layersnap, and removed by uninstall.
+MAN1_PAGES      = doc/layersnap.1
+BASH_COMPLETION = $(BUILD)/layersnap.bash
 
-$(BUILD)/obj/%.o: %.c
+.PHONY: all deps demo test test-build test-plain test-asan unit e2e bench bench-quick soak fuzz fuzz-build clean \
+	install uninstall print-sanflags
+all: $(BUILD)/layersnap $(BUILD)/liblayersnap.a $(BUILD)/liblayersnap.so $(BUILD)/$(SONAME) $(BASH_COMPLETION)
+
+# BUILD/build-flags: what everything in BUILD is compiled and linked with
+# (warning options aside); BUILD/build-vars: the variables that chose it, one
+# VAR=value a line.  Everything built depends on build-flags, which is
+# rewritten (at parse time, so `make -q` still answers) only when it changes:
+# another CC, SAN, OPT, CFLAGS or LDFLAGS, or a Makefile that builds
+# otherwise, rebuilds everything, and a build directory never mixes objects
+# built differently.  `make install` never rebuilds with other flags than
+# BUILD was built with: given other ones, it stops and names BUILD's
+# variables (tests/e2e/install.sh hands them back to it).
+BUILD_VARS  = CC SAN OPT CFLAGS LDFLAGS
+# the library's objects: only what layersnap.h declares (LS_API) is visible
+# outside liblayersnap.so; the static library, and so the CLI, the tests and
+# the tools that link it, still reach every function
+LIB_CFLAGS  = -fvisibility=hidden
+SO_LDFLAGS  = -shared -Wl,-soname,$(SONAME)
+shell_quote = '$(subst ','\'',$(1))'
+build_vars_text  = $(foreach v,$(BUILD_VARS),$(call shell_quote,$(v)=$($(v))))
+build_flags_text = $(call shell_quote,cc: $(CC)) $(call shell_quote,cflags: $(filter-out $(WARN),$(ALL_CFLAGS))) \
+	$(call shell_quote,lib: $(LIB_CFLAGS)) $(call shell_quote,so: $(SO_LDFLAGS)) \
+	$(call shell_quote,link: $(SANFLAGS) $(LDFLAGS) $(LIBS))
+# update_file FILE,WORDS: FILE holds the lines WORDS, rewritten only when they differ
+update_file = mkdir -p $(dir $(1)) && printf '%s\n' $(2) >$(1).$$$$ && \
+	{ cmp -s $(1).$$$$ $(1) || mv -f $(1).$$$$ $(1); }; rm -f $(1).$$$$
+ifneq ($(filter install,$(MAKECMDGOALS)),)
+ifneq ($(shell [ ! -f $(BUILD)/build-flags ] || printf '%s\n' $(build_flags_text) | cmp -s - $(BUILD)/build-flags || echo differ),)
+$(error $(BUILD) was built with other flags than this make install would build it with: \
+	give it the variables BUILD was built with, $(strip $(shell sed "s/.*/'&'/" $(BUILD)/build-vars 2>/dev/null | tr '\n' ' ')) \
+	(this make has $(build_vars_text); with the same ones, the Makefile changed: make BUILD=$(BUILD) first))
+endif
+endif
+ifneq ($(filter-out clean deps uninstall print-sanflags,$(or $(MAKECMDGOALS),all)),)
+$(shell $(call update_file,$(BUILD)/build-flags,$(build_flags_text)); \
+	$(call update_file,$(BUILD)/build-vars,$(build_vars_text)))
+endif
+$(BUILD)/build-flags:
+	@$(call update_file,$@,$(build_flags_text))
+	@$(call update_file,$(BUILD)/build-vars,$(build_vars_text))
+
+$(LIB_OBJ): OBJ_CFLAGS = $(LIB_CFLAGS)
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/build-flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(OBJ_CFLAGS) -c $< -o $@
 
 $(BUILD)/liblayersnap.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/liblayersnap.so: $(LIB_OBJ)
-	$(CC) -shared $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/$(SO_FILE): $(LIB_OBJ) $(BUILD)/build-flags
+	$(CC) $(SO_LDFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(LIB_OBJ) $(LIBS)
 
-$(BUILD)/layersnap: $(CLI_OBJ) $(BUILD)/liblayersnap.a
-	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+# the SONAME link (what programs load) and the link programs are linked with
+$(BUILD)/$(SONAME) $(BUILD)/liblayersnap.so: $(BUILD)/$(SO_FILE)
+	ln -sf $(SO_FILE) $@
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblayersnap.a
+$(BUILD)/layersnap: $(CLI_OBJ) $(BUILD)/liblayersnap.a $(BUILD)/build-flags
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liblayersnap.a $(LIBS)
+
+$(BUILD)/layersnap.bash: $(BUILD)/layersnap
+	$< completion bash >$@.tmp && mv -f $@.tmp $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblayersnap.a $(BUILD)/build-flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/liblayersnap.a -lcmocka $(LIBS)
 
-$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/liblayersnap.a
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/liblayersnap.a $(BUILD)/build-flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/liblayersnap.a $(LIBS)
 
-$(BUILD)/fuzz/replay-%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(BUILD)/liblayersnap.a
+$(BUILD)/fuzz/replay-%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(BUILD)/liblayersnap.a $(BUILD)/build-flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/liblayersnap.a $(LIBS)
 
-$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/liblayersnap.a
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/liblayersnap.a $(BUILD)/build-flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $(LDFLAGS) -o $@ $< $(BUILD)/liblayersnap.a $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c
+$(BUILD)/bench/%: bench/%.c $(BUILD)/build-flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
 
@@ -133,6 +215,51 @@ fuzz:
 	tests/fuzz/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_BUILD) $(FUZZ_RUN)
 
 fuzz-build: $(FUZZ_BIN)
+
+# Installs what `make` built (install depends on all: nothing is rebuilt
+# when BUILD is up to date, and never with other flags than it was built
+# with: see build-flags).  DESTDIR=/staging PREFIX=/usr for a package.
+INSTALLED = $(BINDIR)/layersnap \
+	$(LIBDIR)/$(SO_FILE) $(LIBDIR)/$(SONAME) $(LIBDIR)/liblayersnap.so $(LIBDIR)/liblayersnap.a \
+	$(INCLUDEDIR)/layersnap.h $(PKGCONFIGDIR)/layersnap.pc \
+	$(addprefix $(MANDIR)/man1/,$(notdir $(MAN1_PAGES))) \
+	$(if $(BASH_COMPLETION),$(BASHCOMPDIR)/layersnap)
+# layersnap.pc's libdir and includedir relative to its prefix when they are
+# beneath it (so PKG_CONFIG_SYSROOT_DIR and a moved prefix work)
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 755 $(BUILD)/layersnap $(DESTDIR)$(BINDIR)/layersnap
+	$(INSTALL) -m 644 $(BUILD)/$(SO_FILE) $(DESTDIR)$(LIBDIR)/$(SO_FILE)
+	ln -sf $(SO_FILE) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SO_FILE) $(DESTDIR)$(LIBDIR)/liblayersnap.so
+	$(INSTALL) -m 644 $(BUILD)/liblayersnap.a $(DESTDIR)$(LIBDIR)/liblayersnap.a
+	$(INSTALL) -m 644 snapshot/layersnap.h $(DESTDIR)$(INCLUDEDIR)/layersnap.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+		-e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@LIBS_PRIVATE@|$(LIBS)|g' layersnap.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/layersnap.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/layersnap.pc
+ifneq ($(strip $(MAN1_PAGES)),)
+	$(INSTALL) -d $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 644 $(MAN1_PAGES) $(DESTDIR)$(MANDIR)/man1/
+endif
+ifneq ($(strip $(BASH_COMPLETION)),)
+	$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 644 $(BASH_COMPLETION) $(DESTDIR)$(BASHCOMPDIR)/layersnap
+endif
+	@if [ -z "$(DESTDIR)" ] && [ -n "$(LDCONFIG)" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "$(LDCONFIG)"; $(LDCONFIG) || :; fi
+
+# Removes exactly what install put in place (same PREFIX, DESTDIR and
+# directory variables); directories are left, as other packages share them.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+
+# The sanitizer flags of this configuration (SAN=...): a program linked with
+# BUILD's libraries needs them too (tests/e2e/install.sh).
+print-sanflags:
+	@echo '$(SANFLAGS)'
 
 clean:
 	rm -rf build

@@ -336,6 +336,10 @@ struct writer {
 	XXH3_state_t *xxh2;         /* for a second read */
 	char *buf;                  /* REREAD_BUF bytes, for a second read */
 	bool want_hash;             /* a new manifest is made: hash what is read */
+	uint64_t entries_out;       /* progress: entries written, */
+	uint64_t bytes_read;        /* file contents copied, */
+	uint64_t bytes_total;       /* of these in all */
+	uint64_t reported;          /* bytes_read at the last report */
 	struct ls_readahead *ra;    /* regular files read on another thread, or NULL */
 	size_t *ra_idx;             /* the entries it reads */
 };
@@ -546,6 +550,8 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 		/* The reader checked the two stats and, for a file stamped just
 		 * now, a second read. */
 		rc = ls_layer_add_data(w->layer, &e, ahead->data, err);
+		if (rc == 0)
+			w->bytes_read += e.size;
 		if (rc == 0 && ahead->hashed) {
 			memcpy(r->hash, ahead->hash, 16);
 			r->mode |= LS_REC_HASHED;
@@ -555,6 +561,8 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	if (read_content)
 		XXH3_128bits_reset(w->xxh);
 	rc = ls_layer_add(w->layer, &e, fd, read_content ? w->xxh : NULL, err);
+	if (rc == 0 && read_content)
+		w->bytes_read += e.size;
 	if (read_content) {
 		/* The same size and timestamps after the bytes as before them
 		 * mean the bytes are one state of the file. */
@@ -776,16 +784,57 @@ static void start_readahead(struct writer *w)
 		p->flags[w->ra_idx[k]] |= AHEAD;
 }
 
+/* The layer's progress, to the caller's callback (now and then unless
+ * done); a non-zero return cancels. */
+static int report_layer(struct writer *w, bool done, struct ls_error *err)
+{
+	if (!w->o->progress)
+		return 0;
+	if (!done && w->entries_out % 256 != 0 && w->bytes_read - w->reported < 4u << 20)
+		return 0;
+	w->reported = w->bytes_read;
+	struct ls_progress pr = {
+		.phase = LS_PHASE_LAYER, .done = done, .entries = w->entries_out,
+		.bytes_read = w->bytes_read, .bytes_total = w->bytes_total,
+		.bytes_written = ls_layer_tar_bytes(w->layer),
+	};
+	if (w->o->progress(w->o->log_ctx, &pr) != 0)
+		return ls_fail(err, ECANCELED, "cancelled");
+	return 0;
+}
+
+/* The file contents a layer will copy, for progress: regular files in it
+ * that are not later members of a hard-link group. */
+static uint64_t content_total(const struct plan *p)
+{
+	uint64_t total = 0;
+	for (size_t i = 0; i < p->cur->n; i++) {
+		const struct ls_rec *r = &p->cur->recs[i];
+		if ((p->flags[i] & IN_LAYER) && S_ISREG(r->mode) && p->link_first[i] < 0)
+			total += r->size;
+	}
+	return total;
+}
+
 static int write_layer(struct writer *w, struct ls_layer_result *lres, struct ls_error *err)
 {
 	struct plan *p = w->p;
 	ls_manifest *c = p->cur;
 	size_t k = 0;
-	int rc = write_whiteouts(w, -1, &k, err);
+	w->bytes_total = w->o->progress ? content_total(p) : 0;
+	int rc = report_layer(w, false, err);
+	if (rc == 0)
+		rc = write_whiteouts(w, -1, &k, err);
 	for (size_t i = 0; i < c->n && rc == 0; i++) {
 		if (!(p->flags[i] & (IN_LAYER | ANCESTOR)))
 			continue;
 		rc = write_entry(w, i, err);
+		if (rc == WRITTEN) {
+			w->entries_out++;
+			rc = report_layer(w, false, err);
+			if (rc)
+				break;
+		}
 		if (rc == VANISHED && S_ISDIR(c->recs[i].mode)) {
 			size_t end;
 			rc = drop_vanished_dir(w, i, &k, &end, err);
@@ -799,6 +848,8 @@ static int write_layer(struct writer *w, struct ls_layer_result *lres, struct ls
 	}
 	if (rc == 0)
 		rc = ls_layer_finish(w->layer, lres, err);
+	if (rc == 0)
+		rc = report_layer(w, true, err);
 	return rc;
 }
 

@@ -852,6 +852,11 @@ int ls_layer_add_opaque(struct ls_layer *l, const char *dir, struct ls_error *er
 	return write_marker(l, name, err);
 }
 
+uint64_t ls_layer_tar_bytes(const struct ls_layer *l)
+{
+	return l ? l->bytes : 0;
+}
+
 int ls_layer_finish(struct ls_layer *l, struct ls_layer_result *res, struct ls_error *err)
 {
 	if (!l)

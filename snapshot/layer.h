@@ -91,6 +91,9 @@ int ls_layer_add_whiteout(struct ls_layer *l, const char *path, struct ls_error 
 /** Adds the opaque whiteout "DIR/.wh..wh..opq" ("" = ROOT) for directory dir. */
 int ls_layer_add_opaque(struct ls_layer *l, const char *dir, struct ls_error *err);
 
+/** Uncompressed tar bytes written so far. */
+uint64_t ls_layer_tar_bytes(const struct ls_layer *l);
+
 /** Writes the end of the archive (two zero blocks, no padding), flushes the
  *  compressor and fills res.  Does not close the fd. */
 int ls_layer_finish(struct ls_layer *l, struct ls_layer_result *res, struct ls_error *err);

@@ -5,6 +5,13 @@
  * negative errno-style code, and fills the caller's struct ls_error with a
  * one-line message "what: why".  The library never prints, never exits and
  * keeps no global mutable state; a handle is used by one thread at a time.
+ * A NULL where an argument is required, or an invalid one, is -EINVAL (-EBADF
+ * for a file descriptor), never a crash; err itself may be NULL.
+ *
+ * This header is the whole public API: liblayersnap.so exports exactly the
+ * functions declared here (each marked LS_API), and nothing else.  Link with
+ * `pkg-config --cflags --libs layersnap` (`--static` adds what linking
+ * liblayersnap.a needs).
  */
 #ifndef LAYERSNAP_H
 #define LAYERSNAP_H
@@ -13,8 +20,41 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
-#define LAYERSNAP_VERSION "0.1.0"
+/*
+ * The version of this header and of the library built with it, the one
+ * place it is written: the Makefile reads these three lines (the shared
+ * library's file name liblayersnap.so.MAJOR.MINOR.PATCH, its SONAME
+ * liblayersnap.so.MAJOR, the pkg-config Version) and `layersnap --version`
+ * prints LAYERSNAP_VERSION.
+ */
+#define LAYERSNAP_VERSION_MAJOR 0
+#define LAYERSNAP_VERSION_MINOR 1
+#define LAYERSNAP_VERSION_PATCH 0
+
+#define LS_STRINGIFY_(x) #x
+#define LS_STRINGIFY(x) LS_STRINGIFY_(x)
+/** "MAJOR.MINOR.PATCH", e.g. "0.1.0". */
+#define LAYERSNAP_VERSION LS_STRINGIFY(LAYERSNAP_VERSION_MAJOR) "." \
+	LS_STRINGIFY(LAYERSNAP_VERSION_MINOR) "." LS_STRINGIFY(LAYERSNAP_VERSION_PATCH)
+
+/*
+ * LS_API marks the exported functions.  The library's objects are compiled
+ * with -fvisibility=hidden, so a function without it stays internal to the
+ * library (the static library still links every function, hidden or not).
+ */
+#ifndef LS_API
+#  if defined(__GNUC__) && __GNUC__ >= 4
+#    define LS_API __attribute__((visibility("default")))
+#  else
+#    define LS_API
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /** Error report filled by every fallible call. */
 struct ls_error {
@@ -37,9 +77,33 @@ enum ls_compress { LS_COMPRESS_NONE = 0, LS_COMPRESS_GZIP = 1, LS_COMPRESS_ZSTD 
 /** Callback for warnings and verbose notes; may be NULL. */
 typedef void ls_log_fn(void *ctx, int verbose, const char *msg);
 
-/** Progress callback: entries recorded so far; called from the calling
- *  thread every few thousand entries and once at the end.  May be NULL. */
-typedef void ls_progress_fn(void *ctx, uint64_t entries, bool done);
+/** The phases of a run, as progress reports them. */
+enum ls_phase {
+	LS_PHASE_WALK = 0,   /**< scan, diff, compare with ROOT: the tree is walked (and hashed) */
+	LS_PHASE_LAYER = 1,  /**< diff: the layer is written */
+};
+
+/** Where a run is, for ls_progress_fn. */
+struct ls_progress {
+	enum ls_phase phase;
+	bool done;               /**< the phase is complete: its last call */
+	uint64_t entries;        /**< walk: entries recorded; layer: entries written */
+	uint64_t bytes_read;     /**< layer: file contents read so far */
+	uint64_t bytes_total;    /**< layer: the file contents it reads in all */
+	uint64_t bytes_written;  /**< layer: tar bytes out so far (before compression) */
+};
+
+/**
+ * Progress callback.  Called on the calling thread, one call at a time:
+ * when a phase starts, every 4096 entries of a walk, every 4 MiB or 256
+ * entries of a layer, and once when a phase is done.  May be NULL.
+ *
+ * @return
+ *         0 to go on; anything else cancels the run, which then fails with
+ *         -ECANCELED ("cancelled") and leaves its outputs to the caller to
+ *         discard (the CLI commits nothing).
+ */
+typedef int ls_progress_fn(void *ctx, const struct ls_progress *p);
 
 /** Options shared by scan, diff and compare. Zero-initialised means defaults
  *  except mode, which callers set (the CLI defaults to full). */
@@ -63,57 +127,180 @@ struct ls_walk_options {
 
 /* ---- manifests ---------------------------------------------------------- */
 
+/** A manifest: the entries of a tree in walk order, with the settings it was
+ *  recorded with.  Opaque; made by ls_manifest_load(), ls_scan() or ls_diff(),
+ *  freed with ls_manifest_free(). */
 typedef struct ls_manifest ls_manifest;
 
-/** Loads and verifies a manifest file (magic, version, checksum, structure).
- *  Returns 0 and *out, or a negative code with err filled. */
-int ls_manifest_load(const char *path, ls_manifest **out, struct ls_error *err);
+/**
+ * Load and verify a manifest file (magic, version, checksum, structure).
+ *
+ * @param path
+ *         The file to read.  It is mapped, not copied: it must not be
+ *         truncated while the manifest is in use.
+ * @param[out] out
+ *         Receives the manifest, owned by the caller (ls_manifest_free());
+ *         NULL on failure.
+ * @param[out] err
+ *         Filled on failure.
+ * @return
+ *         0, or a negative errno-style code (-EINVAL for a file that is not
+ *         a manifest of this format version).
+ */
+LS_API int ls_manifest_load(const char *path, ls_manifest **out, struct ls_error *err);
 
-/** Writes a manifest atomically (temporary file + rename, under PATH.lock).
- *  With do_fsync, the data and the directory are fsynced before/after rename. */
-int ls_manifest_save(const ls_manifest *m, const char *path, bool do_fsync, struct ls_error *err);
+/**
+ * Write a manifest atomically: to a temporary file beside path, renamed over
+ * it only once complete, under the lock path.lock (a second writer of the
+ * same path fails at once).
+ *
+ * @param m
+ *         The manifest; not modified.
+ * @param path
+ *         The file to write; through a symlink, its target is written.
+ * @param do_fsync
+ *         Fsync the data before the rename and the directory after it.
+ * @param[out] err
+ *         Filled on failure.
+ * @return
+ *         0, or a negative errno-style code; the previous file at path is
+ *         then untouched.
+ */
+LS_API int ls_manifest_save(const ls_manifest *m, const char *path, bool do_fsync, struct ls_error *err);
 
-/** Frees a manifest; NULL is allowed. */
-void ls_manifest_free(ls_manifest *m);
+/**
+ * Free a manifest.
+ *
+ * @param m
+ *         The manifest, or NULL (nothing is done).
+ */
+LS_API void ls_manifest_free(ls_manifest *m);
 
-/** Number of entries (ROOT itself is not an entry). */
-size_t ls_manifest_count(const ls_manifest *m);
+/**
+ * @return
+ *         The number of entries in m (ROOT itself is not an entry); 0 for
+ *         NULL.
+ */
+LS_API size_t ls_manifest_count(const ls_manifest *m);
 
-/** Mode the manifest was recorded in. */
-enum ls_mode ls_manifest_mode(const ls_manifest *m);
+/**
+ * @return
+ *         The mode m was recorded in; LS_MODE_FULL for NULL.
+ */
+LS_API enum ls_mode ls_manifest_mode(const ls_manifest *m);
 
-/** Renders a manifest as an mtree spec (mtree-netbsd compatible) or JSON. */
-int ls_manifest_dump_mtree(const ls_manifest *m, FILE *out, struct ls_error *err);
-int ls_manifest_dump_json(const ls_manifest *m, FILE *out, struct ls_error *err);
+/**
+ * Find an entry by its path.
+ *
+ * @param m
+ *         The manifest.
+ * @param path
+ *         The entry's path relative to ROOT as recorded: no leading "/" or
+ *         "./", no trailing "/"; need not be NUL-terminated.
+ * @param len
+ *         The length of path in bytes.
+ * @return
+ *         The entry's index in walk order (0 <= index < ls_manifest_count()),
+ *         or -1 when m has no entry with exactly this path (or m is NULL).
+ */
+LS_API ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
+
+/**
+ * Render a manifest as a BSD mtree spec that mtree-netbsd's `mtree -f SPEC
+ * -p ROOT` accepts (ls_manifest_dump_mtree()) or as JSON, one object per
+ * entry (ls_manifest_dump_json()).
+ *
+ * @param m
+ *         The manifest.
+ * @param out
+ *         Where to write; flushed, not closed.
+ * @param[out] err
+ *         Filled on failure.
+ * @return
+ *         0, or a negative errno-style code when writing to out failed.
+ */
+LS_API int ls_manifest_dump_mtree(const ls_manifest *m, FILE *out, struct ls_error *err);
+LS_API int ls_manifest_dump_json(const ls_manifest *m, FILE *out, struct ls_error *err);
 
 /* ---- scan --------------------------------------------------------------- */
 
-/** Walks ROOT and records a manifest in opts->mode.  With a base manifest in
- *  full mode, unchanged files keep the base's hashes (stat cache).
- *  Returns 0 and *out, or a negative code. */
-int ls_scan(const char *root, const struct ls_walk_options *opts, const ls_manifest *base,
-	    ls_manifest **out, struct ls_error *err);
+/**
+ * Walk ROOT and record a manifest.
+ *
+ * @param root
+ *         The directory to record.
+ * @param opts
+ *         The walk's options; opts->mode must be set.
+ * @param base
+ *         A previous manifest of the tree, or NULL.  In full mode, files it
+ *         proves unchanged keep its hashes without being read (the stat
+ *         cache); with opts->ignore_errors, what cannot be read keeps its
+ *         base entries.  A base in another mode than full is not used by a
+ *         full scan; one recorded with other settings is refused (see
+ *         ls_check_base()).  Not modified; the result does not borrow it.
+ * @param[out] out
+ *         Receives the new manifest, owned by the caller (ls_manifest_free()).
+ * @param[out] err
+ *         Filled on failure, naming the path.
+ * @return
+ *         0, or a negative errno-style code.
+ */
+LS_API int ls_scan(const char *root, const struct ls_walk_options *opts, const ls_manifest *base,
+		   ls_manifest **out, struct ls_error *err);
 
 /* ---- compare ------------------------------------------------------------ */
 
 /** One change between two manifests. */
 enum ls_change { LS_ADDED = 'A', LS_MODIFIED = 'M', LS_DELETED = 'D', LS_TYPE = 'T' };
 
-/** Called for every change in manifest order; a non-zero return stops the
- *  comparison and is returned by ls_compare. */
+/** Called for every change in manifest order, with the path (path_len bytes,
+ *  NUL-terminated, valid during the call only); a non-zero return stops the
+ *  comparison (see ls_compare()). */
 typedef int ls_change_fn(void *ctx, enum ls_change change, const char *path, size_t path_len);
 
-/** Compares two manifests in `mode`: merge-join in walk order.  With
- *  mtime_seconds, mtimes are compared in whole seconds.  Returns the number
- *  of changes (>= 0) or a negative code. */
-long ls_compare(const ls_manifest *old_m, const ls_manifest *new_m, enum ls_mode mode,
-		bool mtime_seconds, ls_change_fn *fn, void *ctx, struct ls_error *err);
+/**
+ * Compare two manifests: one merge-join in walk order.
+ *
+ * @param old_m
+ *         The earlier manifest.
+ * @param new_m
+ *         The later manifest.
+ * @param mode
+ *         Which fields count as a change (DESIGN.md "Snapshot modes").
+ * @param mtime_seconds
+ *         Compare mtimes in whole seconds.
+ * @param fn
+ *         Called for each change, or NULL to count them only.
+ * @param ctx
+ *         Passed to fn.
+ * @param[out] err
+ *         Filled when fn stops the comparison with a positive return.
+ * @return
+ *         The number of changes (>= 0); fn's return when it returned a
+ *         negative value (err is then fn's to fill); -EIO ("compare:
+ *         stopped") when it returned a positive one.
+ */
+LS_API long ls_compare(const ls_manifest *old_m, const ls_manifest *new_m, enum ls_mode mode,
+		       bool mtime_seconds, ls_change_fn *fn, void *ctx, struct ls_error *err);
 
-/** Checks that a base recorded with base's settings can serve a comparison in
- *  `mode` with `opts` (DESIGN.md: full needs a full base; same excludes,
- *  xattrs policy and one-file-system).  Returns 0 or -EINVAL with err filled. */
-int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_walk_options *opts,
-		  struct ls_error *err);
+/**
+ * Check that a base can serve a scan, diff or comparison (DESIGN.md): full
+ * mode needs a full base, and the base must have been recorded with the same
+ * excludes, xattrs policy and one-file-system setting as opts.
+ *
+ * @param base
+ *         The base manifest.
+ * @param mode
+ *         The mode of the comparison.
+ * @param opts
+ *         The options of the run.
+ * @param[out] err
+ *         Filled on failure, saying which setting differs.
+ * @return
+ *         0, or -EINVAL (or -ENOMEM).
+ */
+LS_API int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_walk_options *opts,
+			 struct ls_error *err);
 
 /* ---- diff --------------------------------------------------------------- */
 
@@ -134,16 +321,38 @@ struct ls_diff_result {
 	uint64_t size;              /**< blob size */
 	char diff_id[72];           /**< "sha256:<hex>" */
 	char digest[72];            /**< "sha256:<hex>" */
-	const char *media_type;
+	const char *media_type;     /**< a static string */
 	double elapsed_ms;
 };
 
-/** Walks ROOT, compares with base (NULL: full layer) and writes the layer to
- *  layer_fd.  On success, *new_manifest (if not NULL) receives the new
- *  manifest with every regular file hashed in full mode. */
-int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
-	    int layer_fd, struct ls_diff_result *res, ls_manifest **new_manifest,
-	    struct ls_error *err);
+/**
+ * Walk ROOT, compare it with a base and write a layer of what changed.
+ *
+ * @param root
+ *         The directory to record.
+ * @param opts
+ *         The options; opts->walk.mode must be set.
+ * @param base
+ *         The base manifest (refused as by ls_check_base() when it does not
+ *         fit), or NULL for a full layer of the tree.  Not modified.
+ * @param layer_fd
+ *         Where the layer (the compressed blob, per opts->compress) is
+ *         written, sequentially; not closed.
+ * @param[out] res
+ *         Filled with the counts and digests on success; zeroed otherwise.
+ * @param[out] new_manifest
+ *         NULL, or receives the manifest of the tree as written, owned by
+ *         the caller (ls_manifest_free()); in full mode every regular file in
+ *         it is hashed.  NULL on failure.
+ * @param[out] err
+ *         Filled on failure, naming the path.
+ * @return
+ *         0, or a negative errno-style code; what was written to layer_fd
+ *         is then not a valid layer.
+ */
+LS_API int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
+		   int layer_fd, struct ls_diff_result *res, ls_manifest **new_manifest,
+		   struct ls_error *err);
 
 /* ---- apply -------------------------------------------------------------- */
 
@@ -159,18 +368,52 @@ struct ls_apply_stats {
 	uint64_t entries, whiteouts, skipped;
 };
 
-/** Extracts an OCI layer (tar, tar+gzip or tar+zstd, detected from the bytes)
- *  read from layer_fd onto the directory ROOT, never touching anything
- *  outside it.  The whole stream is verified (gzip trailers, zstd checksums,
- *  the tar's end-of-archive blocks); each file is written to a temporary and
- *  linked into place once complete.  Returns 0 or a negative code naming the
- *  refused entry; entries before it stay applied. */
-int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts,
-	     struct ls_apply_stats *stats, struct ls_error *err);
+/**
+ * Extract an OCI layer onto a directory, never touching anything outside it.
+ * The whole stream is verified (gzip trailers, zstd checksums, the tar's
+ * end-of-archive blocks); each file is written to a temporary and linked
+ * into place once complete; whiteouts and opaque whiteouts are honoured.
+ *
+ * @param layer_fd
+ *         The layer: tar, tar+gzip or tar+zstd, detected from the bytes;
+ *         read sequentially, not closed.
+ * @param root
+ *         The directory to extract onto.
+ * @param opts
+ *         The options, or NULL for the defaults.
+ * @param[out] stats
+ *         NULL, or filled with what was done (also on failure).
+ * @param[out] err
+ *         Filled on failure, naming the refused entry.
+ * @return
+ *         0, or a negative errno-style code; the entries before the refused
+ *         one stay applied.
+ */
+LS_API int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts,
+		    struct ls_apply_stats *stats, struct ls_error *err);
 
 /* ---- names -------------------------------------------------------------- */
 
-const char *ls_mode_name(enum ls_mode mode);
-int ls_mode_parse(const char *s, enum ls_mode *out);
+/**
+ * @return
+ *         The name of a mode ("time", "redo" or "full"), a static string.
+ */
+LS_API const char *ls_mode_name(enum ls_mode mode);
+
+/**
+ * Parse a mode's name.
+ *
+ * @param s
+ *         "time", "redo" or "full".
+ * @param[out] out
+ *         Receives the mode.
+ * @return
+ *         0, or -EINVAL for any other string (out untouched).
+ */
+LS_API int ls_mode_parse(const char *s, enum ls_mode *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -148,6 +148,7 @@ struct cli {
 	bool no_tmpfile;        /* LAYERSNAP_TEST_NO_TMPFILE=1: test the named fallback */
 	int verbose, quiet;
 	int progress;           /* -1 off, 1 on, 0 when stderr is a terminal */
+	struct timespec phase_start;  /* progress: for the rate and the time left */
 	const char *args[3];
 	int n_args;
 };
@@ -194,14 +195,40 @@ static int stdout_failed(void)
 	return die("stdout: %s", strerror(e));
 }
 
-static void progress_cb(void *ctx, uint64_t entries, bool done)
+static double seconds_since(const struct timespec *t)
 {
-	(void)ctx;
-	if (done)
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* One line on stderr, rewritten in place: the phase, entries, and while a
+ * layer is written the share of its contents copied, the rate and the time
+ * left.  Cleared when the run's last phase is done. */
+static int progress_cb(void *ctx, const struct ls_progress *p)
+{
+	struct cli *c = ctx;
+	bool diff = strcmp(c->cmd, "diff") == 0;
+	if (!p->done && p->entries == 0 && p->bytes_read == 0)
+		clock_gettime(CLOCK_MONOTONIC, &c->phase_start);
+	if (p->done && (p->phase == LS_PHASE_LAYER || !diff)) {
 		fputs("\r\033[K", stderr);
-	else
-		fprintf(stderr, "\rlayersnap: %" PRIu64 " entries", entries);
+	} else if (p->phase == LS_PHASE_WALK) {
+		fprintf(stderr, "\r\033[Klayersnap: walking: %" PRIu64 " entries%s", p->entries,
+			p->done ? ", done" : "");
+	} else {
+		double t = seconds_since(&c->phase_start);
+		double rate = t > 0.05 ? (double)p->bytes_read / t : 0;
+		double share = p->bytes_total ? (double)p->bytes_read / (double)p->bytes_total : 1;
+		fprintf(stderr, "\r\033[Klayersnap: writing the layer: %3.0f%%, %" PRIu64 " entries, %.1f of %.1f MB read, "
+			"%.1f MB written", 100 * share, p->entries, (double)p->bytes_read / 1e6,
+			(double)p->bytes_total / 1e6, (double)p->bytes_written / 1e6);
+		if (rate > 0)
+			fprintf(stderr, ", %.0f MB/s, %.0f s left", rate / 1e6,
+				(double)(p->bytes_total > p->bytes_read ? p->bytes_total - p->bytes_read : 0) / rate);
+	}
 	fflush(stderr);
+	return 0;
 }
 
 static void log_cb(void *ctx, int verbose, const char *msg)

@@ -828,10 +828,12 @@ static int examine_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 	for (size_t i = nr; i-- > 1;)
 		ls_pool_push(w->pool, &r[i].task);
 	examine_range(&r[0], c);
+	/* Every range done before any is merged: merging grows the job's
+	 * arena, whose names the ranges still running read. */
+	for (size_t i = 1; i < nr; i++)
+		ls_pool_wait(w->pool, &r[i].task, c);
 	int rc = 0;
 	for (size_t i = 0; i < nr; i++) {
-		if (i > 0)
-			ls_pool_wait(w->pool, &r[i].task, c);
 		if (!rc)
 			rc = r[i].err ? r[i].err : merge_range(j, &r[i]);
 		free(r[i].arena.buf);
@@ -949,6 +951,15 @@ static int splice_mount_point(struct walker *w, const char *path, size_t len, st
 	return rc ? rc : 1;
 }
 
+/* The walk's progress, to the caller's callback; a non-zero return cancels. */
+static int report(struct walker *w, bool done, struct ls_error *err)
+{
+	struct ls_progress p = { .phase = LS_PHASE_WALK, .done = done, .entries = w->out->n };
+	if (w->o->progress(w->o->log_ctx, &p) != 0)
+		return ls_fail(err, ECANCELED, "cancelled");
+	return 0;
+}
+
 /* Consumes job j (waiting for it), appending its children in walk order and
  * descending into subdirectories as they come.  Its own record, appended by
  * the parent, is the manifest's last one when this starts. */
@@ -1031,8 +1042,8 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 			r.mode |= LS_REC_MOUNTPOINT;
 		rc = ls_manifest_append(w->out, &r, path, len, j->arena.buf + k->link_off, k->link_len,
 					j->arena.buf + k->xattr_off, k->xattr_len, err);
-		if (w->o->progress && (w->out->n & 4095) == 0)
-			w->o->progress(w->o->log_ctx, w->out->n, false);
+		if (rc == 0 && w->o->progress && (w->out->n & 4095) == 0)
+			rc = report(w, false, err);
 		if (rc == 0 && k->sub) {
 			rc = consume(w, k->sub, c, err);
 			/* After a failure, jobs below it may still be queued: they
@@ -1178,9 +1189,12 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		goto done;
 	}
 	ls_pool_push(w.pool, &top->task);
-	rc = consume(&w, top, &main_ctx, err);
 	if (o->progress)
-		o->progress(o->log_ctx, w.out->n, true);
+		rc = report(&w, false, err);
+	if (rc == 0)
+		rc = consume(&w, top, &main_ctx, err);
+	if (rc == 0 && o->progress)
+		rc = report(&w, true, err);
 	if (rc == 0 && atomic_load(&w.ring_failed) && o->io == LS_IO_URING)
 		rc = ls_fail(err, EIO, "--io uring: io_uring failed during the walk");
 

@@ -47,6 +47,31 @@ expect_error "$L" dump --json --format mtree "$T/m"
 python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d == {"entries": 2, "whiteouts": 0, "skipped": 0} else str(d))' \
 	"$T/apply.json" || fail "apply --json: $(cat "$T/apply.json")"
 
+# ---- progress: on a terminal (or with --progress), each phase shows ---------------------
+P=$T/ptree
+mkdir -p "$P"
+for i in $(seq 50); do head -c 100000 /dev/zero >"$P/f$i"; done
+"$L" diff -q "$P" -o "$T/p.tar" 2>"$T/p.err" || fail "diff (no terminal) failed"
+[ ! -s "$T/p.err" ] || fail "progress or output on stderr without a terminal: $(cat "$T/p.err")"
+"$L" diff -q --progress "$P" -o "$T/p.tar" 2>"$T/p.err" || fail "diff --progress failed"
+grep -q "walking: 50 entries, done" "$T/p.err" || fail "--progress: no walk line: $(cat -v "$T/p.err")"
+grep -q "writing the layer: .*of 5.0 MB read" "$T/p.err" || fail "--progress: no layer line: $(cat -v "$T/p.err")"
+if command -v script >/dev/null; then
+	# under a pseudo-terminal: stderr is a terminal, so progress is on
+	script -qec "$(printf '%q ' "$L" diff "$P" -o "$T/p.tar")" "$T/typescript" >/dev/null ||
+		fail "diff under script failed"
+	grep -q "walking: " "$T/typescript" || fail "terminal: no walk line: $(cat -v "$T/typescript")"
+	grep -q "writing the layer: " "$T/typescript" || fail "terminal: no layer line: $(cat -v "$T/typescript")"
+	grep -q "MB read" "$T/typescript" || fail "terminal: no bytes in the layer line"
+	script -qec "$(printf '%q ' "$L" scan "$P" -o "$T/p.m")" "$T/typescript" >/dev/null ||
+		fail "scan under script failed"
+	grep -q "walking: " "$T/typescript" || fail "terminal: scan shows no walk line"
+	script -qec "$(printf '%q ' "$L" diff --no-progress "$P" -o "$T/p.tar")" "$T/typescript" >/dev/null
+	! grep -q "walking" "$T/typescript" || fail "terminal: --no-progress still shows progress"
+else
+	partial_skip script "script (util-linux) missing: progress on a terminal"
+fi
+
 # ---- bash completion ------------------------------------------------------------
 "$L" completion bash >"$T/completion.bash" || fail "completion bash failed"
 bash -n "$T/completion.bash" || fail "the completion script does not parse"

@@ -37,6 +37,7 @@ static void test_null_arguments(void **state)
 	assert_refused(ls_manifest_dump_mtree(NULL, stdout, &err), &err, EINVAL);
 	assert_refused(ls_manifest_dump_json(NULL, stdout, &err), &err, EINVAL);
 	assert_int_equal(ls_manifest_count(NULL), 0);
+	assert_int_equal(ls_manifest_find(NULL, "a", 1), -1);
 	ls_manifest_free(NULL);
 
 	assert_refused((int)ls_compare(NULL, NULL, LS_MODE_FULL, false, NULL, NULL, &err), &err, EINVAL);

@@ -1,7 +1,7 @@
 /*
  * Unit tests for a live tree between the walk and the layer (snapshot/diff.c).
  *
- * ls_diff's walk calls opts->walk.progress(log_ctx, entries, true) once at the
+ * ls_diff's walk calls opts->walk.progress(log_ctx, {LS_PHASE_WALK, done}) once at the
  * end of the walk, before the layer is written: the callback here changes the
  * tree at that moment, which is a live tree between the walk and the writer
  * without any timing.  DESIGN (README "A live tree"):
@@ -470,15 +470,15 @@ struct live {
 	char warning[1024];
 };
 
-static void on_progress(void *ctx, uint64_t entries, bool done)
+static int on_progress(void *ctx, const struct ls_progress *p)
 {
-	(void)entries;
 	struct live *lv = ctx;
-	if (!done || !lv->armed)
-		return;
+	if (p->phase != LS_PHASE_WALK || !p->done || !lv->armed)
+		return 0;
 	lv->armed = false;
 	lv->mutations++;
 	lv->mutate();
+	return 0;
 }
 
 static void on_log(void *ctx, int verbose, const char *msg)
