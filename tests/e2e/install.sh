@@ -333,6 +333,24 @@ assert_eq "$(readlink -f "$so")" "$(readlink -f "$from")" "the library the progr
 run_prog static "$LS_TMP/prog-a"
 assert_eq "$(readlink -f "$LS_TMP/prog-a")" "$(readlink -f "$from")" "where the static program's ls_scan is"
 
+# ---- examples/snap.c, the README's Library example -----------------------------------
+# shellcheck disable=SC2086
+"$CC" "${cflags[@]}" $SANFLAGS examples/snap.c -o "$LS_TMP/snap" $PC_CFLAGS $PC_LIBS ||
+	fail "examples/snap.c does not build with pkg-config --cflags --libs layersnap"
+grep -qF "$(sed -n '/^int main/,/^}/p' examples/snap.c | head -n 3)" README.md ||
+	fail "the README's Library example is not examples/snap.c"
+X=$LS_TMP/snap.d
+mkdir -p "$X/root/d"
+echo one >"$X/root/d/f"
+out=$(LD_LIBRARY_PATH="$lib" "$LS_TMP/snap" "$X/root" - "$X/l1.tar.gz" "$X/m") || fail "examples/snap (first) failed: $out"
+[[ $out == "2 added, 0 modified, 0 deleted: sha256:"* ]] || fail "examples/snap (first): $out"
+echo two >"$X/root/d/g"
+rm "$X/root/d/f"
+out=$(LD_LIBRARY_PATH="$lib" "$LS_TMP/snap" "$X/root" "$X/m" "$X/l2.tar.gz" "$X/m") || fail "examples/snap (second) failed: $out"
+[[ $out == "1 added, 1 modified, 1 deleted: sha256:"* ]] || fail "examples/snap (second): $out"
+gzip -t "$X/l2.tar.gz" || fail "examples/snap: its layer is not gzip"
+tar -tzf "$X/l2.tar.gz" | grep -qx 'd/.wh.f' || fail "examples/snap: no whiteout of the deleted file"
+
 # ---- uninstall ----------------------------------------------------------------
 mk uninstall DESTDIR="$D" PREFIX=/usr >"$LS_TMP/uninstall.log" 2>&1 ||
 	{ cat "$LS_TMP/uninstall.log" >&2; fail "make uninstall failed"; }
