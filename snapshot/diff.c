@@ -340,6 +340,8 @@ struct writer {
 	uint64_t bytes_read;        /* file contents copied, */
 	uint64_t bytes_total;       /* of these in all */
 	uint64_t reported;          /* bytes_read at the last report */
+	ls_change_fn *on_change;    /* the caller's change list, or NULL */
+	void *change_ctx;
 	struct ls_readahead *ra;    /* regular files read on another thread, or NULL */
 	size_t *ra_idx;             /* the entries it reads */
 };
@@ -621,6 +623,53 @@ static bool forget_status(struct plan *p, size_t i)
 	return true;
 }
 
+/* An entry the plan saw unchanged but the writer wrote (an ancestor of a
+ * change, a hard link brought along) whose header took metadata that moved
+ * since the walk (a directory whose entry was deleted meanwhile): now a
+ * modification, as the new manifest will show it. */
+static bool changed_on_the_way(struct writer *w, size_t i)
+{
+	const struct plan *p = w->p;
+	if (!p->base)
+		return false;
+	const struct ls_rec *r = &p->cur->recs[i];
+	ssize_t bi = ls_manifest_find(p->base, ls_rec_path(p->cur, r), r->path_len);
+	if (bi < 0 || !ls_mode_diff_fields(ls_mode_ops_of(p->cur->mode), p->base, &p->base->recs[bi], p->cur, r, false))
+		return false;
+	w->p->modified++;
+	return true;
+}
+
+/* One change to the caller's list; a non-zero return cancels. */
+static int tell(struct writer *w, enum ls_change ch, const ls_manifest *m, const struct ls_rec *r,
+		struct ls_error *err)
+{
+	if (w->on_change && w->on_change(w->change_ctx, ch, ls_rec_path(m, r), r->path_len) != 0)
+		return ls_fail(err, ECANCELED, "cancelled");
+	return 0;
+}
+
+/* The deletion of base entry bi (unless its path now holds another type:
+ * the new entry tells that, as T) and of its subtree. */
+static int tell_deleted(struct writer *w, size_t bi, struct ls_error *err)
+{
+	if (!w->on_change)
+		return 0;
+	const ls_manifest *b = w->p->base;
+	const struct ls_rec *d = &b->recs[bi];
+	int rc = 0;
+	if (ls_manifest_find(w->p->cur, ls_rec_path(b, d), d->path_len) < 0)
+		rc = tell(w, LS_DELETED, b, d, err);
+	for (size_t i = bi + 1; rc == 0 && S_ISDIR(d->mode) && i < b->n; i++) {
+		const struct ls_rec *r = &b->recs[i];
+		if (!ls_path_is_under(ls_rec_path(b, r), r->path_len, ls_rec_path(b, d), d->path_len))
+			break;
+		if (!S_ISSOCK(r->mode))
+			rc = tell(w, LS_DELETED, b, r, err);
+	}
+	return rc;
+}
+
 /* Entry i vanished after the walk: it is absent from the layer and the
  * manifest.  The base's entry at its path gets a whiteout right here, unless
  * the directory's whiteouts already removed it (a type change). */
@@ -628,9 +677,29 @@ static int drop_vanished(struct writer *w, size_t i, struct ls_error *err)
 {
 	struct plan *p = w->p;
 	p->flags[i] |= GONE;
-	if (!forget_status(p, i))
-		return 0;
-	return ls_layer_add_whiteout(w->layer, ls_rec_path(p->cur, &p->cur->recs[i]), err);
+	const struct ls_rec *r = &p->cur->recs[i];
+	bool was_type = p->status[i] == ST_TYPE;
+	if (!forget_status(p, i)) {
+		/* A type change whose new entry vanished: the directory's
+		 * whiteouts removed the old one, which is then deleted. */
+		ssize_t old = was_type && w->on_change ? ls_manifest_find(p->base, ls_rec_path(p->cur, r), r->path_len) : -1;
+		return old >= 0 ? tell(w, LS_DELETED, p->base, &p->base->recs[old], err) : 0;
+	}
+	int rc = ls_layer_add_whiteout(w->layer, ls_rec_path(p->cur, r), err);
+	ssize_t bi = rc == 0 && w->on_change ? ls_manifest_find(p->base, ls_rec_path(p->cur, r), r->path_len) : -1;
+	if (bi >= 0) {
+		/* Gone from the new manifest too (compacted away): tell_deleted's
+		 * check that the path holds another type does not apply. */
+		rc = tell(w, LS_DELETED, p->base, &p->base->recs[bi], err);
+		const struct ls_rec *d = &p->base->recs[bi];
+		for (size_t k = (size_t)bi + 1; rc == 0 && S_ISDIR(d->mode) && k < p->base->n; k++) {
+			const struct ls_rec *s = &p->base->recs[k];
+			if (!ls_path_is_under(ls_rec_path(p->base, s), s->path_len, ls_rec_path(p->base, d), d->path_len))
+				break;
+			rc = tell(w, LS_DELETED, p->base, s, err);
+		}
+	}
+	return rc;
 }
 
 /* Directory entry i vanished after the walk (or its name now holds another
@@ -713,10 +782,9 @@ static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_e
 			return rc;
 	}
 	for (; *k < p->n_wh && p->wh[*k].parent == dir; (*k)++) {
-		if (opaque)
-			continue;
-		const struct ls_rec *b = &p->base->recs[p->wh[*k].base_index];
-		int rc = ls_layer_add_whiteout(w->layer, ls_rec_path(p->base, b), err);
+		int rc = opaque ? 0 : ls_layer_add_whiteout(w->layer, ls_rec_path(p->base, &p->base->recs[p->wh[*k].base_index]), err);
+		if (rc == 0)
+			rc = tell_deleted(w, p->wh[*k].base_index, err);
 		if (rc)
 			return rc;
 	}
@@ -831,7 +899,14 @@ static int write_layer(struct writer *w, struct ls_layer_result *lres, struct ls
 		rc = write_entry(w, i, err);
 		if (rc == WRITTEN) {
 			w->entries_out++;
-			rc = report_layer(w, false, err);
+			static const enum ls_change told[] = { [ST_ADDED] = LS_ADDED, [ST_MODIFIED] = LS_MODIFIED,
+							       [ST_TYPE] = LS_TYPE };
+			if (p->status[i] == ST_SAME && changed_on_the_way(w, i))
+				p->status[i] = ST_MODIFIED;  /* told and counted as such */
+			if (p->status[i] != ST_SAME)
+				rc = tell(w, told[p->status[i]], c, &c->recs[i], err);
+			if (rc == 0)
+				rc = report_layer(w, false, err);
 			if (rc)
 				break;
 		}
@@ -925,6 +1000,8 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	if (rc)
 		goto done;
 	w.want_hash = new_manifest != NULL;
+	w.on_change = opts->on_change;
+	w.change_ctx = opts->change_ctx;
 	start_readahead(&w);
 	struct ls_layer_result lres;
 	memset(&lres, 0, sizeof(lres));

@@ -311,6 +311,13 @@ struct ls_diff_options {
 	bool have_epoch;            /**< clamp mtimes to source_date_epoch */
 	int64_t source_date_epoch;
 	bool opaque;                /**< .wh..wh..opq for directories emptied of old children */
+	/** Called for each path the layer adds (A), modifies (M), deletes (D)
+	 *  or changes the type of (T) as it is written: the changes ls_compare
+	 *  of the base and the new manifest gives, in layer order (a
+	 *  directory's deletions before its other entries), on the calling
+	 *  thread.  May be NULL; a non-zero return cancels (-ECANCELED). */
+	ls_change_fn *on_change;
+	void *change_ctx;
 };
 
 struct ls_diff_result {

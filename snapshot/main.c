@@ -310,7 +310,7 @@ static const struct opt_spec {
 	{ "json", OPT_JSON, NULL, NULL, C_WALK | C_APPLY | C_DUMP, "report as JSON (dump: the JSON format)" },
 	{ "progress", OPT_PROGRESS, NULL, NULL, C_WALK, "show progress on stderr (default: when it is a terminal)" },
 	{ "no-progress", OPT_NO_PROGRESS, NULL, NULL, C_WALK, "never show progress" },
-	{ "verbose", 'v', NULL, NULL, C_ANY, "say more; repeatable" },
+	{ "verbose", 'v', NULL, NULL, C_ANY, "say more (diff: each change on stderr, as compare prints it); repeatable" },
 	{ "quiet", 'q', NULL, NULL, C_ANY, "say only errors" },
 	{ "help", 'h', NULL, NULL, C_ANY, "this help" },
 	{ "version", 'V', NULL, NULL, C_ANY, "print the version" },
@@ -1071,6 +1071,17 @@ static int write_descriptor(FILE *f, const struct ls_diff_result *r)
 	return fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }
 
+/* diff -v: each change on stderr as the layer takes it, as compare prints
+ * them (stdout may be the layer). */
+static int tell_change(void *ctx, enum ls_change ch, const char *path, size_t len)
+{
+	(void)ctx;
+	fprintf(stderr, "%c\t", (char)ch);
+	ls_put_c_quoted(stderr, path, len);
+	fputc('\n', stderr);
+	return 0;
+}
+
 static int cmd_diff(struct cli *c)
 {
 	if (c->n_args != 1 || !c->output)
@@ -1128,6 +1139,7 @@ static int cmd_diff(struct cli *c)
 	struct ls_diff_options dopts = {
 		.walk = c->walk, .compress = c->compress, .level = c->level,
 		.have_epoch = c->have_epoch, .source_date_epoch = c->epoch, .opaque = c->opaque,
+		.on_change = c->verbose ? tell_change : NULL, .change_ctx = c,
 	};
 	struct ls_diff_result res;
 	memset(&res, 0, sizeof(res));

@@ -72,6 +72,18 @@ else
 	partial_skip script "script (util-linux) missing: progress on a terminal"
 fi
 
+# ---- diff -v: the changes, as compare lists them ---------------------------------------
+V=$T/vtree
+mkdir -p "$V/keep" "$V/gone/sub"
+echo a >"$V/keep/a"; echo b >"$V/gone/sub/b"; echo c >"$V/t"
+"$L" scan "$V" -o "$T/v.m" || fail "scan of the -v tree failed"
+sleep 0.05
+echo A >"$V/keep/a"; rm -r "$V/gone"; rm "$V/t"; mkdir "$V/t"; echo n >"$V/new"
+"$L" diff -v --base "$T/v.m" "$V" -o "$T/v.tar" 2>"$T/v.err" >/dev/null || fail "diff -v failed"
+"$L" compare "$T/v.m" "$V" >"$T/v.cmp"
+assert_eq "$(sort "$T/v.cmp")" "$(grep -P '^[AMDT]\t' "$T/v.err" | sort)" "diff -v against compare"
+grep -q "^D	gone/sub/b$" "$T/v.err" || fail "diff -v: a deleted subtree's entries are not listed"
+
 # ---- bash completion ------------------------------------------------------------
 "$L" completion bash >"$T/completion.bash" || fail "completion bash failed"
 bash -n "$T/completion.bash" || fail "the completion script does not parse"

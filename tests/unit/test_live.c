@@ -490,6 +490,57 @@ static void on_log(void *ctx, int verbose, const char *msg)
 	snprintf(lv->warning, sizeof(lv->warning), "%s", msg);
 }
 
+/* A change list: "C path" lines, sorted before they are compared. */
+struct change_list {
+	char **lines;
+	size_t n, cap;
+};
+
+static int add_change(void *ctx, enum ls_change ch, const char *path, size_t len)
+{
+	struct change_list *c = ctx;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 64;
+		c->lines = realloc(c->lines, c->cap * sizeof(*c->lines));
+		assert_non_null(c->lines);
+	}
+	assert_true(asprintf(&c->lines[c->n++], "%c %.*s", (char)ch, (int)len, path) > 0);
+	return 0;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_changes(struct change_list *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->lines[i]);
+	free(c->lines);
+	memset(c, 0, sizeof(*c));
+}
+
+/* The diff's change list is what ls_compare of the base and the new
+ * manifest gives (as a set: the diff's is in layer order). */
+static void check_changes(struct change_list *told, const ls_manifest *base, const ls_manifest *now, enum ls_mode mode)
+{
+	struct change_list want = { 0 };
+	struct ls_error err = { 0 };
+	long n = ls_compare(base, now, mode, false, add_change, &want, &err);
+	if (n < 0)
+		FAIL("ls_compare: %s", err.msg);
+	qsort(told->lines, told->n, sizeof(char *), cmp_line);
+	qsort(want.lines, want.n, sizeof(char *), cmp_line);
+	for (size_t i = 0; i < told->n || i < want.n; i++) {
+		const char *a = i < told->n ? told->lines[i] : "(none)", *b = i < want.n ? want.lines[i] : "(none)";
+		if (strcmp(a, b) != 0)
+			FAIL("change list: the diff told '%s' where ls_compare has '%s' (%zu against %zu changes)", a, b,
+			     told->n, want.n);
+	}
+	free_changes(&want);
+}
+
 static int run_diff(enum ls_mode mode, enum ls_io io, bool ignore_errors, const ls_manifest *base,
 		    const char *layer_path, struct live *lv, ls_manifest **out, struct ls_error *err)
 {
@@ -508,9 +559,15 @@ static int run_diff(enum ls_mode mode, enum ls_io io, bool ignore_errors, const 
 	if (fd < 0)
 		FAIL("open %s: %s", layer_path, strerror(errno));
 	struct ls_diff_result res;
+	struct change_list told = { 0 };
+	o.on_change = add_change;
+	o.change_ctx = &told;
 	memset(err, 0, sizeof(*err));
 	int rc = ls_diff(root, &o, base, fd, &res, out, err);
 	close(fd);
+	if (rc == 0 && out && *out && base)
+		check_changes(&told, base, *out, mode);
+	free_changes(&told);
 	return rc;
 }
 
