@@ -205,6 +205,40 @@ LS_API enum ls_mode ls_manifest_mode(const ls_manifest *m);
  */
 LS_API ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
 
+/** One manifest entry as ls_manifest_entry() gives it.  Its strings point
+ *  into the manifest and live as long as it does.  Fields a mode does not
+ *  record are what the walk saw all the same; hashed says whether hash is a
+ *  content hash (full mode, regular files). */
+struct ls_entry {
+	const char *path;           /**< relative to ROOT, NUL-terminated */
+	size_t path_len;
+	uint32_t mode;              /**< st_mode: file type and permission bits */
+	uint32_t uid, gid, nlink;
+	uint64_t size;
+	int64_t mtime_ns, ctime_ns; /**< nanoseconds since 1970 */
+	uint64_t dev, ino, rdev;
+	const char *link_target;    /**< symlinks: the target; "" otherwise */
+	bool hashed;
+	uint8_t hash[16];           /**< XXH3-128, canonical (big-endian) bytes */
+	bool mount_point;           /**< a directory not descended (--one-file-system) */
+	size_t n_xattrs;            /**< extended attributes recorded for it */
+};
+
+/**
+ * Entry i of a manifest, in walk order: with ls_manifest_count() the way to
+ * iterate a manifest, with ls_manifest_find() to look a path up.
+ *
+ * @param m
+ *         The manifest.
+ * @param i
+ *         0 <= i < ls_manifest_count(m).
+ * @param[out] out
+ *         Filled in.
+ * @return
+ *         0, -EINVAL for a NULL argument, -ERANGE for i out of range.
+ */
+LS_API int ls_manifest_entry(const ls_manifest *m, size_t i, struct ls_entry *out);
+
 /**
  * Render a manifest as a BSD mtree spec that mtree-netbsd's `mtree -f SPEC
  * -p ROOT` accepts (ls_manifest_dump_mtree()) or as JSON, one object per

@@ -369,6 +369,29 @@ void ls_manifest_free(ls_manifest *m)
 	free(m);
 }
 
+int ls_manifest_entry(const ls_manifest *m, size_t i, struct ls_entry *out)
+{
+	if (!m || !out)
+		return -EINVAL;
+	if (i >= m->n)
+		return -ERANGE;
+	const struct ls_rec *r = &m->recs[i];
+	size_t n_xattrs = 0;
+	struct ls_xattr_it it = ls_xattr_iter(ls_rec_xattrs(m, r), r->xattr_len);
+	struct ls_xattr_view v;
+	while (ls_xattr_next(&it, &v) > 0)
+		n_xattrs++;
+	*out = (struct ls_entry){
+		.path = ls_rec_path(m, r), .path_len = r->path_len, .mode = r->mode & LS_REC_MODE_MASK,
+		.uid = r->uid, .gid = r->gid, .nlink = r->nlink, .size = r->size,
+		.mtime_ns = r->mtime_ns, .ctime_ns = r->ctime_ns, .dev = r->dev, .ino = r->ino, .rdev = r->rdev,
+		.link_target = ls_rec_link(m, r), .hashed = (r->mode & LS_REC_HASHED) != 0,
+		.mount_point = (r->mode & LS_REC_MOUNTPOINT) != 0, .n_xattrs = n_xattrs,
+	};
+	memcpy(out->hash, r->hash, sizeof(out->hash));
+	return 0;
+}
+
 size_t ls_manifest_count(const ls_manifest *m)
 {
 	return m ? m->n : 0;

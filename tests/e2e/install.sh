@@ -199,6 +199,7 @@ cat >"$LS_TMP/prog.c" <<'EOF'
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int fails;
@@ -238,6 +239,10 @@ int main(int argc, char **argv)
 		return 1;
 	printf("entries %zu mode %s\n", ls_manifest_count(m), ls_mode_name(ls_manifest_mode(m)));
 	printf("find a/b %zd nope %zd\n", ls_manifest_find(m, "a/b", 3), ls_manifest_find(m, "nope", 4));
+	struct ls_entry e;
+	CHECK(ls_manifest_entry(m, (size_t)ls_manifest_find(m, "a/b", 3), &e) == 0 && strcmp(e.path, "a/b") == 0 &&
+		      e.size == 6 && e.hashed && S_ISREG(e.mode), "ls_manifest_entry of a/b");
+	CHECK(ls_manifest_entry(m, ls_manifest_count(m), &e) == -ERANGE, "ls_manifest_entry out of range");
 	CHECK(ls_check_base(m, LS_MODE_FULL, &o, &err) == 0, "ls_check_base: %s", err.msg);
 
 	rc = ls_manifest_save(m, mpath, false, &err);

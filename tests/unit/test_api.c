@@ -1,5 +1,5 @@
-/* The public API (layersnap.h) given NULL or invalid arguments: an error
- * code and a message, never a crash. */
+/* The public API (layersnap.h): NULL or invalid arguments get an error code
+ * and a message, never a crash; a manifest iterates in walk order. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,7 +8,10 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "layersnap.h"
 
@@ -38,6 +41,8 @@ static void test_null_arguments(void **state)
 	assert_refused(ls_manifest_dump_json(NULL, stdout, &err), &err, EINVAL);
 	assert_int_equal(ls_manifest_count(NULL), 0);
 	assert_int_equal(ls_manifest_find(NULL, "a", 1), -1);
+	struct ls_entry e;
+	assert_int_equal(ls_manifest_entry(NULL, 0, &e), -EINVAL);
 	ls_manifest_free(NULL);
 
 	assert_refused((int)ls_compare(NULL, NULL, LS_MODE_FULL, false, NULL, NULL, &err), &err, EINVAL);
@@ -61,10 +66,59 @@ static void test_null_arguments(void **state)
 	assert_string_equal(ls_mode_name(LS_MODE_REDO), "redo");
 }
 
+/* Iterating a manifest: ls_manifest_count and ls_manifest_entry in walk
+ * order, with what each entry recorded. */
+static void test_iterate(void **state)
+{
+	char root[] = "/tmp/test_api.XXXXXX";
+	assert_non_null(mkdtemp(root));
+	char p[128];
+	snprintf(p, sizeof(p), "%s/a", root);
+	assert_int_equal(mkdir(p, 0750), 0);
+	snprintf(p, sizeof(p), "%s/a/b", root);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("hello\n", f);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/l", root);
+	assert_int_equal(symlink("a/b", p), 0);
+	struct ls_walk_options wo = { .mode = LS_MODE_FULL };
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_scan(root, &wo, NULL, &m, &err), 0);
+	static const char *const paths[] = { "a", "a/b", "l" };
+	assert_int_equal(ls_manifest_count(m), 3);
+	struct ls_entry e;
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(ls_manifest_entry(m, i, &e), 0);
+		assert_string_equal(e.path, paths[i]);
+		assert_int_equal(e.path_len, strlen(paths[i]));
+	}
+	assert_int_equal(ls_manifest_entry(m, 0, &e), 0);
+	assert_true(S_ISDIR(e.mode));
+	assert_int_equal(e.mode & 07777, 0750);
+	assert_false(e.hashed);
+	assert_int_equal(ls_manifest_entry(m, 1, &e), 0);
+	assert_true(S_ISREG(e.mode));
+	assert_int_equal(e.size, 6);
+	assert_true(e.hashed);
+	assert_string_equal(e.link_target, "");
+	assert_int_equal(ls_manifest_entry(m, 2, &e), 0);
+	assert_true(S_ISLNK(e.mode));
+	assert_string_equal(e.link_target, "a/b");
+	assert_int_equal(ls_manifest_entry(m, 3, &e), -ERANGE);
+	assert_int_equal(ls_manifest_entry(m, 0, NULL), -EINVAL);
+	ls_manifest_free(m);
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_null_arguments),
+		cmocka_unit_test(test_iterate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
