@@ -649,6 +649,23 @@ static int tell(struct writer *w, enum ls_change ch, const ls_manifest *m, const
 	return 0;
 }
 
+/* The deletion of everything below base entry bi, when it is a directory
+ * (sockets are in no layer nor change list). */
+static int tell_deleted_below(struct writer *w, size_t bi, struct ls_error *err)
+{
+	const ls_manifest *b = w->p->base;
+	const struct ls_rec *d = &b->recs[bi];
+	int rc = 0;
+	for (size_t i = bi + 1; rc == 0 && S_ISDIR(d->mode) && i < b->n; i++) {
+		const struct ls_rec *r = &b->recs[i];
+		if (!ls_path_is_under(ls_rec_path(b, r), r->path_len, ls_rec_path(b, d), d->path_len))
+			break;
+		if (!S_ISSOCK(r->mode))
+			rc = tell(w, LS_DELETED, b, r, err);
+	}
+	return rc;
+}
+
 /* The deletion of base entry bi (unless its path now holds another type:
  * the new entry tells that, as T) and of its subtree. */
 static int tell_deleted(struct writer *w, size_t bi, struct ls_error *err)
@@ -660,14 +677,7 @@ static int tell_deleted(struct writer *w, size_t bi, struct ls_error *err)
 	int rc = 0;
 	if (ls_manifest_find(w->p->cur, ls_rec_path(b, d), d->path_len) < 0)
 		rc = tell(w, LS_DELETED, b, d, err);
-	for (size_t i = bi + 1; rc == 0 && S_ISDIR(d->mode) && i < b->n; i++) {
-		const struct ls_rec *r = &b->recs[i];
-		if (!ls_path_is_under(ls_rec_path(b, r), r->path_len, ls_rec_path(b, d), d->path_len))
-			break;
-		if (!S_ISSOCK(r->mode))
-			rc = tell(w, LS_DELETED, b, r, err);
-	}
-	return rc;
+	return rc ? rc : tell_deleted_below(w, bi, err);
 }
 
 /* Entry i vanished after the walk: it is absent from the layer and the
@@ -691,13 +701,8 @@ static int drop_vanished(struct writer *w, size_t i, struct ls_error *err)
 		/* Gone from the new manifest too (compacted away): tell_deleted's
 		 * check that the path holds another type does not apply. */
 		rc = tell(w, LS_DELETED, p->base, &p->base->recs[bi], err);
-		const struct ls_rec *d = &p->base->recs[bi];
-		for (size_t k = (size_t)bi + 1; rc == 0 && S_ISDIR(d->mode) && k < p->base->n; k++) {
-			const struct ls_rec *s = &p->base->recs[k];
-			if (!ls_path_is_under(ls_rec_path(p->base, s), s->path_len, ls_rec_path(p->base, d), d->path_len))
-				break;
-			rc = tell(w, LS_DELETED, p->base, s, err);
-		}
+		if (rc == 0)
+			rc = tell_deleted_below(w, (size_t)bi, err);
 	}
 	return rc;
 }

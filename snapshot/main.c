@@ -810,6 +810,19 @@ static void *tap_run(void *arg)
 	return NULL;
 }
 
+/* Starts the thread that serves the fault hook's pipe p (the tap's or the
+ * feed's); on failure both ends are closed. */
+static int fault_thread(pthread_t *t, void *(*fn)(void *), void *arg, const int p[2])
+{
+	int e = pthread_create(t, NULL, fn, arg);
+	if (e) {
+		close(p[0]);
+		close(p[1]);
+		return die("LS_TEST_FAIL_AT=%s: thread: %s", fault.spec, strerror(e));
+	}
+	return 0;
+}
+
 /* Starts the tap in front of out; *wr is then the fd to write the layer to. */
 static int tap_start(struct write_tap *t, int out, int *wr)
 {
@@ -817,14 +830,8 @@ static int tap_start(struct write_tap *t, int out, int *wr)
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return die("LS_TEST_FAIL_AT=%s: pipe: %s", fault.spec, strerror(errno));
 	*t = (struct write_tap){ .rd = p[0], .out = out };
-	int e = pthread_create(&t->thread, NULL, tap_run, t);
-	if (e) {
-		close(p[0]);
-		close(p[1]);
-		return die("LS_TEST_FAIL_AT=%s: thread: %s", fault.spec, strerror(e));
-	}
 	*wr = p[1];
-	return 0;
+	return fault_thread(&t->thread, tap_run, t, p);
 }
 
 /* Once the library is done with wr (lib_err: how it failed, or NULL): the
@@ -986,14 +993,8 @@ static int feed_start(struct apply_feed *f, int src, int *rd)
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return die("LS_TEST_FAIL_AT=%s: pipe: %s", fault.spec, strerror(errno));
 	*f = (struct apply_feed){ .src = src, .wr = p[1] };
-	int e = pthread_create(&f->thread, NULL, feed_run, f);
-	if (e) {
-		close(p[0]);
-		close(p[1]);
-		return die("LS_TEST_FAIL_AT=%s: thread: %s", fault.spec, strerror(e));
-	}
 	*rd = p[0];
-	return 0;
+	return fault_thread(&f->thread, feed_run, f, p);
 }
 
 /* Once the library is done with rd: 0, or the feed's failure (reported). */

@@ -104,6 +104,16 @@ static size_t index_of(const ls_manifest *m, int i)
 	return (size_t)k;
 }
 
+/* The manifest indices of d/f0000 .. d/fN, in order (malloc'ed). */
+static size_t *all_indices(const ls_manifest *m)
+{
+	size_t *idx = malloc(N_FILES * sizeof(*idx));
+	assert_non_null(idx);
+	for (int i = 0; i < N_FILES; i++)
+		idx[i] = index_of(m, i);
+	return idx;
+}
+
 static void check_read(const struct ls_read *r, int i, bool hash)
 {
 	assert_int_equal(r->err, 0);
@@ -144,10 +154,7 @@ static void test_order_and_skips(void **state)
 {
 	ls_manifest *m = scan_root();
 	int rootfd = rootfd_open();
-	size_t *idx = malloc(N_FILES * sizeof(*idx));
-	assert_non_null(idx);
-	for (int i = 0; i < N_FILES; i++)
-		idx[i] = index_of(m, i);
+	size_t *idx = all_indices(m);
 	for (int pass = 0; pass < 2; pass++) {
 		bool hash = pass == 1;
 		struct ls_readahead *ra = NULL;
@@ -183,10 +190,7 @@ static void test_stop_while_full(void **state)
 {
 	ls_manifest *m = scan_root();
 	int rootfd = rootfd_open();
-	size_t *idx = malloc(N_FILES * sizeof(*idx));
-	assert_non_null(idx);
-	for (int i = 0; i < N_FILES; i++)
-		idx[i] = index_of(m, i);
+	size_t *idx = all_indices(m);
 	struct ls_readahead *ra = NULL;
 	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, N_FILES, false), 0);
 	struct ls_read *r = ls_readahead_get(ra, idx[0]);
@@ -200,8 +204,7 @@ static void test_stop_while_full(void **state)
 }
 
 /* Files that vanished or were replaced after the walk come back as -ENOENT,
- * and a file whose size changed after its stat (it ends early) as -EAGAIN
- * or with its new size: never bytes of another inode. */
+ * never as bytes of another inode; the file after them reads as usual. */
 static void test_vanished_and_replaced(void **state)
 {
 	ls_manifest *m = scan_root();
