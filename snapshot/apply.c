@@ -51,6 +51,7 @@
 #include "decompress.h"
 #include "error.h"
 #include "path.h"
+#include "sized.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -1606,24 +1607,27 @@ static void ctx_free(struct apply_ctx *c)
 int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts,
 	     struct ls_apply_stats *stats, struct ls_error *err)
 {
-	struct ls_apply_stats local;
-	if (!stats)
-		stats = &local;
-	*stats = (struct ls_apply_stats){0};
+	int rc = ls_sized_check_out(stats, LS_SIZE_TO(struct ls_apply_stats, skipped), "apply: stats", err);
+	if (rc)
+		return rc;
+	struct ls_apply_stats counts = { .struct_size = sizeof(counts) };
+	ls_sized_out(stats, &counts, sizeof(counts));
+	struct ls_apply_options o;
+	if ((rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_apply_options, entry_ctx),
+			      "apply: options", err)))
+		return rc;
+	opts = &o;
 	if (!root || !*root)
 		return ls_fail(err, EINVAL, "apply: no root directory");
 	if (layer_fd < 0)
 		return ls_fail(err, EBADF, "apply: no layer fd");
-	struct ls_apply_options defaults = { 0 };
-	if (!opts)
-		opts = &defaults;
 	struct apply_ctx c = {
 		.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC),
 		.privileged = geteuid() == 0,
 		.euid = geteuid(),
 		.egid = getegid(),
 		.opts = opts,
-		.stats = stats,
+		.stats = &counts,
 		.err = err,
 		.no_tmpfile = opts && opts->no_tmpfile,
 	};
@@ -1640,5 +1644,6 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 		freelocale(utf8);
 	}
 	ctx_free(&c);
+	ls_sized_out(stats, &counts, sizeof(counts));
 	return r;
 }

@@ -2,6 +2,7 @@
 #include "error.h"
 #include "manifest.h"
 #include "modes.h"
+#include "sized.h"
 
 #include <errno.h>
 #include <string.h>
@@ -17,8 +18,14 @@ static bool same_block(const char *a, size_t alen, const char *b, size_t blen)
 int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_walk_options *opts,
 		  struct ls_error *err)
 {
-	if (!base || !opts)
-		return ls_fail(err, EINVAL, "base: no manifest or options");
+	if (!base)
+		return ls_fail(err, EINVAL, "base: no manifest");
+	struct ls_walk_options o;
+	int rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_walk_options, progress),
+			     "base: options", err);
+	if (rc)
+		return rc;
+	opts = &o;
 	if (mode == LS_MODE_FULL && base->mode != LS_MODE_FULL)
 		return ls_fail(err, EINVAL, "base manifest was recorded in %s mode, which has no content "
 			       "hashes: a full comparison needs a full base", ls_mode_name(base->mode));
@@ -30,7 +37,7 @@ int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_wa
 			       base->one_file_system ? "with" : "without");
 	/* A probe normalises the excludes as a scan would record them. */
 	ls_manifest *probe;
-	int rc = ls_manifest_create(&probe, mode, opts->xattrs, opts->one_file_system, opts->excludes,
+	rc = ls_manifest_create(&probe, mode, opts->xattrs, opts->one_file_system, opts->excludes,
 				    opts->n_excludes, err);
 	if (rc)
 		return rc;

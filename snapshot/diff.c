@@ -12,6 +12,7 @@
 #include "manifest.h"
 #include "modes.h"
 #include "path.h"
+#include "sized.h"
 #include "walk.h"
 #include "xattr.h"
 
@@ -867,7 +868,7 @@ static int report_layer(struct writer *w, bool done, struct ls_error *err)
 		return 0;
 	w->reported = w->bytes_read;
 	struct ls_progress pr = {
-		.phase = LS_PHASE_LAYER, .done = done, .entries = w->entries_out,
+		.struct_size = sizeof(pr), .phase = LS_PHASE_LAYER, .done = done, .entries = w->entries_out,
 		.bytes_read = w->bytes_read, .bytes_total = w->bytes_total,
 		.bytes_written = ls_layer_tar_bytes(w->layer),
 	};
@@ -961,28 +962,40 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	double t0 = now_ms();
 	if (new_manifest)
 		*new_manifest = NULL;
-	if (!root || !opts || !res)
-		return ls_fail(err, EINVAL, "diff: no root, options or result");
-	if (layer_fd < 0)
-		return ls_fail(err, EBADF, "diff: no layer fd");
-	memset(res, 0, sizeof(*res));
+	struct ls_diff_result out = { .struct_size = sizeof(out) };
+	int rc = ls_sized_check_out(res, LS_SIZE_TO(struct ls_diff_result, elapsed_ms), "diff: result", err);
+	if (rc)
+		return rc;
+	ls_sized_out(res, &out, sizeof(out));
+	struct ls_diff_options o;
+	struct ls_walk_options walk;
+	if ((rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_diff_options, write_ctx),
+			      "diff: options", err)) ||
+	    (rc = ls_sized_in(&walk, sizeof(walk), o.walk, LS_SIZE_TO(struct ls_walk_options, progress),
+			      "diff: walk options", err)))
+		return rc;
+	if (!root)
+		return ls_fail(err, EINVAL, "diff: no root");
+	if (o.write ? layer_fd != -1 : layer_fd < 0)
+		return ls_fail(err, o.write ? EINVAL : EBADF, o.write ? "diff: both a layer fd and a write callback"
+			       : "diff: no layer fd");
 	if (base) {
-		int rc = ls_check_base(base, opts->walk.mode, &opts->walk, err);
+		rc = ls_check_base(base, walk.mode, &walk, err);
 		if (rc)
 			return rc;
 	}
 	struct ls_walk_params wp = {
-		.opts = &opts->walk, .base = base, .defer_changed = true,
-		.skip_paths = opts->walk.skip_paths, .n_skip = opts->walk.n_skip,
+		.opts = &walk, .base = base, .defer_changed = true,
+		.skip_paths = walk.skip_paths, .n_skip = walk.n_skip,
 	};
-	struct plan p = { .base = base, .skip = opts->walk.skip_paths, .n_skip = opts->walk.n_skip };
-	struct writer w = { .o = &opts->walk, .root = root, .rootfd = -1, .p = &p };
-	int rc = ls_walk(root, &wp, &p.cur, err);
+	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip };
+	struct writer w = { .o = &walk, .root = root, .rootfd = -1, .p = &p };
+	rc = ls_walk(root, &wp, &p.cur, err);
 	if (rc)
 		return rc;
 	rc = check_names(p.cur, root, err);
 	if (rc == 0)
-		rc = make_plan(&p, opts->walk.mode, opts->opaque, err);
+		rc = make_plan(&p, walk.mode, o.opaque, err);
 	if (rc)
 		goto done;
 
@@ -997,38 +1010,39 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		goto done;
 	}
 	struct ls_layer_options lo = {
-		.compress = opts->compress, .level = opts->level,
-		.have_epoch = opts->have_epoch, .source_date_epoch = opts->source_date_epoch,
-		.threads = opts->walk.jobs,
+		.compress = o.compress, .level = o.level,
+		.have_epoch = o.have_epoch, .source_date_epoch = o.source_date_epoch,
+		.threads = walk.jobs, .write = o.write, .write_ctx = o.write_ctx,
 	};
 	rc = ls_layer_open(&w.layer, layer_fd, &lo, err);
 	if (rc)
 		goto done;
 	w.want_hash = new_manifest != NULL;
-	w.on_change = opts->on_change;
-	w.change_ctx = opts->change_ctx;
+	w.on_change = o.on_change;
+	w.change_ctx = o.change_ctx;
 	start_readahead(&w);
 	struct ls_layer_result lres;
 	memset(&lres, 0, sizeof(lres));
 	rc = write_layer(&w, &lres, err);
 	ls_readahead_free(w.ra);
 	w.ra = NULL;
-	if (rc == 0 && new_manifest && opts->walk.mode == LS_MODE_FULL)
+	if (rc == 0 && new_manifest && walk.mode == LS_MODE_FULL)
 		rc = hash_leftovers(&w, err);
 	if (rc)
 		goto done;
 
-	res->mode = opts->walk.mode;
-	res->added = p.added;
-	res->modified = p.modified;
-	res->deleted = p.deleted;
-	res->entries = lres.entries;
-	res->bytes = lres.bytes;
-	res->size = lres.size;
-	memcpy(res->diff_id, lres.diff_id, sizeof(res->diff_id));
-	memcpy(res->digest, lres.digest, sizeof(res->digest));
-	res->media_type = lres.media_type;
-	res->elapsed_ms = now_ms() - t0;
+	out.mode = walk.mode;
+	out.added = p.added;
+	out.modified = p.modified;
+	out.deleted = p.deleted;
+	out.entries = lres.entries;
+	out.bytes = lres.bytes;
+	out.size = lres.size;
+	memcpy(out.diff_id, lres.diff_id, sizeof(out.diff_id));
+	memcpy(out.digest, lres.digest, sizeof(out.digest));
+	out.media_type = lres.media_type;
+	out.elapsed_ms = now_ms() - t0;
+	ls_sized_out(res, &out, sizeof(out));
 	if (new_manifest) {
 		compact_manifest(&p);
 		*new_manifest = p.cur;

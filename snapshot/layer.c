@@ -105,7 +105,9 @@ struct ls_layer {
 	struct archive *a;
 	struct archive_entry *entry;    /* reused for every header */
 	locale_t c_locale;              /* names are encoded under "C" (see open) */
-	int fd;
+	int fd;                         /* the sink, unless write is set */
+	ls_write_fn *write;             /* the caller's sink: called on its thread */
+	void *write_ctx;
 	enum ls_compress compress;
 	bool have_epoch;
 	int64_t epoch;
@@ -151,7 +153,9 @@ static int emit(struct ls_layer *l, const void *buf, size_t len)
 	/* Uncompressed, the blob is the tar: its digest is the diff_id. */
 	if (l->compress != LS_COMPRESS_NONE && EVP_DigestUpdate(l->sha_blob, buf, len) != 1)
 		return sink_fail(l, EIO, "sha256", "update failed");
-	int r = ls_write_all(l->fd, buf, len);
+	int r = l->write ? l->write(l->write_ctx, buf, len) : ls_write_all(l->fd, buf, len);
+	if (r > 0)
+		r = -EIO;
 	if (r < 0)
 		return sink_fail(l, -r, "write", strerror(-r));
 	l->size += len;
@@ -300,16 +304,48 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Hands the chunk being filled over and waits until the next slot is free. */
-static void pipe_submit(struct pipe *p)
+/* With a write callback there is no stream thread: the calling thread does
+ * the stream side itself, here, so that the callback runs on it.  Consumes
+ * the chunks that are ready, in order; waits for a gzip worker only while
+ * the ring is full, or for every submitted chunk when `all`. */
+static void stream_drain(struct ls_layer *l, bool all)
 {
+	struct pipe *p = &l->pipe;
+	pthread_mutex_lock(&p->lock);
+	while (p->consumed < p->submitted) {
+		struct slot *s = &p->slots[p->consumed % p->nslots];
+		if (l->compress == LS_COMPRESS_GZIP && !s->done) {
+			if (!all && p->submitted - p->consumed < p->nslots)
+				break;
+			pthread_cond_wait(&p->wake_stream, &p->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (!atomic_load(&l->discard))
+			stream_chunk(l, s);
+		pthread_mutex_lock(&p->lock);
+		s->done = false;
+		p->consumed++;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Hands the chunk being filled over and waits until the next slot is free. */
+static void pipe_submit(struct ls_layer *l)
+{
+	struct pipe *p = &l->pipe;
 	pthread_mutex_lock(&p->lock);
 	p->submitted++;
 	pthread_cond_signal(&p->wake_worker);
 	pthread_cond_signal(&p->wake_stream);
-	while (p->submitted - p->consumed == p->nslots)
-		pthread_cond_wait(&p->wake_writer, &p->lock);
-	pthread_mutex_unlock(&p->lock);
+	if (l->write) {
+		pthread_mutex_unlock(&p->lock);
+		stream_drain(l, false);
+	} else {
+		while (p->submitted - p->consumed == p->nslots)
+			pthread_cond_wait(&p->wake_writer, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+	}
 	p->slots[p->submitted % p->nslots].in_len = 0;
 }
 
@@ -320,9 +356,11 @@ static void pipe_stop(struct ls_layer *l)
 	struct pipe *p = &l->pipe;
 	if (!p->sync_ready)
 		return;
-	if (p->stream_running && !atomic_load(&l->discard) &&
-	    p->slots[p->submitted % p->nslots].in_len > 0)
-		pipe_submit(p);
+	bool live = p->stream_running || l->write;
+	if (live && !atomic_load(&l->discard) && p->slots[p->submitted % p->nslots].in_len > 0)
+		pipe_submit(l);
+	if (l->write && !atomic_load(&l->discard))
+		stream_drain(l, true);
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
 	pthread_cond_broadcast(&p->wake_stream);
@@ -399,10 +437,13 @@ static int pipe_start(struct ls_layer *l, unsigned int threads, int level, struc
 	pthread_cond_init(&p->wake_writer, NULL);
 	p->sync_ready = true;
 
-	int rc = pthread_create(&p->stream, NULL, stream_main, l);
-	if (rc != 0)
-		return ls_fail(err, rc, "layer: cannot start a thread: %s", strerror(rc));
-	p->stream_running = true;
+	int rc;
+	if (!l->write) {
+		rc = pthread_create(&p->stream, NULL, stream_main, l);
+		if (rc != 0)
+			return ls_fail(err, rc, "layer: cannot start a thread: %s", strerror(rc));
+		p->stream_running = true;
+	}
 	for (unsigned int i = 0; i < l->nworkers; i++) {
 		rc = pthread_create(&l->workers[i].thread, NULL, worker_main, &l->workers[i]);
 		if (rc != 0) {
@@ -440,7 +481,7 @@ static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, s
 		src += c;
 		left -= c;
 		if (s->in_len == CHUNK)
-			pipe_submit(p);
+			pipe_submit(l);
 	}
 	l->bytes += len;
 	return (la_ssize_t)len;
@@ -596,7 +637,7 @@ static int zstd_setup(struct ls_layer *l, int level, unsigned int threads, struc
 int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *opts,
 		  struct ls_error *err)
 {
-	if (!out || fd < 0 || !opts)
+	if (!out || !opts || (opts->write ? fd != -1 : fd < 0))
 		return ls_fail(err, EINVAL, "layer: invalid arguments");
 	*out = NULL;
 	int level = opts->level;
@@ -626,6 +667,8 @@ int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *
 	if (!l)
 		return ls_fail(err, ENOMEM, "layer: out of memory");
 	l->fd = fd;
+	l->write = opts->write;
+	l->write_ctx = opts->write_ctx;
 	l->compress = opts->compress;
 	l->have_epoch = opts->have_epoch;
 	l->epoch = opts->source_date_epoch;

@@ -29,6 +29,12 @@ struct ls_layer_options {
 	int64_t source_date_epoch;
 	int threads;                /**< compressor threads, at most 32; 0 = one per
 				         online CPU; never changes the bytes */
+	/** The sink instead of an fd (ls_layer_open's fd is then -1).  Called
+	 *  on the thread that calls ls_layer_add and the rest, during those
+	 *  calls: the stream side (hashing, writing) then runs on that thread
+	 *  instead of one of its own. */
+	ls_write_fn *write;
+	void *write_ctx;
 };
 
 /** One extended attribute; a layer entry's list is sorted by name. */
@@ -63,8 +69,8 @@ struct ls_layer_result {
 	const char *media_type;     /**< application/vnd.oci.image.layer.v1.tar[+gzip|+zstd] */
 };
 
-/** Starts a layer written to fd (a file, a pipe or stdout).  Returns 0 and
- *  *out, or a negative code with err filled. */
+/** Starts a layer written to fd (a file, a pipe or stdout), or with fd -1
+ *  to opts->write.  Returns 0 and *out, or a negative code with err filled. */
 int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *opts,
 		  struct ls_error *err);
 

@@ -52,18 +52,49 @@
 #  endif
 #endif
 
+/* The LS_*_INIT initialisers of the versioned structs (below): a designated
+ * initialiser in C; in C++, where one that leaves fields out draws
+ * -Wmissing-field-initializers, a value-initialised copy. */
+#ifdef __cplusplus
+extern "C++" {
+template <typename T> inline T ls_sized_init_()
+{
+	T t = T();
+	t.struct_size = sizeof(T);
+	return t;
+}
+}
+#  define LS_SIZED_INIT_(type) ls_sized_init_<type>()
+#else
+#  define LS_SIZED_INIT_(type) { .struct_size = sizeof(type) }
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/** Error report filled by every fallible call. */
+/*
+ * Versioned structs.  Every options and result struct below starts with
+ * `size_t struct_size`, which the caller sets to the sizeof of the struct as
+ * its header declares it; the LS_*_INIT initialisers do that and nothing else.
+ * Later versions of the library only append fields, so a program built
+ * against an older header keeps working: the library reads (options) or
+ * fills (results) only the caller's `struct_size` bytes, and fields an older caller
+ * lacks take their zero value, which is always the default.  A size below
+ * the first version's is -EINVAL; a size beyond what the library knows is
+ * accepted when the bytes it does not know are zero, and -E2BIG otherwise
+ * (a newer caller asks for something this library cannot do).  Structs the
+ * library hands to callbacks (struct ls_progress) carry the library's size.
+ */
+
+/** Error report filled by every fallible call; fixed, not versioned. */
 struct ls_error {
 	int code;        /**< positive errno-style code of the failure */
 	char msg[1024];  /**< "what: why", no trailing newline */
 };
 
 /** Snapshot modes (DESIGN.md "Snapshot modes"). */
-enum ls_mode { LS_MODE_TIME = 0, LS_MODE_REDO = 1, LS_MODE_FULL = 2 };
+enum ls_mode { LS_MODE_FULL = 0, LS_MODE_REDO = 1, LS_MODE_TIME = 2 };
 
 /** Which io engine the walker uses. */
 enum ls_io { LS_IO_AUTO = 0, LS_IO_URING = 1, LS_IO_SYNC = 2 };
@@ -85,6 +116,7 @@ enum ls_phase {
 
 /** Where a run is, for ls_progress_fn. */
 struct ls_progress {
+	size_t struct_size;      /**< sizeof(struct ls_progress) of the library */
 	enum ls_phase phase;
 	bool done;               /**< the phase is complete: its last call */
 	uint64_t entries;        /**< walk: entries recorded; layer: entries written */
@@ -105,9 +137,11 @@ struct ls_progress {
  */
 typedef int ls_progress_fn(void *ctx, const struct ls_progress *p);
 
-/** Options shared by scan, diff and compare. Zero-initialised means defaults
- *  except mode, which callers set (the CLI defaults to full). */
+/** Options shared by scan, diff and compare.  Every field's zero value is
+ *  its default: full mode, --io auto, capability xattrs, one job per CPU,
+ *  no excludes; a NULL pointer to the struct means all defaults. */
 struct ls_walk_options {
+	size_t struct_size;         /**< sizeof(struct ls_walk_options) */
 	enum ls_mode mode;
 	enum ls_io io;
 	enum ls_xattrs xattrs;
@@ -124,6 +158,8 @@ struct ls_walk_options {
 	void *log_ctx;
 	ls_progress_fn *progress;   /**< uses log_ctx */
 };
+
+#define LS_WALK_OPTIONS_INIT LS_SIZED_INIT_(struct ls_walk_options)
 
 /* ---- manifests ---------------------------------------------------------- */
 
@@ -210,6 +246,7 @@ LS_API ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t l
  *  record are what the walk saw all the same; hashed says whether hash is a
  *  content hash (full mode, regular files). */
 struct ls_entry {
+	size_t struct_size;         /**< set by the caller: sizeof(struct ls_entry) */
 	const char *path;           /**< relative to ROOT, NUL-terminated */
 	size_t path_len;
 	uint32_t mode;              /**< st_mode: file type and permission bits */
@@ -224,6 +261,8 @@ struct ls_entry {
 	size_t n_xattrs;            /**< extended attributes recorded for it */
 };
 
+#define LS_ENTRY_INIT LS_SIZED_INIT_(struct ls_entry)
+
 /**
  * Entry i of a manifest, in walk order: with ls_manifest_count() the way to
  * iterate a manifest, with ls_manifest_find() to look a path up.
@@ -233,9 +272,10 @@ struct ls_entry {
  * @param i
  *         0 <= i < ls_manifest_count(m).
  * @param[out] out
- *         Filled in.
+ *         Filled in; out->struct_size must be set (LS_ENTRY_INIT).
  * @return
- *         0, -EINVAL for a NULL argument, -ERANGE for i out of range.
+ *         0, -EINVAL for a NULL argument or an unset struct_size, -ERANGE for i out
+ *         of range.
  */
 LS_API int ls_manifest_entry(const ls_manifest *m, size_t i, struct ls_entry *out);
 
@@ -264,7 +304,8 @@ LS_API int ls_manifest_dump_json(const ls_manifest *m, FILE *out, struct ls_erro
  * @param root
  *         The directory to record.
  * @param opts
- *         The walk's options; opts->mode must be set.
+ *         The walk's options (read during the call only), or NULL for the
+ *         defaults.
  * @param base
  *         A previous manifest of the tree, or NULL.  In full mode, files it
  *         proves unchanged keep its hashes without being read (the stat
@@ -327,7 +368,7 @@ LS_API long ls_compare(const ls_manifest *old_m, const ls_manifest *new_m, enum 
  * @param mode
  *         The mode of the comparison.
  * @param opts
- *         The options of the run.
+ *         The options of the run, or NULL for the defaults.
  * @param[out] err
  *         Filled on failure, saying which setting differs.
  * @return
@@ -338,8 +379,22 @@ LS_API int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struc
 
 /* ---- diff --------------------------------------------------------------- */
 
+/**
+ * A layer sink: receives the blob's bytes in order.  Called on the thread
+ * that called ls_diff(), one call at a time, interleaved with the other
+ * callbacks in walk order; it must take all len bytes before returning.
+ *
+ * @return
+ *         0, or a negative errno-style code, which fails the run with that
+ *         code ("layer: write: ...").
+ */
+typedef int ls_write_fn(void *ctx, const void *buf, size_t len);
+
 struct ls_diff_options {
-	struct ls_walk_options walk;
+	size_t struct_size;         /**< sizeof(struct ls_diff_options) */
+	/** The walk's options, or NULL for the defaults; read during the call
+	 *  only.  Its own struct_size must be set as well. */
+	const struct ls_walk_options *walk;
 	enum ls_compress compress;
 	int level;                  /**< compression level; 0 = library default */
 	bool have_epoch;            /**< clamp mtimes to source_date_epoch */
@@ -352,9 +407,17 @@ struct ls_diff_options {
 	 *  thread.  May be NULL; a non-zero return cancels (-ECANCELED). */
 	ls_change_fn *on_change;
 	void *change_ctx;
+	/** The layer sink instead of a file descriptor (ls_diff()'s layer_fd
+	 *  is then -1): to stream the blob into an upload or another process
+	 *  without a pipe.  NULL: the layer goes to layer_fd. */
+	ls_write_fn *write;
+	void *write_ctx;
 };
 
+#define LS_DIFF_OPTIONS_INIT LS_SIZED_INIT_(struct ls_diff_options)
+
 struct ls_diff_result {
+	size_t struct_size;         /**< set by the caller: sizeof(struct ls_diff_result) */
 	enum ls_mode mode;
 	uint64_t added, modified, deleted;
 	uint64_t entries;           /**< tar entries written, ancestors and whiteouts included */
@@ -366,21 +429,26 @@ struct ls_diff_result {
 	double elapsed_ms;
 };
 
+#define LS_DIFF_RESULT_INIT LS_SIZED_INIT_(struct ls_diff_result)
+
 /**
  * Walk ROOT, compare it with a base and write a layer of what changed.
  *
  * @param root
  *         The directory to record.
  * @param opts
- *         The options; opts->walk.mode must be set.
+ *         The options, or NULL for the defaults (a full-mode walk, an
+ *         uncompressed layer to layer_fd).
  * @param base
  *         The base manifest (refused as by ls_check_base() when it does not
  *         fit), or NULL for a full layer of the tree.  Not modified.
  * @param layer_fd
  *         Where the layer (the compressed blob, per opts->compress) is
- *         written, sequentially; not closed.
+ *         written, sequentially; not closed.  -1 when opts->write is the
+ *         sink (exactly one of the two must be given).
  * @param[out] res
- *         Filled with the counts and digests on success; zeroed otherwise.
+ *         NULL, or filled with the counts and digests on success and zeroed
+ *         otherwise; res->struct_size must be set (LS_DIFF_RESULT_INIT).
  * @param[out] new_manifest
  *         NULL, or receives the manifest of the tree as written, owned by
  *         the caller (ls_manifest_free()); in full mode every regular file in
@@ -398,16 +466,30 @@ LS_API int ls_diff(const char *root, const struct ls_diff_options *opts, const l
 /* ---- apply -------------------------------------------------------------- */
 
 struct ls_apply_options {
+	size_t struct_size;         /**< sizeof(struct ls_apply_options) */
 	ls_log_fn *log;
 	void *log_ctx;
 	bool keep_setid;            /**< not root: keep setuid/setgid bits (dropped by default) */
 	bool no_tmpfile;            /**< never use O_TMPFILE: write each file to its named
 					 temporary (the fallback, forced for its tests) */
+	/** Called for each entry as it is applied, in layer order, on the
+	 *  calling thread (`apply -v`): LS_ADDED with the entry's path for
+	 *  one extracted, LS_DELETED with the removed path for a whiteout, and
+	 *  with the directory's path and a trailing '/' ("/" for ROOT) for an
+	 *  opaque whiteout, which cleared that directory's old contents.  May
+	 *  be NULL; a non-zero return stops the run (-ECANCELED). */
+	ls_change_fn *on_entry;
+	void *entry_ctx;
 };
 
+#define LS_APPLY_OPTIONS_INIT LS_SIZED_INIT_(struct ls_apply_options)
+
 struct ls_apply_stats {
+	size_t struct_size;         /**< set by the caller: sizeof(struct ls_apply_stats) */
 	uint64_t entries, whiteouts, skipped;
 };
+
+#define LS_APPLY_STATS_INIT LS_SIZED_INIT_(struct ls_apply_stats)
 
 /**
  * Extract an OCI layer onto a directory, never touching anything outside it.
@@ -423,7 +505,8 @@ struct ls_apply_stats {
  * @param opts
  *         The options, or NULL for the defaults.
  * @param[out] stats
- *         NULL, or filled with what was done (also on failure).
+ *         NULL, or filled with what was done (also on failure);
+ *         stats->struct_size must be set (LS_APPLY_STATS_INIT).
  * @param[out] err
  *         Filled on failure, naming the refused entry.
  * @return

@@ -1138,12 +1138,11 @@ static int cmd_diff(struct cli *c)
 	c->walk.n_skip = skip.n;
 
 	struct ls_diff_options dopts = {
-		.walk = c->walk, .compress = c->compress, .level = c->level,
+		.struct_size = sizeof(dopts), .walk = &c->walk, .compress = c->compress, .level = c->level,
 		.have_epoch = c->have_epoch, .source_date_epoch = c->epoch, .opaque = c->opaque,
 		.on_change = c->verbose ? tell_change : NULL, .change_ctx = c,
 	};
-	struct ls_diff_result res;
-	memset(&res, 0, sizeof(res));
+	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
 	struct write_tap tap;
 	int layer_fd = outs[0].fd;
 	bool tapped = fault_is("write");
@@ -1240,6 +1239,17 @@ static int print_change(void *ctx, enum ls_change ch, const char *path, size_t l
 	return 0;
 }
 
+/* The mode that records what both do: time records less than redo, which
+ * records less than full. */
+static enum ls_mode weaker_mode(enum ls_mode a, enum ls_mode b)
+{
+	if (a == LS_MODE_TIME || b == LS_MODE_TIME)
+		return LS_MODE_TIME;
+	if (a == LS_MODE_REDO || b == LS_MODE_REDO)
+		return LS_MODE_REDO;
+	return LS_MODE_FULL;
+}
+
 static int cmd_compare(struct cli *c)
 {
 	if (c->n_args != 2)
@@ -1264,7 +1274,7 @@ static int cmd_compare(struct cli *c)
 			goto done;
 		if (!c->mode_given)
 			/* Two recorded manifests: compare what both recorded. */
-			c->walk.mode = a->mode < b->mode ? a->mode : b->mode;
+			c->walk.mode = weaker_mode(a->mode, b->mode);
 		else if (c->walk.mode == LS_MODE_FULL && (a->mode != LS_MODE_FULL || b->mode != LS_MODE_FULL)) {
 			rc = die("compare: --mode full needs two full manifests (%s is %s)",
 				 a->mode != LS_MODE_FULL ? c->args[0] : c->args[1],
@@ -1329,10 +1339,9 @@ static int cmd_apply(struct cli *c)
 		if (fd < 0)
 			return die("%s: %s", layer, strerror(errno));
 	}
-	struct ls_apply_options opts = { .log = log_cb, .log_ctx = c, .keep_setid = c->keep_setid,
-					 .no_tmpfile = c->no_tmpfile };
-	struct ls_apply_stats stats;
-	memset(&stats, 0, sizeof(stats));
+	struct ls_apply_options opts = { .struct_size = sizeof(opts), .log = log_cb, .log_ctx = c,
+					 .keep_setid = c->keep_setid, .no_tmpfile = c->no_tmpfile };
+	struct ls_apply_stats stats = LS_APPLY_STATS_INIT;
 	struct ls_error err = { 0 };
 	struct apply_feed feed;
 	int layer_fd = fd;
@@ -1393,7 +1402,7 @@ int main(int argc, char **argv)
 	struct cli c;
 	memset(&c, 0, sizeof(c));
 	c.cmd = cmd;
-	c.walk.mode = LS_MODE_FULL;
+	c.walk = (struct ls_walk_options)LS_WALK_OPTIONS_INIT;
 	/* The library takes no input from the environment: read here. */
 	const char *nt = getenv("LAYERSNAP_TEST_NO_TMPFILE");
 	c.no_tmpfile = nt && strcmp(nt, "1") == 0;

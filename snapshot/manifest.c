@@ -2,6 +2,7 @@
 #include "error.h"
 #include "output.h"
 #include "path.h"
+#include "sized.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -371,7 +372,7 @@ void ls_manifest_free(ls_manifest *m)
 
 int ls_manifest_entry(const ls_manifest *m, size_t i, struct ls_entry *out)
 {
-	if (!m || !out)
+	if (!m || !out || ls_sized_check_out(out, LS_SIZE_TO(struct ls_entry, n_xattrs), "entry", NULL))
 		return -EINVAL;
 	if (i >= m->n)
 		return -ERANGE;
@@ -381,14 +382,15 @@ int ls_manifest_entry(const ls_manifest *m, size_t i, struct ls_entry *out)
 	struct ls_xattr_view v;
 	while (ls_xattr_next(&it, &v) > 0)
 		n_xattrs++;
-	*out = (struct ls_entry){
-		.path = ls_rec_path(m, r), .path_len = r->path_len, .mode = r->mode & LS_REC_MODE_MASK,
+	struct ls_entry e = {
+		.struct_size = sizeof(e), .path = ls_rec_path(m, r), .path_len = r->path_len, .mode = r->mode & LS_REC_MODE_MASK,
 		.uid = r->uid, .gid = r->gid, .nlink = r->nlink, .size = r->size,
 		.mtime_ns = r->mtime_ns, .ctime_ns = r->ctime_ns, .dev = r->dev, .ino = r->ino, .rdev = r->rdev,
 		.link_target = ls_rec_link(m, r), .hashed = (r->mode & LS_REC_HASHED) != 0,
 		.mount_point = (r->mode & LS_REC_MOUNTPOINT) != 0, .n_xattrs = n_xattrs,
 	};
-	memcpy(out->hash, r->hash, sizeof(out->hash));
+	memcpy(e.hash, r->hash, sizeof(e.hash));
+	ls_sized_out(out, &e, sizeof(e));
 	return 0;
 }
 

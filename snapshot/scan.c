@@ -1,5 +1,6 @@
 /* ls_scan: a walk that hashes everything it cannot take from the stat cache. */
 #include "error.h"
+#include "sized.h"
 #include "walk.h"
 
 #include <errno.h>
@@ -7,9 +8,15 @@
 int ls_scan(const char *root, const struct ls_walk_options *opts, const ls_manifest *base,
 	    ls_manifest **out, struct ls_error *err)
 {
-	if (!root || !opts || !out)
-		return ls_fail(err, EINVAL, "scan: no root, options or output");
+	if (!root || !out)
+		return ls_fail(err, EINVAL, "scan: no root or output");
 	*out = NULL;
+	struct ls_walk_options o;
+	int rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_walk_options, progress),
+			     "scan: options", err);
+	if (rc)
+		return rc;
+	opts = &o;
 	/* A base without hashes has none to give a full scan, and its entries,
 	 * spliced in for what cannot be read (--ignore-errors), would be
 	 * unhashed files in a full manifest: the scan goes without it.  A base
@@ -18,7 +25,7 @@ int ls_scan(const char *root, const struct ls_walk_options *opts, const ls_manif
 	if (base && opts->mode == LS_MODE_FULL && base->mode != LS_MODE_FULL)
 		base = NULL;
 	if (base) {
-		int rc = ls_check_base(base, opts->mode, opts, err);
+		rc = ls_check_base(base, opts->mode, opts, err);
 		if (rc)
 			return rc;
 	}

@@ -954,7 +954,7 @@ static int splice_mount_point(struct walker *w, const char *path, size_t len, st
 /* The walk's progress, to the caller's callback; a non-zero return cancels. */
 static int report(struct walker *w, bool done, struct ls_error *err)
 {
-	struct ls_progress p = { .phase = LS_PHASE_WALK, .done = done, .entries = w->out->n };
+	struct ls_progress p = { .struct_size = sizeof(p), .phase = LS_PHASE_WALK, .done = done, .entries = w->out->n };
 	if (w->o->progress(w->o->log_ctx, &p) != 0)
 		return ls_fail(err, ECANCELED, "cancelled");
 	return 0;

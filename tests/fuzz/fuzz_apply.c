@@ -390,8 +390,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	new_root();
 	int fd = layer_fd(data, size);
-	struct ls_apply_options opts = { 0 };
-	struct ls_apply_stats stats;
+	struct ls_apply_options opts = LS_APPLY_OPTIONS_INIT;
+	struct ls_apply_stats stats = LS_APPLY_STATS_INIT;
 	struct ls_error err = { 0 };
 	int rc = ls_apply(fd, root, &opts, &stats, &err);
 	close(fd);

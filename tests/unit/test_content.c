@@ -83,8 +83,7 @@ static int teardown(void **state)
 
 static ls_manifest *scan_root(void)
 {
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = LS_MODE_REDO;
 	o.io = LS_IO_SYNC;
 	struct ls_error err = { 0 };

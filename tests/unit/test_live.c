@@ -544,21 +544,22 @@ static void check_changes(struct change_list *told, const ls_manifest *base, con
 static int run_diff(enum ls_mode mode, enum ls_io io, bool ignore_errors, const ls_manifest *base,
 		    const char *layer_path, struct live *lv, ls_manifest **out, struct ls_error *err)
 {
-	struct ls_diff_options o;
-	memset(&o, 0, sizeof(o));
-	o.walk.mode = mode;
-	o.walk.io = io;
-	o.walk.jobs = 2;
-	o.walk.ignore_errors = ignore_errors;
+	struct ls_walk_options wo = LS_WALK_OPTIONS_INIT;
+	struct ls_diff_options o = LS_DIFF_OPTIONS_INIT;
+	o.walk = &wo;
+	wo.mode = mode;
+	wo.io = io;
+	wo.jobs = 2;
+	wo.ignore_errors = ignore_errors;
 	if (lv) {
-		o.walk.progress = on_progress;
-		o.walk.log = on_log;
-		o.walk.log_ctx = lv;
+		wo.progress = on_progress;
+		wo.log = on_log;
+		wo.log_ctx = lv;
 	}
 	int fd = open(layer_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		FAIL("open %s: %s", layer_path, strerror(errno));
-	struct ls_diff_result res;
+	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
 	struct change_list told = { 0 };
 	o.on_change = add_change;
 	o.change_ctx = &told;
@@ -576,8 +577,8 @@ static void apply_layer(const char *layer_path, const char *dest)
 	int fd = open(layer_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		FAIL("open %s: %s", layer_path, strerror(errno));
-	struct ls_apply_stats stats;
-	struct ls_apply_options ao = { 0 };
+	struct ls_apply_stats stats = LS_APPLY_STATS_INIT;
+	struct ls_apply_options ao = LS_APPLY_OPTIONS_INIT;
 	struct ls_error err = { 0 };
 	int rc = ls_apply(fd, dest, &ao, &stats, &err);
 	close(fd);
@@ -601,8 +602,7 @@ static int record_change(void *vctx, enum ls_change ch, const char *path, size_t
 
 static void compare_restored(const char *dest, const ls_manifest *m, enum ls_mode mode)
 {
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = mode;
 	o.io = LS_IO_SYNC;
 	ls_manifest *got = NULL;
@@ -655,8 +655,7 @@ static bool uring_ok(void)
 	}
 	char dir[] = "/tmp/test_live_probe.XXXXXX";
 	assert_non_null(mkdtemp(dir));
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = LS_MODE_FULL;
 	o.io = LS_IO_URING;
 	ls_manifest *m = NULL;

@@ -1064,8 +1064,9 @@ static void test_inconsistent_built(void **state)
 		       "manifest)");
 	accept_built(BUILT(LS_MODE_FULL, LS_XATTRS_CAPABILITY, { "d", D, NULL, NULL, 0 },
 			   { "d/f", H, NULL, NULL, 0 }, { "p", S_IFIFO | 0644, NULL, NULL, 0 }));
-	for (int mode = LS_MODE_TIME; mode <= LS_MODE_REDO; mode++)
-		accept_built(BUILT((enum ls_mode)mode, LS_XATTRS_CAPABILITY, { "f", F, NULL, NULL, 0 },
+	static const enum ls_mode hashless[] = { LS_MODE_TIME, LS_MODE_REDO };
+	for (size_t k = 0; k < 2; k++)
+		accept_built(BUILT(hashless[k], LS_XATTRS_CAPABILITY, { "f", F, NULL, NULL, 0 },
 				   { "g", H, NULL, NULL, 0 }));
 
 	/* flags on the wrong type */
@@ -1435,8 +1436,7 @@ static void test_check_base(void **state)
 {
 	struct ls_error err = { 0 };
 	const char *excl[] = { "b", "/a/" };
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = LS_MODE_REDO;
 	o.excludes = excl;
 	o.n_excludes = 2;

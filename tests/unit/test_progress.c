@@ -69,12 +69,13 @@ static int on_progress(void *ctx, const struct ls_progress *p)
 
 static int run_diff(struct rec *r, struct ls_diff_result *res, struct ls_error *err)
 {
-	struct ls_diff_options o;
-	memset(&o, 0, sizeof(o));
-	o.walk.mode = LS_MODE_FULL;
-	o.walk.jobs = 2;
-	o.walk.progress = on_progress;
-	o.walk.log_ctx = r;
+	struct ls_walk_options wo = LS_WALK_OPTIONS_INIT;
+	struct ls_diff_options o = LS_DIFF_OPTIONS_INIT;
+	o.walk = &wo;
+	wo.mode = LS_MODE_FULL;
+	wo.jobs = 2;
+	wo.progress = on_progress;
+	wo.log_ctx = r;
 	r->thread = pthread_self();
 	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
@@ -88,7 +89,7 @@ static int run_diff(struct rec *r, struct ls_diff_result *res, struct ls_error *
 static void test_phases(void **state)
 {
 	struct rec r = { .cancel_at = -1 };
-	struct ls_diff_result res;
+	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
 	struct ls_error err = { 0 };
 	assert_int_equal(run_diff(&r, &res, &err), 0);
 	assert_true(r.n >= 5 && r.n < 256);
@@ -129,15 +130,14 @@ static void test_cancel(void **state)
 {
 	for (int at = 0; at < 6; at++) {
 		struct rec r = { .cancel_at = at };
-		struct ls_diff_result res;
+		struct ls_diff_result res = LS_DIFF_RESULT_INIT;
 		struct ls_error err = { 0 };
 		assert_int_equal(run_diff(&r, &res, &err), -ECANCELED);
 		assert_string_equal(err.msg, "cancelled");
 		assert_int_equal(r.n, at + 1);  /* no call after the cancelling one */
 	}
 	/* a scan too */
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	struct rec r = { .cancel_at = 1, .thread = pthread_self() };
 	o.progress = on_progress;
 	o.log_ctx = &r;

@@ -419,14 +419,15 @@ static uint64_t current_seed;
 static int diff_step(const char *root, const ls_manifest *base, const char *layer_path,
 		     enum ls_compress compress, ls_manifest **next)
 {
-	struct ls_diff_options o;
-	memset(&o, 0, sizeof(o));
-	o.walk.mode = LS_MODE_FULL;
-	o.walk.io = LS_IO_SYNC;
+	struct ls_walk_options wo = LS_WALK_OPTIONS_INIT;
+	struct ls_diff_options o = LS_DIFF_OPTIONS_INIT;
+	o.walk = &wo;
+	wo.mode = LS_MODE_FULL;
+	wo.io = LS_IO_SYNC;
 	o.compress = compress;
 	int fd = open(layer_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
-	struct ls_diff_result res;
+	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
 	struct ls_error err = { 0 };
 	int rc = ls_diff(root, &o, base, fd, &res, next, &err);
 	if (rc)
@@ -439,10 +440,10 @@ static void apply_step(const char *layer_path, const char *dest)
 {
 	int fd = open(layer_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	struct ls_apply_stats stats;
+	struct ls_apply_stats stats = LS_APPLY_STATS_INIT;
 	/* The round trip compares modes: not root, apply would drop setuid and
 	 * setgid bits (its default), which the tree here sets itself. */
-	struct ls_apply_options ao = { .keep_setid = true };
+	struct ls_apply_options ao = { .struct_size = sizeof(ao), .keep_setid = true };
 	struct ls_error err = { 0 };
 	int rc = ls_apply(fd, dest, &ao, &stats, &err);
 	close(fd);
@@ -514,8 +515,7 @@ static void link_signature(const char *root, struct paths *all, char **sig)
 
 static void check_equal(const char *tree, const char *restored, const ls_manifest *final)
 {
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = LS_MODE_FULL;
 	o.io = LS_IO_SYNC;
 	ls_manifest *got = NULL;

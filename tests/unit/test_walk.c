@@ -254,8 +254,7 @@ static void assert_hash(const ls_manifest *m, const char *path, const char *cont
 
 static ls_manifest *scan(enum ls_mode mode, enum ls_io io, bool rehash, const ls_manifest *base)
 {
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = mode;
 	o.io = io;
 	o.jobs = 2;
@@ -273,8 +272,7 @@ static void test_walk_order(void **state)
 	static const char *const want[] = { "a", "a/x", "a-b", "a.b", "a0", "one", "sub", "sub/three", "two" };
 	for (int io = LS_IO_AUTO; io <= LS_IO_SYNC; io++) {
 		if (io == LS_IO_URING) {
-			struct ls_walk_options o;
-			memset(&o, 0, sizeof(o));
+			struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 			o.io = LS_IO_URING;
 			struct ls_error err = { 0 };
 			ls_manifest *m = NULL;
@@ -314,8 +312,7 @@ static void test_scan_reuses_hashes(void **state)
 	base->start_sec = now.tv_sec + 100;
 
 	for (int io = LS_IO_AUTO; io <= LS_IO_SYNC; io++) {
-		struct ls_walk_options o;
-		memset(&o, 0, sizeof(o));
+		struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 		o.mode = LS_MODE_FULL;
 		o.io = (enum ls_io)io;
 		struct ls_error err = { 0 };
@@ -477,8 +474,7 @@ static void test_read_xattrs(void **state)
  * that has none and goes on without it. */
 static void test_scan_checks_base(void **state)
 {
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = LS_MODE_FULL;
 	o.io = LS_IO_SYNC;
 	o.xattrs = LS_XATTRS_ALL;
@@ -506,8 +502,7 @@ static void test_scan_checks_base(void **state)
 
 static ls_manifest *scan_jobs(int jobs, const ls_manifest *base)
 {
-	struct ls_walk_options o;
-	memset(&o, 0, sizeof(o));
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
 	o.mode = LS_MODE_FULL;
 	o.io = LS_IO_SYNC;
 	o.xattrs = LS_XATTRS_ALL;
