@@ -16,6 +16,7 @@
 #ifndef LAYERSNAP_H
 #define LAYERSNAP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -462,6 +463,90 @@ struct ls_diff_result {
 LS_API int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
 		   int layer_fd, struct ls_diff_result *res, ls_manifest **new_manifest,
 		   struct ls_error *err);
+
+/* ---- files: outputs written the way the command line writes them -------- */
+
+/**
+ * What a run would leave on disk if a signal ended it now: the named
+ * temporaries of its outputs (only where O_TMPFILE is missing) and their
+ * lock files.  The caller owns it, in static storage, and its SIGINT,
+ * SIGTERM and SIGHUP handler unlinks path[i] for each set[i] before
+ * re-raising.  ls_scan_files() and ls_diff_files() keep it current, changing
+ * it only with those three signals blocked on the calling thread, so that
+ * the handler never sees a half-written name nor one already handed over (a
+ * renamed temporary; a lock file another run may have created since).
+ */
+#define LS_CLEANUP_SLOTS 6
+struct ls_cleanup {
+	volatile sig_atomic_t set[LS_CLEANUP_SLOTS];
+	char path[LS_CLEANUP_SLOTS][4096];
+};
+
+/**
+ * Called at each step of ls_scan_files() and ls_diff_files(), on the calling
+ * thread: "layer", "descriptor" and "manifest" just before that output is
+ * committed; "write" once the layer's first MiB is in its temporary.
+ *
+ * @return
+ *         0 to go on; anything else fails the run with -ECANCELED
+ *         ("cancelled at STEP"), the outputs not yet committed discarded.
+ */
+typedef int ls_step_fn(void *ctx, const char *step);
+
+/** The files of ls_scan_files() and ls_diff_files(). */
+struct ls_files {
+	size_t struct_size;         /**< sizeof(struct ls_files) */
+	const char *layer;          /**< diff: the layer blob, required; "-" is stdout */
+	const char *descriptor;     /**< diff: NULL, or the OCI descriptor as JSON ("-": stdout) */
+	const char *manifest;       /**< the new manifest: required by scan, NULL for none */
+	bool fsync;                 /**< fsync each file before its rename and its directory after */
+	bool no_tmpfile;            /**< never use O_TMPFILE (the fallback, forced for its tests) */
+	struct ls_cleanup *cleanup; /**< NULL, or kept current for a signal handler */
+	/** NULL, or called at each step.  With it set, the layer goes through
+	 *  a write callback on the calling thread (for "write"): slower, meant
+	 *  for tests. */
+	ls_step_fn *on_step;
+	void *step_ctx;
+};
+
+#define LS_FILES_INIT LS_SIZED_INIT_(struct ls_files)
+
+/**
+ * ls_scan() into a manifest file, or ls_diff() into a layer file and
+ * optionally a descriptor and a manifest, as `layersnap scan` and `diff` do
+ * (DESIGN.md "Command line").  Each regular or absent target is written to a
+ * temporary beside it and renamed into place once everything is written; the
+ * manifest's lock (MANIFEST.lock) is taken before any work, so a second run
+ * writing the same manifest fails at once with -EBUSY.  Commit order: layer,
+ * descriptor, manifest, so that a failure at any point leaves the manifest
+ * chain no further than the layers on disk.  Outputs that lie inside ROOT
+ * (with their temporaries and lock files) are left out of the walk and of
+ * the manifest, besides opts->skip_paths.  Stale temporaries of killed runs
+ * beside a target are removed (counted under the walk's log, verbose).
+ *
+ * @param root
+ *         The directory to record.
+ * @param opts
+ *         As for ls_scan() / ls_diff(); ls_diff_files() refuses opts->write
+ *         (the layer goes to files->layer).
+ * @param base
+ *         As for ls_scan() / ls_diff().
+ * @param files
+ *         The files to write.
+ * @param[out] entries
+ *         ls_scan_files(): NULL, or receives the number of entries recorded.
+ * @param[out] res
+ *         ls_diff_files(): as for ls_diff().
+ * @param[out] err
+ *         Filled on failure, naming the file or path.
+ * @return
+ *         0, or a negative errno-style code; the outputs not committed are
+ *         then removed and their previous files untouched.
+ */
+LS_API int ls_scan_files(const char *root, const struct ls_walk_options *opts, const ls_manifest *base,
+			 const struct ls_files *files, size_t *entries, struct ls_error *err);
+LS_API int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
+			 const struct ls_files *files, struct ls_diff_result *res, struct ls_error *err);
 
 /* ---- apply -------------------------------------------------------------- */
 

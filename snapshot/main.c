@@ -28,77 +28,21 @@
 
 /* ---- interrupted runs leave no temporary file behind ---------------------- */
 
-/* What SIGINT/SIGTERM/SIGHUP must remove for each open output (one slot per
- * output of a command): its named temporary (the O_TMPFILE fallback; an
- * O_TMPFILE has no name, the kernel frees it with the process) and its lock
- * file, both held by us while tracked.  Copies, not pointers: the outputs free
- * their own strings.  A SIGKILL leaves at most a lock file, which blocks
- * nobody (an OFD lock dies with its process), and a named temporary, which
- * the next run writing that output removes. */
-#define N_SLOTS 3
-static struct {
-	volatile sig_atomic_t has_tmp, has_lock;
-	char tmp[PATH_MAX], lock[PATH_MAX];
-} cleanup[N_SLOTS];
+/* What SIGINT/SIGTERM/SIGHUP must remove: the named temporaries (the
+ * O_TMPFILE fallback; an O_TMPFILE has no name, the kernel frees it with the
+ * process) and lock files of the outputs, kept current by ls_scan_files and
+ * ls_diff_files with these signals blocked.  A SIGKILL leaves at most a lock
+ * file, which blocks nobody (an OFD lock dies with its process), and a named
+ * temporary, which the next run writing that output removes. */
+static struct ls_cleanup cleanup;
 
 static void on_signal(int sig)
 {
-	for (int i = 0; i < N_SLOTS; i++) {
-		if (cleanup[i].has_tmp)
-			unlink(cleanup[i].tmp);
-		if (cleanup[i].has_lock)
-			unlink(cleanup[i].lock);
-	}
+	for (int i = 0; i < LS_CLEANUP_SLOTS; i++)
+		if (cleanup.set[i])
+			unlink(cleanup.path[i]);
 	signal(sig, SIG_DFL);
 	raise(sig);
-}
-
-static void block_cleanup_signals(sigset_t *old)
-{
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, old);
-}
-
-/* Sets the slot from the output's current state; signals blocked. */
-static void sync_tracking(int slot, const struct ls_output *o)
-{
-	cleanup[slot].has_tmp = 0;
-	cleanup[slot].has_lock = 0;
-	if (o->tmp_named && o->tmp_path && strlen(o->tmp_path) < PATH_MAX) {
-		strcpy(cleanup[slot].tmp, o->tmp_path);
-		cleanup[slot].has_tmp = 1;
-	}
-	if (o->locked && o->lock_path && strlen(o->lock_path) < PATH_MAX) {
-		strcpy(cleanup[slot].lock, o->lock_path);
-		cleanup[slot].has_lock = 1;
-	}
-}
-
-/* Commit and abort run with the cleanup signals blocked and update the slot
- * in the same step: the handler must never remove a name the output has
- * handed over (the renamed temporary; a lock file another run may create
- * once ours is gone).  A signal meanwhile is taken right after. */
-static int commit_output(int slot, struct ls_output *o, bool do_fsync, struct ls_error *err)
-{
-	sigset_t old;
-	block_cleanup_signals(&old);
-	int rc = ls_output_commit(o, do_fsync, err);
-	sync_tracking(slot, o);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	return rc;
-}
-
-static void abort_output(int slot, struct ls_output *o)
-{
-	sigset_t old;
-	block_cleanup_signals(&old);
-	ls_output_abort(o);
-	sync_tracking(slot, o);
-	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static void install_signals(void)
@@ -581,85 +525,6 @@ static int check_root(const char *root)
 	return 0;
 }
 
-/* If `path` lies inside `root`, its root-relative form (malloc'ed), else NULL. */
-static char *relative_inside(const char *root_real, const char *path)
-{
-	char *copy = strdup(path), *copy2 = strdup(path);
-	char *result = NULL;
-	if (!copy || !copy2)
-		goto out;
-	char *dir = realpath(dirname(copy), NULL);
-	if (!dir)
-		goto out;
-	const char *name = basename(copy2);
-	size_t rl = strlen(root_real);
-	if (strcmp(root_real, "/") == 0)
-		rl = 0;
-	if (strncmp(dir, root_real, rl) == 0 && (dir[rl] == '/' || dir[rl] == '\0')) {
-		const char *rest = dir[rl] == '/' ? dir + rl + 1 : "";
-		if (asprintf(&result, "%s%s%s", rest, *rest ? "/" : "", name) < 0)
-			result = NULL;
-	}
-	free(dir);
-out:
-	free(copy);
-	free(copy2);
-	return result;
-}
-
-struct skip_list {
-	char *paths[16];
-	size_t n;
-};
-
-static void skip_add(struct skip_list *s, const char *root_real, const char *path)
-{
-	if (!path || strcmp(path, "-") == 0 || s->n == 16)
-		return;
-	char *rel = relative_inside(root_real, path);
-	if (rel)
-		s->paths[s->n++] = rel;
-}
-
-static void skip_outputs(struct skip_list *s, const char *root, const struct ls_output *outs, size_t n)
-{
-	char *root_real = realpath(root, NULL);
-	if (!root_real)
-		return;
-	/* tmp_path is the temporary's name, or with O_TMPFILE the name it is
-	 * meant to get at commit (after the walk); walks skip every
-	 * temporary's name pattern besides (ls_output_is_temp_name). */
-	for (size_t i = 0; i < n; i++) {
-		skip_add(s, root_real, outs[i].path);
-		skip_add(s, root_real, outs[i].tmp_path);
-		skip_add(s, root_real, outs[i].lock_path);
-	}
-	free(root_real);
-}
-
-static void skip_free(struct skip_list *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->paths[i]);
-	s->n = 0;
-}
-
-static int open_output(const struct cli *c, int slot, struct ls_output *o, const char *path, bool lock)
-{
-	struct ls_error err = { 0 };
-	struct ls_output_options opts = { .lock = lock, .no_tmpfile = c->no_tmpfile };
-	if (ls_output_open_opts(o, path, &opts, &err))
-		return fail_err(&err);
-	sigset_t old;
-	block_cleanup_signals(&old);
-	sync_tracking(slot, o);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (o->n_stale && c->verbose)
-		fprintf(stderr, "layersnap: %s: removed %zu stale temporary file%s of earlier runs\n", o->path,
-			o->n_stale, o->n_stale == 1 ? "" : "s");
-	return 0;
-}
-
 /* Loads a manifest; option: the option that named it (NULL for an argument),
  * for the message. */
 static int load_manifest(const char *path, ls_manifest **m, const char *option)
@@ -759,59 +624,38 @@ static int fault_unreached(void)
 	return die("LS_TEST_FAIL_AT=%s: the run never reached that step", fault.spec);
 }
 
-/* Commits an output, at its step of LS_TEST_FAIL_AT. */
-static int commit_step(const char *step, int slot, struct ls_output *o, bool do_fsync)
+/* The library's steps (ls_step_fn), where LS_TEST_FAIL_AT's fire.  A layer
+ * smaller than the "write" step's MiB never reaches it: nothing is then
+ * committed either. */
+static int fault_step(void *ctx, const char *step)
 {
-	struct ls_error err = { 0 };
+	(void)ctx;
 	if (fault_fire(step))
-		return fault_failure();
-	if (commit_output(slot, o, do_fsync, &err))
-		return fail_err(&err);  /* names the path already */
-	return 0;
+		return 1;
+	return fault_is("write") && !fault.reached && strcmp(step, "layer") == 0;
 }
 
-/* LS_TEST_FAIL_AT=write.  The library has no callback while it writes a
- * layer, so the layer goes through a pipe and this thread copies it to the
- * output: the fault fires once exactly FAULT_WRITE_BYTES have reached the
- * output.  To fail, the thread closes the pipe and the library's next write
- * fails (EPIPE). */
-struct write_tap {
-	int rd, out;        /* the pipe's read end; the layer output */
-	int err;            /* errno of a failed write to out, or 0 */
-	pthread_t thread;
-};
-
-static void *tap_run(void *arg)
+/* A failure of ls_scan_files or ls_diff_files, told as the fault hook's
+ * when it made it. */
+static int files_failed(int rc, const struct ls_error *err)
 {
-	struct write_tap *t = arg;
-	char buf[1 << 16];
-	size_t done = 0;
-	for (;;) {
-		size_t want = sizeof(buf);
-		if (!fault.reached && FAULT_WRITE_BYTES - done < want)
-			want = FAULT_WRITE_BYTES - done;
-		ssize_t n = read(t->rd, buf, want);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			t->err = n < 0 ? errno : 0;
-			break;
-		}
-		int r = ls_write_all(t->out, buf, (size_t)n);
-		if (r < 0) {
-			t->err = -r;
-			break;
-		}
-		done += (size_t)n;
-		if (done == FAULT_WRITE_BYTES && fault_fire("write"))
-			break;
-	}
-	close(t->rd);
-	return NULL;
+	if (rc == -ECANCELED && fault.spec)
+		return fault.reached ? fault_failure() : fault_unreached();
+	return fail_err(err);
 }
 
-/* Starts the thread that serves the fault hook's pipe p (the tap's or the
- * feed's); on failure both ends are closed. */
+static void fill_files(const struct cli *c, struct ls_files *f)
+{
+	*f = (struct ls_files)LS_FILES_INIT;
+	f->fsync = c->do_fsync;
+	f->no_tmpfile = c->no_tmpfile;
+	f->cleanup = &cleanup;
+	if (fault.spec)
+		f->on_step = fault_step;
+}
+
+/* Starts the thread that serves the apply feed's pipe p; on failure both
+ * ends are closed. */
 static int fault_thread(pthread_t *t, void *(*fn)(void *), void *arg, const int p[2])
 {
 	int e = pthread_create(t, NULL, fn, arg);
@@ -821,33 +665,6 @@ static int fault_thread(pthread_t *t, void *(*fn)(void *), void *arg, const int 
 		return die("LS_TEST_FAIL_AT=%s: thread: %s", fault.spec, strerror(e));
 	}
 	return 0;
-}
-
-/* Starts the tap in front of out; *wr is then the fd to write the layer to. */
-static int tap_start(struct write_tap *t, int out, int *wr)
-{
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) != 0)
-		return die("LS_TEST_FAIL_AT=%s: pipe: %s", fault.spec, strerror(errno));
-	*t = (struct write_tap){ .rd = p[0], .out = out };
-	*wr = p[1];
-	return fault_thread(&t->thread, tap_run, t, p);
-}
-
-/* Once the library is done with wr (lib_err: how it failed, or NULL): the
- * run's failure, reported.  The tap's own comes first: the library's is
- * then only the EPIPE of its closing. */
-static int tap_finish(struct write_tap *t, int wr, const struct ls_error *lib_err)
-{
-	close(wr);
-	pthread_join(t->thread, NULL);
-	if (fault.reached)
-		return fault_failure();  /* even if the rest fitted in the pipe */
-	if (t->err)
-		return die("layer: write: %s", strerror(t->err));
-	if (lib_err)
-		return fail_err(lib_err);
-	return fault_unreached();  /* a smaller layer: nothing is committed */
 }
 
 /* LS_TEST_FAIL_AT=apply.  The library has no callback between writing a file
@@ -1009,14 +826,6 @@ static int feed_finish(struct apply_feed *f, int rd)
 	return 0;
 }
 
-static int write_manifest_to(int slot, struct ls_output *o, const ls_manifest *m, bool do_fsync)
-{
-	struct ls_error err = { 0 };
-	if (ls_manifest_write_fd(m, o->fd, &err))
-		return die("%s: %s", o->path, err.msg);
-	return commit_step("manifest", slot, o, do_fsync);
-}
-
 /* ---- commands ------------------------------------------------------------ */
 
 static int cmd_scan(struct cli *c)
@@ -1029,47 +838,26 @@ static int cmd_scan(struct cli *c)
 		return rc;
 	if (strcmp(c->output, "-") == 0)
 		return die("scan: -o -: a manifest is written to a file");
-	ls_manifest *base = NULL, *m = NULL;
+	ls_manifest *base = NULL;
 	if (c->base && (rc = load_manifest(c->base, &base, "--base")))
 		return rc;
-	struct ls_output out;
-	rc = open_output(c, 0, &out, c->output, true);
-	if (rc) {
-		ls_manifest_free(base);
-		return rc;
-	}
-	struct skip_list skip = { 0 };
-	skip_outputs(&skip, root, &out, 1);
-	c->walk.skip_paths = (const char *const *)skip.paths;
-	c->walk.n_skip = skip.n;
+	struct ls_files files;
+	fill_files(c, &files);
+	files.manifest = c->output;
 	struct ls_error err = { 0 };
-	struct timespec t0, t1;
+	size_t n = 0;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = ls_scan(root, &c->walk, base, &m, &err);
-	if (rc)
-		rc = fail_err(&err);
-	else
-		rc = write_manifest_to(0, &out, m, c->do_fsync);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-	if (rc == 0 && c->json)
-		printf("{\"mode\": \"%s\", \"entries\": %zu, \"elapsed_ms\": %.1f}\n",
-		       ls_mode_name(c->walk.mode), ls_manifest_count(m), ms);
-	else if (rc == 0 && c->verbose)
-		fprintf(stderr, "layersnap: scanned %zu entries (%s) in %.0f ms\n", ls_manifest_count(m),
-			ls_mode_name(c->walk.mode), ms);
-	abort_output(0, &out);
-	skip_free(&skip);
-	ls_manifest_free(m);
+	rc = ls_scan_files(root, &c->walk, base, &files, &n, &err);
+	double ms = seconds_since(&t0) * 1e3;
 	ls_manifest_free(base);
-	return rc;
-}
-
-static int write_descriptor(FILE *f, const struct ls_diff_result *r)
-{
-	fprintf(f, "{\"descriptor\": {\"mediaType\": \"%s\", \"digest\": \"%s\", \"size\": %" PRIu64
-		"}, \"diffID\": \"%s\"}\n", r->media_type, r->digest, r->size, r->diff_id);
-	return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+	if (rc)
+		return files_failed(rc, &err);
+	if (c->json)
+		printf("{\"mode\": \"%s\", \"entries\": %zu, \"elapsed_ms\": %.1f}\n", ls_mode_name(c->walk.mode), n, ms);
+	else if (c->verbose)
+		fprintf(stderr, "layersnap: scanned %zu entries (%s) in %.0f ms\n", n, ls_mode_name(c->walk.mode), ms);
+	return fflush(stdout) != 0 ? stdout_failed() : 0;
 }
 
 /* diff -v: each change on stderr as the layer takes it, as compare prints
@@ -1108,7 +896,7 @@ static int cmd_diff(struct cli *c)
 			c->epoch = v;
 		}
 	}
-	ls_manifest *base = NULL, *m = NULL;
+	ls_manifest *base = NULL;
 	struct ls_error err = { 0 };
 	if (c->base) {
 		if ((rc = load_manifest(c->base, &base, "--base")))
@@ -1118,70 +906,21 @@ static int cmd_diff(struct cli *c)
 			return die("%s: %s", c->base, err.msg);
 		}
 	}
-	/* outs[0] layer, outs[1] descriptor, outs[2] manifest; the manifest's
-	 * lock is taken first so that a concurrent run fails before any work. */
-	struct ls_output outs[3];
-	for (int i = 0; i < 3; i++) {
-		memset(&outs[i], 0, sizeof(outs[i]));
-		outs[i].fd = -1;
-	}
-	struct skip_list skip = { 0 };
-	FILE *df = NULL;
-	if (c->manifest_out && (rc = open_output(c, 2, &outs[2], c->manifest_out, true)))
-		goto done;
-	if ((rc = open_output(c, 0, &outs[0], c->output, false)))
-		goto done;
-	if (c->descriptor && (rc = open_output(c, 1, &outs[1], c->descriptor, false)))
-		goto done;
-	skip_outputs(&skip, root, outs, 3);
-	c->walk.skip_paths = (const char *const *)skip.paths;
-	c->walk.n_skip = skip.n;
-
+	struct ls_files files;
+	fill_files(c, &files);
+	files.layer = c->output;
+	files.descriptor = c->descriptor;
+	files.manifest = c->manifest_out;
 	struct ls_diff_options dopts = {
 		.struct_size = sizeof(dopts), .walk = &c->walk, .compress = c->compress, .level = c->level,
 		.have_epoch = c->have_epoch, .source_date_epoch = c->epoch, .opaque = c->opaque,
 		.on_change = c->verbose ? tell_change : NULL, .change_ctx = c,
 	};
 	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
-	struct write_tap tap;
-	int layer_fd = outs[0].fd;
-	bool tapped = fault_is("write");
-	if (tapped && (rc = tap_start(&tap, outs[0].fd, &layer_fd)))
-		goto done;
-	rc = ls_diff(root, &dopts, base, layer_fd, &res, c->manifest_out ? &m : NULL, &err);
-	if (tapped) {
-		rc = tap_finish(&tap, layer_fd, rc ? &err : NULL);
-		goto done;
-	}
-	if (rc) {
-		rc = fail_err(&err);
-		goto done;
-	}
-	/* Every output is written before any is committed, so that a failure
-	 * (a full disk, a bad descriptor target) leaves the previous files
-	 * untouched.  Commit order: layer, descriptor, manifest. */
-	if (c->descriptor) {
-		int dfd = dup(outs[1].fd);
-		df = dfd >= 0 ? fdopen(dfd, "w") : NULL;
-		if (!df || write_descriptor(df, &res) != 0) {
-			rc = die("%s: %s", c->descriptor, strerror(errno ? errno : EIO));
-			goto done;
-		}
-		if (fclose(df) != 0) {
-			df = NULL;
-			rc = die("%s: %s", c->descriptor, strerror(errno));
-			goto done;
-		}
-		df = NULL;
-	}
-	if (c->manifest_out && ls_manifest_write_fd(m, outs[2].fd, &err)) {
-		rc = die("%s: %s", c->manifest_out, err.msg);
-		goto done;
-	}
-	if ((rc = commit_step("layer", 0, &outs[0], c->do_fsync)) ||
-	    (c->descriptor && (rc = commit_step("descriptor", 1, &outs[1], c->do_fsync))) ||
-	    (c->manifest_out && (rc = commit_step("manifest", 2, &outs[2], c->do_fsync))))
-		goto done;
+	rc = ls_diff_files(root, &dopts, base, &files, &res, &err);
+	ls_manifest_free(base);
+	if (rc)
+		return files_failed(rc, &err);
 
 	FILE *sf = c->json && !to_stdout ? stdout : stderr;
 	if (c->json) {
@@ -1198,20 +937,9 @@ static int cmd_diff(struct cli *c)
 			ls_mode_name(res.mode), res.added, res.modified, res.deleted, res.entries, res.bytes,
 			changes ? "" : " (no changes: empty layer)", res.diff_id, res.elapsed_ms);
 	}
-	if (fflush(stdout) != 0) {
-		rc = stdout_failed();
-		goto done;
-	}
-	rc = (c->exit_code && res.added + res.modified + res.deleted) ? 1 : 0;
-done:
-	if (df)
-		fclose(df);
-	for (int i = 0; i < 3; i++)
-		abort_output(i, &outs[i]);
-	skip_free(&skip);
-	ls_manifest_free(m);
-	ls_manifest_free(base);
-	return rc;
+	if (fflush(stdout) != 0)
+		return stdout_failed();
+	return (c->exit_code && res.added + res.modified + res.deleted) ? 1 : 0;
 }
 
 struct compare_out {

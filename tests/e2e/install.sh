@@ -294,6 +294,30 @@ int main(int argc, char **argv)
 		close(fd);
 	printf("applied %llu\n", (unsigned long long)st.entries);
 
+	/* the files helpers: outputs inside ROOT stay out of the walk */
+	char inside[4096], desc[4096];
+	snprintf(inside, sizeof(inside), "%s/inside.lsm", root);
+	snprintf(desc, sizeof(desc), "%s.json", layer);
+	struct ls_files files = LS_FILES_INIT;
+	files.manifest = inside;
+	size_t n_files = 0;
+	rc = ls_scan_files(root, &o, NULL, &files, &n_files, &err);
+	CHECK(rc == 0 && n_files == ls_manifest_count(m), "ls_scan_files: %s (%zu entries)", err.msg, n_files);
+	files.layer = layer;
+	files.descriptor = desc;
+	struct ls_diff_result fres = LS_DIFF_RESULT_INIT;
+	rc = ls_diff_files(root, &d, NULL, &files, &fres, &err);
+	CHECK(rc == 0 && fres.entries == res.entries && strcmp(fres.diff_id, res.diff_id) == 0,
+	      "ls_diff_files: %s", err.msg);
+	unlink(inside);
+	char text[512] = "";
+	FILE *df = fopen(desc, "r");
+	CHECK(df && fgets(text, sizeof(text), df) && strstr(text, res.diff_id) && strstr(text, "\"descriptor\""),
+	      "ls_diff_files' descriptor: %s", text);
+	if (df)
+		fclose(df);
+	unlink(desc);
+
 	enum ls_mode mode;
 	CHECK(ls_mode_parse("redo", &mode) == 0 && mode == LS_MODE_REDO, "ls_mode_parse redo");
 	CHECK(ls_mode_parse("bogus", &mode) == -EINVAL, "ls_mode_parse bogus");

@@ -331,6 +331,96 @@ static void test_write_callback(void **state)
 	remove_tree(root);
 }
 
+struct steps {
+	char seen[128];
+	const char *stop_at;
+};
+
+static int on_step(void *ctx, const char *step)
+{
+	struct steps *st = ctx;
+	size_t l = strlen(st->seen);
+	snprintf(st->seen + l, sizeof(st->seen) - l, "%s%s", l ? " " : "", step);
+	return st->stop_at && strcmp(step, st->stop_at) == 0;
+}
+
+static bool file_holds(const char *path, const char *want)
+{
+	char buf[64] = "";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strcmp(buf, want) == 0;
+}
+
+/* ls_scan_files and ls_diff_files: steps in commit order, a stop at any step
+ * leaves what was not yet committed as it was, and the outputs inside ROOT
+ * stay out of the manifest. */
+static void test_files(void **state)
+{
+	char root[] = "/tmp/test_api.XXXXXX";
+	make_tree(root);
+	char layer[200], desc[200], man[200];
+	snprintf(layer, sizeof(layer), "%s/out.tar", root);
+	snprintf(desc, sizeof(desc), "%s/out.json", root);
+	snprintf(man, sizeof(man), "%s/out.lsm", root);
+	const char *const outputs[] = { layer, desc, man };
+	struct ls_error err = { 0 };
+	struct steps st = { "", NULL };
+	struct ls_files f = LS_FILES_INIT;
+	f.manifest = man;
+	f.on_step = on_step;
+	f.step_ctx = &st;
+	size_t n = 0;
+	assert_int_equal(ls_scan_files(root, NULL, NULL, &f, &n, &err), 0);
+	assert_string_equal(st.seen, "manifest");
+	assert_int_equal(n, 21);  /* the tree, not the manifest itself */
+
+	f.layer = layer;
+	f.descriptor = desc;
+	static const char *const steps[] = { "layer", "descriptor", "manifest" };
+	for (size_t k = 0; k < 3; k++) {
+		for (size_t i = 0; i < 3; i++) {
+			FILE *o = fopen(outputs[i], "w");
+			assert_non_null(o);
+			fputs("previous", o);
+			fclose(o);
+		}
+		struct steps s2 = { "", steps[k] };
+		f.step_ctx = &s2;
+		struct ls_diff_result res = LS_DIFF_RESULT_INIT;
+		assert_refused(ls_diff_files(root, NULL, NULL, &f, &res, &err), &err, ECANCELED);
+		char want[64];
+		snprintf(want, sizeof(want), "cancelled at %s", steps[k]);
+		assert_string_equal(err.msg, want);
+		assert_int_equal(res.entries, 0);
+		for (size_t i = 0; i < 3; i++)
+			assert_int_equal(file_holds(outputs[i], "previous"), i >= k);
+	}
+	/* A layer smaller than a MiB never reaches "write". */
+	struct steps s3 = { "", NULL };
+	f.step_ctx = &s3;
+	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
+	assert_int_equal(ls_diff_files(root, NULL, NULL, &f, &res, &err), 0);
+	assert_string_equal(s3.seen, "write layer descriptor manifest");
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_load(man, &m, &err), 0);
+	assert_int_equal(ls_manifest_count(m), 21);
+	assert_int_equal(ls_manifest_find(m, "out.tar", 7), -1);
+	ls_manifest_free(m);
+
+	struct ls_diff_options d = LS_DIFF_OPTIONS_INIT;
+	d.write = sink_write;
+	assert_refused(ls_diff_files(root, &d, NULL, &f, &res, &err), &err, EINVAL);
+	f.layer = NULL;
+	assert_refused(ls_diff_files(root, NULL, NULL, &f, &res, &err), &err, EINVAL);
+	assert_refused(ls_diff_files(root, NULL, NULL, NULL, &res, &err), &err, EINVAL);
+	remove_tree(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_iterate),
 		cmocka_unit_test(test_versioned_structs),
 		cmocka_unit_test(test_write_callback),
+		cmocka_unit_test(test_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
