@@ -264,4 +264,5 @@ print-sanflags:
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# the header dependencies of this BUILD (and of build/asan inside build)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -36,21 +36,32 @@ int ls_mode_parse(const char *s, enum ls_mode *out)
 	return -EINVAL;
 }
 
+/* An mtime as rule mt compares it: the layer writer keeps whole seconds and
+ * clamps those (not the nanoseconds) to the epoch, and so does this. */
+static int64_t mtime_key(const struct ls_mtime_rule *mt, int64_t ns)
+{
+	if (!mt || (!mt->seconds && !mt->have_epoch))
+		return ns;
+	int64_t s = ls_ns_to_sec(ns);
+	return mt->have_epoch && s > mt->epoch ? mt->epoch : s;
+}
+
 unsigned int ls_mode_diff_fields(const struct ls_mode_ops *ops, const ls_manifest *ma,
 				 const struct ls_rec *a, const ls_manifest *mb, const struct ls_rec *b,
 				 bool mtime_seconds)
 {
+	struct ls_mtime_rule mt = { .seconds = mtime_seconds };
+	return ls_mode_diff_fields_rule(ops, ma, a, mb, b, &mt);
+}
+
+unsigned int ls_mode_diff_fields_rule(const struct ls_mode_ops *ops, const ls_manifest *ma,
+				      const struct ls_rec *a, const ls_manifest *mb, const struct ls_rec *b,
+				      const struct ls_mtime_rule *mt)
+{
 	unsigned int f = ops->fields, d = 0;
 	bool is_dir = S_ISDIR(a->mode);
-	if (f & LS_F_MTIME) {
-		int64_t x = a->mtime_ns, y = b->mtime_ns;
-		if (mtime_seconds) {
-			x = ls_ns_to_sec(x);
-			y = ls_ns_to_sec(y);
-		}
-		if (x != y)
-			d |= LS_F_MTIME;
-	}
+	if ((f & LS_F_MTIME) && mtime_key(mt, a->mtime_ns) != mtime_key(mt, b->mtime_ns))
+		d |= LS_F_MTIME;
 	/* A directory's size is file-system bookkeeping, not content. */
 	if ((f & LS_F_SIZE) && !is_dir && a->size != b->size)
 		d |= LS_F_SIZE;

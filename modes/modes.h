@@ -32,10 +32,26 @@ extern const struct ls_mode_ops ls_mode_full;
 /** The table for a mode (never NULL for a valid mode). */
 const struct ls_mode_ops *ls_mode_ops_of(enum ls_mode mode);
 
+/* How mtimes are compared: in nanoseconds, in whole seconds, or as a layer
+ * written with a source date epoch keeps them (whole seconds, a later one
+ * counting as the epoch: layer.c's clamp). */
+struct ls_mtime_rule {
+	bool seconds;
+	bool have_epoch;          /* implies seconds */
+	int64_t epoch;            /* seconds since 1970 */
+};
+
 /** Which of ops->fields differ between a (in ma) and b (in mb); the type is
- *  not looked at (callers check it first).  With mtime_seconds, mtimes are
- *  compared in whole seconds.  A hash counts as differing when either side
- *  has none.  Returns the set of differing LS_F_* bits. */
+ *  not looked at (callers check it first).  Mtimes are compared as mt says
+ *  (NULL: in nanoseconds), both sides the same way.  A hash counts as
+ *  differing when either side has none.  Returns the set of differing
+ *  LS_F_* bits. */
+unsigned int ls_mode_diff_fields_rule(const struct ls_mode_ops *ops, const ls_manifest *ma,
+				      const struct ls_rec *a, const ls_manifest *mb, const struct ls_rec *b,
+				      const struct ls_mtime_rule *mt);
+
+/** ls_mode_diff_fields_rule() with mtimes in whole seconds (mtime_seconds)
+ *  or in nanoseconds. */
 unsigned int ls_mode_diff_fields(const struct ls_mode_ops *ops, const ls_manifest *ma,
 				 const struct ls_rec *a, const ls_manifest *mb, const struct ls_rec *b,
 				 bool mtime_seconds);

@@ -1312,7 +1312,8 @@ out:
 	return r;
 }
 
-/* Any non-whiteout entry. */
+/* Any non-whiteout entry.  Returns 0 when applied, 1 when skipped, or a
+ * negative code. */
 static int apply_node(struct apply_ctx *c, struct archive *a, const struct entry *e)
 {
 	const char *hardlink = archive_entry_hardlink(e->ae);
@@ -1330,7 +1331,7 @@ static int apply_node(struct apply_ctx *c, struct archive *a, const struct entry
 		warn_unprivileged(c);
 		log_msg(c, 1, "%s: device node skipped", e->shown);
 		c->stats->skipped++;
-		return 0;
+		return 1;   /* not applied: not reported */
 	default:
 		return ls_fail(c->err, EINVAL, "%s: unsupported entry type 0%o", e->shown,
 			       (unsigned)type);
@@ -1447,6 +1448,27 @@ static int check_ids(struct apply_ctx *c, const struct entry *e)
 	return 0;
 }
 
+/* opts->on_entry, once the entry is in place: A and its path, D and the
+ * whited-out path, or D and "DIR/" ("/" for ROOT) for an opaque whiteout. */
+static int tell_entry(struct apply_ctx *c, const struct entry *e, bool whiteout)
+{
+	ls_change_fn *fn = c->opts ? c->opts->on_entry : NULL;
+	if (!fn)
+		return 0;
+	char *path;
+	if (!whiteout)
+		path = strdup(*e->path ? e->path : "/");
+	else if (!strcmp(e->name, WH_OPAQUE))
+		path = *e->dir ? ls_path_join_new(e->dir, "") : strdup("/");
+	else
+		path = ls_path_join_new(e->dir, e->name + strlen(WH_PREFIX));
+	if (!path)
+		return ls_fail_errno(c->err, ENOMEM, "%s", e->shown);
+	int r = fn(c->opts->entry_ctx, whiteout ? LS_DELETED : LS_ADDED, path, strlen(path));
+	free(path);
+	return r ? ls_fail(c->err, ECANCELED, "cancelled") : 0;
+}
+
 static int apply_entry(struct apply_ctx *c, struct archive *a, struct archive_entry *ae)
 {
 	struct entry e;
@@ -1473,8 +1495,12 @@ static int apply_entry(struct apply_ctx *c, struct archive *a, struct archive_en
 		c->stats->skipped++;
 	} else if (has_prefix(e.name, WH_PREFIX)) {
 		r = apply_whiteout(c, &e);
+		if (r == 0)
+			r = tell_entry(c, &e, true);
 	} else {
 		r = apply_node(c, a, &e);
+		if (r == 0)
+			r = tell_entry(c, &e, false);
 	}
 out:
 	entry_free(&e);

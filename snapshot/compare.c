@@ -41,9 +41,14 @@ int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_wa
 				    opts->n_excludes, err);
 	if (rc)
 		return rc;
+	if (opts->n_exclude_patterns &&
+	    (rc = ls_manifest_set_patterns(probe, opts->exclude_patterns, opts->n_exclude_patterns, err))) {
+		ls_manifest_free(probe);
+		return rc;
+	}
 	bool same_excl = same_block(probe->options, probe->options_len, base->options, base->options_len);
 	/* Patterns are kept in their order (the last match wins): a reordered
-	 * list is another setting.  The walk options have none yet. */
+	 * list is another setting. */
 	bool same_pat = same_block(probe->patterns, probe->patterns_len, base->patterns, base->patterns_len);
 	ls_manifest_free(probe);
 	if (!same_excl)
@@ -56,9 +61,25 @@ int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_wa
 long ls_compare(const ls_manifest *a, const ls_manifest *b, enum ls_mode mode, bool mtime_seconds,
 		ls_change_fn *fn, void *ctx, struct ls_error *err)
 {
+	struct ls_compare_options o = LS_COMPARE_OPTIONS_INIT;
+	o.mode = mode;
+	o.mtime_seconds = mtime_seconds;
+	return ls_compare_opts(a, b, &o, fn, ctx, err);
+}
+
+long ls_compare_opts(const ls_manifest *a, const ls_manifest *b, const struct ls_compare_options *opts,
+		     ls_change_fn *fn, void *ctx, struct ls_error *err)
+{
 	if (!a || !b)
 		return ls_fail(err, EINVAL, "compare: no manifest");
-	const struct ls_mode_ops *ops = ls_mode_ops_of(mode);
+	struct ls_compare_options o;
+	int rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_compare_options, source_date_epoch),
+			     "compare: options", err);
+	if (rc)
+		return rc;
+	const struct ls_mode_ops *ops = ls_mode_ops_of(o.mode);
+	const struct ls_mtime_rule mt = { .seconds = o.mtime_seconds, .have_epoch = o.have_epoch,
+					  .epoch = o.source_date_epoch };
 	size_t i = 0, j = 0;
 	long changes = 0;
 	while (i < a->n || j < b->n) {
@@ -83,7 +104,7 @@ long ls_compare(const ls_manifest *a, const ls_manifest *b, enum ls_mode mode, b
 			len = rb->path_len;
 			if ((ra->mode & S_IFMT) != (rb->mode & S_IFMT))
 				ch = LS_TYPE;
-			else if (ls_mode_diff_fields(ops, a, ra, b, rb, mtime_seconds))
+			else if (ls_mode_diff_fields_rule(ops, a, ra, b, rb, &mt))
 				ch = LS_MODIFIED;
 			i++;
 			j++;
@@ -92,9 +113,9 @@ long ls_compare(const ls_manifest *a, const ls_manifest *b, enum ls_mode mode, b
 			continue;
 		changes++;
 		if (fn) {
-			int rc = fn(ctx, ch, path, len);
-			if (rc)
-				return rc < 0 ? rc : ls_fail(err, EIO, "compare: stopped");
+			int frc = fn(ctx, ch, path, len);
+			if (frc)
+				return frc < 0 ? frc : ls_fail(err, EIO, "compare: stopped");
 		}
 	}
 	return changes;

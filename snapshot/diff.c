@@ -587,9 +587,13 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 		/* Also when the layer found the file short: the cause. */
 		if (!same)
 			rc = ls_fail(err, EAGAIN, "%s/%s: changed while being read", w->root, path);
-	} else if (rc == 0 && first >= 0 && S_ISREG(r->mode)) {
+	} else if (rc == 0 && first >= 0 && S_ISREG(r->mode) && (c->recs[first].mode & LS_REC_HASHED)) {
+		/* The group's bytes as written.  When they were not hashed (no
+		 * new manifest asked for), the member keeps what the walk
+		 * hashed of the same inode, so its status does not depend on
+		 * whether a manifest is written. */
 		memcpy(r->hash, c->recs[first].hash, 16);
-		r->mode = (r->mode & ~LS_REC_HASHED) | (c->recs[first].mode & LS_REC_HASHED);
+		r->mode |= LS_REC_HASHED;
 	}
 out:
 	if (fd >= 0)
@@ -984,9 +988,12 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		if (rc)
 			return rc;
 	}
+	if (o.n_only_paths && !base)
+		return ls_fail(err, EINVAL, "diff: --only needs a base manifest");
 	struct ls_walk_params wp = {
 		.opts = &walk, .base = base, .defer_changed = true,
 		.skip_paths = walk.skip_paths, .n_skip = walk.n_skip,
+		.only = o.only_paths, .n_only = o.n_only_paths,
 	};
 	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip };
 	struct writer w = { .o = &walk, .root = root, .rootfd = -1, .p = &p };

@@ -138,6 +138,20 @@ struct ls_progress {
  */
 typedef int ls_progress_fn(void *ctx, const struct ls_progress *p);
 
+/**
+ * Kaniko's ignore list.  When on, /proc, /sys, /dev and /run below ROOT, and
+ * every mount point below ROOT that /proc/self/mountinfo lists, are recorded
+ * as directories (a mount point that is not one is left out) but not
+ * descended into, and the base's entries there are kept as they were: they
+ * neither white anything out nor become a setting of the manifest.  The
+ * walk's log (verbose) names each one and why.
+ */
+enum ls_default_excludes {
+	LS_DEFAULT_EXCLUDES_AUTO = 0,  /**< on when ROOT is "/" */
+	LS_DEFAULT_EXCLUDES_ON = 1,
+	LS_DEFAULT_EXCLUDES_OFF = 2,
+};
+
 /** Options shared by scan, diff and compare.  Every field's zero value is
  *  its default: full mode, --io auto, capability xattrs, one job per CPU,
  *  no excludes; a NULL pointer to the struct means all defaults. */
@@ -158,6 +172,16 @@ struct ls_walk_options {
 	ls_log_fn *log;
 	void *log_ctx;
 	ls_progress_fn *progress;   /**< uses log_ctx */
+	/** gitignore-style patterns (--exclude-pattern; gitignore(5): `*`,
+	 *  `**`, `?`, `[...]`, anchoring '/', a trailing '/' for directories,
+	 *  `!` to re-include), in order, the last match deciding; matched in
+	 *  the walk, so an excluded directory is never entered.  Recorded in
+	 *  the manifest: a base recorded with others is refused.  Each is one
+	 *  gitignore line: an empty one or a comment is -EINVAL. */
+	const char *const *exclude_patterns;
+	size_t n_exclude_patterns;
+	/** Kaniko's ignore list (see enum ls_default_excludes). */
+	enum ls_default_excludes default_excludes;
 };
 
 #define LS_WALK_OPTIONS_INIT LS_SIZED_INIT_(struct ls_walk_options)
@@ -335,7 +359,8 @@ enum ls_change { LS_ADDED = 'A', LS_MODIFIED = 'M', LS_DELETED = 'D', LS_TYPE = 
 typedef int ls_change_fn(void *ctx, enum ls_change change, const char *path, size_t path_len);
 
 /**
- * Compare two manifests: one merge-join in walk order.
+ * Compare two manifests: one merge-join in walk order.  ls_compare_opts()
+ * with only mode and mtime_seconds set.
  *
  * @param old_m
  *         The earlier manifest.
@@ -358,6 +383,48 @@ typedef int ls_change_fn(void *ctx, enum ls_change change, const char *path, siz
  */
 LS_API long ls_compare(const ls_manifest *old_m, const ls_manifest *new_m, enum ls_mode mode,
 		       bool mtime_seconds, ls_change_fn *fn, void *ctx, struct ls_error *err);
+
+/** How ls_compare_opts() compares.  Every field's zero value is its
+ *  default: full mode, mtimes in nanoseconds; a NULL pointer to the struct
+ *  means all defaults. */
+struct ls_compare_options {
+	size_t struct_size;         /**< sizeof(struct ls_compare_options) */
+	enum ls_mode mode;          /**< which fields count as a change */
+	bool mtime_seconds;         /**< compare mtimes in whole seconds */
+	/** Compare mtimes as a layer written with this source_date_epoch
+	 *  (struct ls_diff_options) keeps them: in whole seconds, one later
+	 *  than source_date_epoch counting as source_date_epoch, on both
+	 *  sides.  For a tree unpacked from a reproducible image against the
+	 *  manifest it was built from. */
+	bool have_epoch;
+	int64_t source_date_epoch;  /**< seconds since 1970 */
+};
+
+#define LS_COMPARE_OPTIONS_INIT LS_SIZED_INIT_(struct ls_compare_options)
+
+/**
+ * Compare two manifests as ls_compare() does, with options.
+ *
+ * @param old_m
+ *         The earlier manifest.
+ * @param new_m
+ *         The later manifest.
+ * @param opts
+ *         The options (read during the call only), or NULL for the
+ *         defaults.
+ * @param fn
+ *         Called for each change, or NULL to count them only.
+ * @param ctx
+ *         Passed to fn.
+ * @param[out] err
+ *         Filled on failure.
+ * @return
+ *         As ls_compare(); also -EINVAL or -E2BIG for opts' struct_size
+ *         ("Versioned structs").
+ */
+LS_API long ls_compare_opts(const ls_manifest *old_m, const ls_manifest *new_m,
+			    const struct ls_compare_options *opts, ls_change_fn *fn, void *ctx,
+			    struct ls_error *err);
 
 /**
  * Check that a base can serve a scan, diff or comparison (DESIGN.md): full
@@ -413,6 +480,17 @@ struct ls_diff_options {
 	 *  without a pipe.  NULL: the layer goes to layer_fd. */
 	ls_write_fn *write;
 	void *write_ctx;
+	/** Snapshots of known paths (Kaniko's COPY fast path; needs a base):
+	 *  only these paths (relative to ROOT, each a file or a whole subtree)
+	 *  are walked and compared, and the directories on the way to them
+	 *  statx'ed and compared like any entry; everything else in the base
+	 *  is carried over unchanged, never whited out.  A listed path that is
+	 *  gone is whited out; a listed file with other hard links brings their
+	 *  base entries along, statx'ed again.  The layer is the one a full
+	 *  diff gives whenever the paths cover every change.  A path that
+	 *  normalises to ROOT asks for a full diff. */
+	const char *const *only_paths;
+	size_t n_only_paths;
 };
 
 #define LS_DIFF_OPTIONS_INIT LS_SIZED_INIT_(struct ls_diff_options)

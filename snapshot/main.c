@@ -83,6 +83,13 @@ struct cli {
 	bool mode_given;
 	const char **excludes;
 	size_t n_excludes;
+	const char **patterns;  /* --exclude-pattern and --exclude-from's lines, in order */
+	size_t n_patterns;
+	char **owned;           /* --exclude-from's lines, freed at exit */
+	size_t n_owned;
+	const char **only;      /* diff --only, and --only-from's paths */
+	size_t n_only;
+	const char *only_from;
 	const char *output, *base, *manifest_out, *descriptor, *format;
 	enum ls_compress compress;
 	int level;
@@ -90,6 +97,7 @@ struct cli {
 	int64_t epoch;
 	bool opaque, exit_code, json, do_fsync, mtime_seconds, nul, keep_setid;
 	bool no_tmpfile;        /* LAYERSNAP_TEST_NO_TMPFILE=1: test the named fallback */
+	bool stat;              /* compare --stat: the counts, not the list */
 	int verbose, quiet;
 	int progress;           /* -1 off, 1 on, 0 when stderr is a terminal */
 	struct timespec phase_start;  /* progress: for the rate and the time left */
@@ -189,6 +197,9 @@ enum {
 	OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BASE, OPT_MANIFEST_OUT, OPT_COMPRESS,
 	OPT_LEVEL, OPT_EPOCH, OPT_OPAQUE, OPT_DESCRIPTOR, OPT_EXIT_CODE, OPT_REHASH,
 	OPT_MTIME_SECONDS, OPT_FORMAT, OPT_KEEP_SETID,
+	OPT_EXCLUDE_PATTERN, OPT_EXCLUDE_FROM, OPT_DEFAULT_EXCLUDES, OPT_NO_DEFAULT_EXCLUDES,
+	OPT_ONLY, OPT_ONLY_FROM,
+	OPT_STAT,
 };
 
 /* ---- the option table: parsing, per-command help and completion ------------- */
@@ -231,6 +242,13 @@ static const struct opt_spec {
 	{ "mode", OPT_MODE, "MODE", "full redo time", C_WALK,
 	  "what is recorded and compared: full (contents), redo or time (default full)" },
 	{ "exclude", 'x', "PATH", NULL, C_WALK, "leave PATH (relative to ROOT) and all below it out; repeatable" },
+	{ "exclude-pattern", OPT_EXCLUDE_PATTERN, "PATTERN", "", C_WALK,
+	  "leave out what a gitignore pattern matches (*, **, ?, [..], /, !); repeatable, the last match wins" },
+	{ "exclude-from", OPT_EXCLUDE_FROM, "FILE", NULL, C_WALK,
+	  "the patterns of FILE, one a line, gitignore-style (# comments, blank lines)" },
+	{ "default-excludes", OPT_DEFAULT_EXCLUDES, NULL, NULL, C_WALK,
+	  "do not descend /proc, /sys, /dev, /run or mount points (default when ROOT is /)" },
+	{ "no-default-excludes", OPT_NO_DEFAULT_EXCLUDES, NULL, NULL, C_WALK, "walk those as any directory" },
 	{ "one-file-system", OPT_ONE_FS, NULL, NULL, C_WALK, "do not descend into other file systems" },
 	{ "xattrs", OPT_XATTRS, "POLICY", "capability all none", C_WALK,
 	  "xattrs recorded: capability (files' security.capability, default), all or none" },
@@ -240,22 +258,28 @@ static const struct opt_spec {
 	  "skip what cannot be read, with a warning (its base entries are kept)" },
 	{ "compress", OPT_COMPRESS, "ALGO", "none gzip zstd", C_DIFF, "layer compression: none (default), gzip or zstd" },
 	{ "level", OPT_LEVEL, "N", "", C_DIFF, "compression level (gzip 1-9, default 6; zstd 1-22, default 3)" },
-	{ "source-date-epoch", OPT_EPOCH, "SECONDS", "", C_DIFF, "clamp the layer's mtimes to SECONDS since 1970" },
+	{ "source-date-epoch", OPT_EPOCH, "SECONDS", "", C_DIFF | C_COMPARE,
+	  "clamp mtimes to SECONDS since 1970: the layer's (diff), both sides' in whole seconds (compare)" },
 	{ "opaque", OPT_OPAQUE, NULL, NULL, C_DIFF, "an opaque whiteout for a directory whose contents were all replaced" },
+	{ "only", OPT_ONLY, "PATH", NULL, C_DIFF,
+	  "compare just PATH (a file or subtree) against --base, carry the rest over; repeatable" },
+	{ "only-from", OPT_ONLY_FROM, "FILE", NULL, C_DIFF, "the --only paths of FILE, one a line (with -z: NUL-separated)" },
 	{ "descriptor", OPT_DESCRIPTOR, "FILE", NULL, C_DIFF, "write the layer's OCI descriptor (JSON) to FILE" },
 	{ "exit-code", OPT_EXIT_CODE, NULL, NULL, C_DIFF, "exit with status 1 when anything changed" },
 	{ "rehash", OPT_REHASH, NULL, NULL, C_DIFF | C_COMPARE, "read every file again (no stat cache)" },
 	{ "mtime-seconds", OPT_MTIME_SECONDS, NULL, NULL, C_COMPARE,
 	  "compare mtimes in whole seconds (a tree restored from a layer)" },
-	{ "null", 'z', NULL, NULL, C_COMPARE, "end lines with NUL, paths unquoted" },
+	{ "null", 'z', NULL, NULL, C_COMPARE | C_DIFF,
+	  "paths end with NUL: compare prints them so (unquoted), diff reads its list of paths so" },
+	{ "stat", OPT_STAT, NULL, NULL, C_COMPARE, "print the counts of A, M, D and T instead of the list" },
 	{ "format", OPT_FORMAT, "FORMAT", "mtree json", C_DUMP, "mtree (default) or json" },
 	{ "keep-setid", OPT_KEEP_SETID, NULL, NULL, C_APPLY, "not root: keep setuid and setgid bits (dropped by default)" },
 	{ "fsync", OPT_FSYNC, NULL, NULL, C_WALK, "fsync outputs before they replace the old ones" },
 	{ "json", OPT_JSON, NULL, NULL, C_WALK | C_APPLY | C_DUMP, "report as JSON (dump: the JSON format)" },
 	{ "progress", OPT_PROGRESS, NULL, NULL, C_WALK, "show progress on stderr (default: when it is a terminal)" },
 	{ "no-progress", OPT_NO_PROGRESS, NULL, NULL, C_WALK, "never show progress" },
-	{ "verbose", 'v', NULL, NULL, C_ANY, "say more (diff: each change on stderr, as compare prints it); repeatable" },
-	{ "quiet", 'q', NULL, NULL, C_ANY, "say only errors" },
+	{ "verbose", 'v', NULL, NULL, C_ANY, "say more (diff: each change, apply: each entry, on stderr); repeatable" },
+	{ "quiet", 'q', NULL, NULL, C_ANY, "say only errors (compare: nothing, only the exit status)" },
 	{ "help", 'h', NULL, NULL, C_ANY, "this help" },
 	{ "version", 'V', NULL, NULL, C_ANY, "print the version" },
 };
@@ -410,6 +434,114 @@ static int parse_int64(const char *s, int64_t *out)
 	return 0;
 }
 
+static int add_pattern(struct cli *c, const char *p)
+{
+	const char **n = realloc(c->patterns, (c->n_patterns + 1) * sizeof(*n));
+	if (!n)
+		return -1;
+	c->patterns = n;
+	c->patterns[c->n_patterns++] = p;
+	return 0;
+}
+
+static int add_only(struct cli *c, const char *p)
+{
+	const char **n = realloc(c->only, (c->n_only + 1) * sizeof(*n));
+	if (!n)
+		return -1;
+	c->only = n;
+	c->only[c->n_only++] = p;
+	return 0;
+}
+
+/* Keeps a string read from a file until exit. */
+static char *own(struct cli *c, const char *s, size_t len)
+{
+	char **o = realloc(c->owned, (c->n_owned + 1) * sizeof(*o));
+	if (!o)
+		return NULL;
+	c->owned = o;
+	char *copy = strndup(s, len);
+	if (copy)
+		c->owned[c->n_owned++] = copy;
+	return copy;
+}
+
+/* --only-from FILE: a path a line, or with -z NUL-separated (for paths with
+ * newlines in them); empty lines are skipped. */
+static int read_only_from(struct cli *c)
+{
+	const char *file = c->only_from;
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "re");
+	if (!f)
+		return die("--only-from %s: %s", file, strerror(errno));
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+	int delim = c->nul ? '\0' : '\n';
+	while (rc == 0 && (n = getdelim(&line, &cap, delim, f)) >= 0) {
+		if (n > 0 && line[n - 1] == delim)
+			n--;
+		if (n == 0)
+			continue;
+		if (!c->nul && memchr(line, '\0', (size_t)n)) {
+			rc = die("--only-from %s: a NUL byte in a line (use -z for NUL-separated paths)", file);
+			break;
+		}
+		char *p = own(c, line, (size_t)n);
+		if (!p || add_only(c, p))
+			rc = die("out of memory");
+	}
+	if (rc == 0 && ferror(f))
+		rc = die("--only-from %s: %s", file, strerror(errno));
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	if (rc == 0 && c->n_only == 0)
+		rc = die("--only-from %s: no paths in it", file);
+	return rc;
+}
+
+/* --exclude-from FILE: one pattern a line, as a .gitignore holds them;
+ * blank lines and '#' comments are skipped, a CR before the newline goes. */
+static int read_patterns(struct cli *c, const char *file)
+{
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "re");
+	if (!f)
+		return die("--exclude-from %s: %s", file, strerror(errno));
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+	while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (n > 0 && line[n - 1] == '\r')
+			line[--n] = '\0';
+		if ((size_t)n != strlen(line)) {
+			rc = die("--exclude-from %s: a NUL byte in a line", file);
+			break;
+		}
+		size_t k = (size_t)n;
+		while (k > 0 && line[k - 1] == ' ' && !(k >= 2 && line[k - 2] == '\\'))
+			k--;
+		if (k == 0 || line[0] == '#')
+			continue;
+		char *copy = own(c, line, (size_t)n);
+		if (!copy || add_pattern(c, copy)) {
+			rc = die("out of memory");
+			break;
+		}
+	}
+	if (rc == 0 && ferror(f))
+		rc = die("--exclude-from %s: %s", file, strerror(errno));
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	return rc;
+}
+
 static int parse_args(struct cli *c, int argc, char **argv)
 {
 	optind = 1;
@@ -440,6 +572,23 @@ static int parse_args(struct cli *c, int argc, char **argv)
 			c->excludes[c->n_excludes++] = optarg;
 			break;
 		}
+		case OPT_EXCLUDE_PATTERN:
+			if (add_pattern(c, optarg))
+				return die("out of memory");
+			break;
+		case OPT_EXCLUDE_FROM: {
+			int rc = read_patterns(c, optarg);
+			if (rc)
+				return rc;
+			break;
+		}
+		case OPT_ONLY:
+			if (add_only(c, optarg))
+				return die("out of memory");
+			break;
+		case OPT_ONLY_FROM: c->only_from = optarg; break;
+		case OPT_DEFAULT_EXCLUDES: c->walk.default_excludes = LS_DEFAULT_EXCLUDES_ON; break;
+		case OPT_NO_DEFAULT_EXCLUDES: c->walk.default_excludes = LS_DEFAULT_EXCLUDES_OFF; break;
 		case OPT_ONE_FS: c->walk.one_file_system = true; break;
 		case OPT_XATTRS:
 			if (strcmp(optarg, "capability") == 0) c->walk.xattrs = LS_XATTRS_CAPABILITY;
@@ -493,6 +642,7 @@ static int parse_args(struct cli *c, int argc, char **argv)
 		case OPT_REHASH: c->walk.rehash = true; break;
 		case OPT_MTIME_SECONDS: c->mtime_seconds = true; break;
 		case 'z': c->nul = true; break;
+		case OPT_STAT: c->stat = true; break;
 		case OPT_FORMAT: c->format = optarg; break;
 		case OPT_KEEP_SETID: c->keep_setid = true; break;
 		}
@@ -505,6 +655,8 @@ static int parse_args(struct cli *c, int argc, char **argv)
 		c->args[c->n_args++] = argv[i];
 	}
 	c->walk.excludes = c->excludes;
+	c->walk.exclude_patterns = c->patterns;
+	c->walk.n_exclude_patterns = c->n_patterns;
 	c->walk.n_excludes = c->n_excludes;
 	c->walk.log = log_cb;
 	c->walk.log_ctx = c;
@@ -871,6 +1023,21 @@ static int tell_change(void *ctx, enum ls_change ch, const char *path, size_t le
 	return 0;
 }
 
+/* SOURCE_DATE_EPOCH, the reproducible-builds variable, when
+ * --source-date-epoch is not given (diff, compare). */
+static int epoch_from_env(struct cli *c)
+{
+	const char *env = getenv("SOURCE_DATE_EPOCH");
+	if (c->have_epoch || !env || !*env)
+		return 0;
+	int64_t v;
+	if (parse_int64(env, &v) || v < 0)
+		return die("SOURCE_DATE_EPOCH=%s: expected seconds since 1970", env);
+	c->have_epoch = true;
+	c->epoch = v;
+	return 0;
+}
+
 static int cmd_diff(struct cli *c)
 {
 	if (c->n_args != 1 || !c->output)
@@ -886,16 +1053,12 @@ static int cmd_diff(struct cli *c)
 		return die("diff: --manifest-out -: a manifest is written to a file");
 	if (c->descriptor && to_stdout && strcmp(c->descriptor, "-") == 0)
 		return die("diff: --descriptor - and -o - cannot share stdout");
-	if (!c->have_epoch) {
-		const char *env = getenv("SOURCE_DATE_EPOCH");
-		if (env && *env) {
-			int64_t v;
-			if (parse_int64(env, &v) || v < 0)
-				return die("SOURCE_DATE_EPOCH=%s: expected seconds since 1970", env);
-			c->have_epoch = true;
-			c->epoch = v;
-		}
-	}
+	if ((rc = epoch_from_env(c)))
+		return rc;
+	if (c->only_from && (rc = read_only_from(c)))
+		return rc;
+	if (c->n_only && !c->base)
+		return die("diff: --only needs --base: the manifest the listed paths are compared against");
 	ls_manifest *base = NULL;
 	struct ls_error err = { 0 };
 	if (c->base) {
@@ -915,6 +1078,7 @@ static int cmd_diff(struct cli *c)
 		.struct_size = sizeof(dopts), .walk = &c->walk, .compress = c->compress, .level = c->level,
 		.have_epoch = c->have_epoch, .source_date_epoch = c->epoch, .opaque = c->opaque,
 		.on_change = c->verbose ? tell_change : NULL, .change_ctx = c,
+		.only_paths = c->only, .n_only_paths = c->n_only,
 	};
 	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
 	rc = ls_diff_files(root, &dopts, base, &files, &res, &err);
@@ -945,12 +1109,20 @@ static int cmd_diff(struct cli *c)
 struct compare_out {
 	const struct cli *c;
 	long n;
+	uint64_t added, modified, deleted, type;  /* --stat */
 };
 
 static int print_change(void *ctx, enum ls_change ch, const char *path, size_t len)
 {
 	struct compare_out *o = ctx;
-	if (o->c->json) {
+	if (o->c->stat) {
+		switch (ch) {
+		case LS_ADDED: o->added++; break;
+		case LS_MODIFIED: o->modified++; break;
+		case LS_DELETED: o->deleted++; break;
+		case LS_TYPE: o->type++; break;
+		}
+	} else if (o->c->json) {
 		fprintf(stdout, "%s{\"status\": \"%c\", \"path\": ", o->n ? ",\n " : "", (char)ch);
 		ls_put_json_string(stdout, path, len);
 		fputc('}', stdout);
@@ -982,9 +1154,13 @@ static int cmd_compare(struct cli *c)
 {
 	if (c->n_args != 2)
 		return die("compare: usage: layersnap compare [options] OLD_MANIFEST NEW_MANIFEST|ROOT");
-	ls_manifest *a = NULL, *b = NULL;
-	int rc = load_manifest(c->args[0], &a, NULL);
+	if (c->stat && c->nul)
+		return die("compare: --stat and -z: choose one");
+	int rc = epoch_from_env(c);
 	if (rc)
+		return rc;
+	ls_manifest *a = NULL, *b = NULL;
+	if ((rc = load_manifest(c->args[0], &a, NULL)))
 		return rc;
 	struct ls_error err = { 0 };
 	struct stat st;
@@ -1010,16 +1186,29 @@ static int cmd_compare(struct cli *c)
 			goto done;
 		}
 	}
-	struct compare_out o = { c, 0 };
-	if (c->json)
+	struct ls_compare_options copts = LS_COMPARE_OPTIONS_INIT;
+	copts.mode = c->walk.mode;
+	copts.mtime_seconds = c->mtime_seconds;
+	copts.have_epoch = c->have_epoch;
+	copts.source_date_epoch = c->epoch;
+	/* -q: the exit status only, so the changes are just counted */
+	struct compare_out o = { .c = c };
+	bool list = !c->quiet && !c->stat;
+	if (list && c->json)
 		fputc('[', stdout);
-	long n = ls_compare(a, b, c->walk.mode, c->mtime_seconds, print_change, &o, &err);
+	long n = ls_compare_opts(a, b, &copts, c->quiet ? NULL : print_change, &o, &err);
 	if (n < 0) {
 		rc = fail_err(&err);
 		goto done;
 	}
-	if (c->json)
+	if (list && c->json)
 		fputs("]\n", stdout);
+	else if (!c->quiet && c->stat && c->json)
+		printf("{\"added\": %" PRIu64 ", \"modified\": %" PRIu64 ", \"deleted\": %" PRIu64
+		       ", \"type_changed\": %" PRIu64 "}\n", o.added, o.modified, o.deleted, o.type);
+	else if (!c->quiet && c->stat)
+		printf("%" PRIu64 " added, %" PRIu64 " modified, %" PRIu64 " deleted, %" PRIu64 " type changed\n",
+		       o.added, o.modified, o.deleted, o.type);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		rc = stdout_failed();
 		goto done;
@@ -1067,8 +1256,10 @@ static int cmd_apply(struct cli *c)
 		if (fd < 0)
 			return die("%s: %s", layer, strerror(errno));
 	}
+	/* -v: each entry as applied, in diff -v's form (stdout stays clean) */
 	struct ls_apply_options opts = { .struct_size = sizeof(opts), .log = log_cb, .log_ctx = c,
-					 .keep_setid = c->keep_setid, .no_tmpfile = c->no_tmpfile };
+					 .keep_setid = c->keep_setid, .no_tmpfile = c->no_tmpfile,
+					 .on_entry = c->verbose ? tell_change : NULL, .entry_ctx = c };
 	struct ls_apply_stats stats = LS_APPLY_STATS_INIT;
 	struct ls_error err = { 0 };
 	struct apply_feed feed;
@@ -1150,5 +1341,10 @@ int main(int argc, char **argv)
 	if (fault.spec && !fault.reached && rc != EXIT_TROUBLE)
 		rc = fault_unreached();
 	free(c.excludes);
+	free(c.patterns);
+	free(c.only);
+	for (size_t i = 0; i < c.n_owned; i++)
+		free(c.owned[i]);
+	free(c.owned);
 	return rc;
 }

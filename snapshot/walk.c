@@ -4,6 +4,7 @@
 #include "modes.h"
 #include "output.h"
 #include "path.h"
+#include "pattern.h"
 #include "xattr.h"
 
 #include <dirent.h>
@@ -45,16 +46,29 @@ struct child {
 	int err;                /* statx/readlink/hash failure, 0 if none */
 	bool gone;              /* vanished or excluded: not recorded */
 	bool hashed;
-	bool mountpoint;
+	bool mountpoint;        /* a directory not descended */
+	bool ignored;           /* on Kaniko's ignore list (default excludes) */
+	uint32_t only;          /* in an --only job: its node among the job's node's kids */
 	uint8_t hash[16];
 	struct statx stx;
 	int fd;                 /* directories: opened by the parent's job, or -1 */
 	struct dir_job *sub;    /* directories to descend into */
 };
 
+/* --only: the listed paths as a tree of names; a node is listed (walked
+ * whole) or a directory on the way to listed paths (statx'ed only). */
+struct only_node {
+	char *name;
+	size_t name_len;
+	bool listed;
+	struct only_node *kids;     /* sorted by name as siblings are walked */
+	size_t n_kids;
+};
+
 struct dir_job {
 	struct ls_task task;
 	struct walker *w;
+	const struct only_node *only;  /* an --only job: these children, no listing */
 	char *path;             /* relative to ROOT, "" for ROOT */
 	size_t path_len;
 	uint64_t dev;           /* the directory's device (one-file-system) */
@@ -75,6 +89,10 @@ struct walker {
 	const struct ls_mode_ops *mode;
 	char **excl;            /* sorted excludes and skip paths */
 	size_t n_excl;
+	struct ls_patterns *patterns;  /* --exclude-pattern, or NULL */
+	char **ignored;         /* sorted: Kaniko's ignore list (default excludes) */
+	size_t n_ignored;
+	struct only_node only;  /* --only: ROOT's node (n_kids 0 when not asked) */
 	bool use_pool;          /* plain engine for metadata */
 	bool ring_meta;         /* io_uring for metadata (--io uring) */
 	bool ring_hash;         /* io_uring for file contents */
@@ -238,14 +256,31 @@ static const char *kid_path(struct thread_ctx *c, const struct dir_job *j, const
 	return c->pb.buf;
 }
 
-static bool is_excluded(const struct walker *w, const char *path)
+static bool ends_with_slash(const char *s)
 {
-	if (!w->n_excl)
-		return false;
-	size_t lo = 0, hi = w->n_excl;
+	size_t n = strlen(s);
+	return n > 0 && s[n - 1] == '/';
+}
+
+/* Kaniko's ignore list starts with these, below ROOT. */
+static const char *const default_dirs[] = { "dev", "proc", "run", "sys" };
+#define N_DEFAULT_DIRS (sizeof(default_dirs) / sizeof(default_dirs[0]))
+
+static bool is_default_dir(const char *path)
+{
+	for (size_t i = 0; i < N_DEFAULT_DIRS; i++)
+		if (strcmp(path, default_dirs[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Whether path is one of the n sorted strings of list. */
+static bool in_sorted(char *const *list, size_t n, const char *path)
+{
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		int c = strcmp(w->excl[mid], path);
+		int c = strcmp(list[mid], path);
 		if (c == 0)
 			return true;
 		if (c < 0)
@@ -254,6 +289,11 @@ static bool is_excluded(const struct walker *w, const char *path)
 			hi = mid;
 	}
 	return false;
+}
+
+static bool is_excluded(const struct walker *w, const char *path)
+{
+	return w->n_excl && in_sorted(w->excl, w->n_excl, path);
 }
 
 static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
@@ -294,6 +334,27 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 			j->n++;
 		}
 	}
+}
+
+/* An --only job's children: its node's, already in walk order, statx'ed by
+ * name (one that does not exist comes back ENOENT: gone). */
+static int only_names(struct dir_job *j)
+{
+	const struct only_node *n = j->only;
+	if (n->n_kids && ls_grow((void **)&j->kids, &j->cap, n->n_kids, sizeof(*j->kids)))
+		return -ENOMEM;
+	for (size_t i = 0; i < n->n_kids; i++) {
+		struct child *k = &j->kids[j->n];
+		memset(k, 0, sizeof(*k));
+		k->fd = -1;
+		k->name_len = (uint16_t)n->kids[i].name_len;
+		k->only = (uint32_t)i;
+		int rc = arena_add(&j->arena, n->kids[i].name, n->kids[i].name_len, &k->name_off);
+		if (rc)
+			return rc;
+		j->n++;
+	}
+	return 0;
 }
 
 /* qsort has no context argument in C11, so children are sorted through an
@@ -661,6 +722,23 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 				continue;
 			}
 		}
+		if (w->patterns || w->n_ignored) {
+			size_t len;
+			const char *path = kid_path(c, j, k, &len);
+			if (!path) {
+				k->err = -ENOMEM;
+				continue;
+			}
+			if (ls_patterns_exclude(w->patterns, path, len, S_ISDIR(mode))) {
+				k->gone = true;
+				continue;
+			}
+			if (w->n_ignored && in_sorted(w->ignored, w->n_ignored, path)) {
+				k->ignored = true;
+				k->mountpoint = S_ISDIR(mode);
+				continue;
+			}
+		}
 		if (S_ISDIR(mode) && w->o->one_file_system) {
 			uint64_t dev = makedev(k->stx.stx_dev_major, k->stx.stx_dev_minor);
 			bool mnt_root = (k->stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
@@ -858,8 +936,8 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 		int64_t start = (int64_t)b->start_sec * 1000000000 + b->start_nsec;
 		j->racy_from_ns = start - ls_racy_window_ns(ls_fs_granularity_ns(dfd), w->tick_ns);
 	}
-	int rc = read_names(j, dfd, c);
-	if (rc == 0)
+	int rc = j->only ? only_names(j) : read_names(j, dfd, c);
+	if (rc == 0 && !j->only)
 		rc = sort_kids(j);
 	if (rc == 0)
 		rc = examine_kids(j, dfd, c);
@@ -960,6 +1038,120 @@ static int report(struct walker *w, bool done, struct ls_error *err)
 	return 0;
 }
 
+static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, struct ls_error *err);
+
+/* Appends child k of job j (examined) and, for a directory it descends, its
+ * subtree.  Returns 0 or a negative code. */
+static int take_child(struct walker *w, struct dir_job *j, struct child *k, struct thread_ctx *c,
+		      struct ls_error *err)
+{
+	if (k->gone || k->err == -ENOENT)
+		return 0;
+	/* The subdirectory's consume() reuses the buffer: the path is joined
+	 * again for every child. */
+	size_t len;
+	const char *path = kid_path(c, j, k, &len);
+	if (!path)
+		return ls_fail(err, ENOMEM, "walker: out of memory");
+	if (k->err) {
+		const char *why = k->err == -EAGAIN ? "changed while being read" : strerror(-k->err);
+		if (w->o->ignore_errors) {
+			log_msg(w, 0, "%s/%s: %s (skipped, base entry kept)", w->root, path, why);
+			return splice_base(w, path, len, err);
+		}
+		return ls_fail(err, -k->err, "%s/%s: %s", w->root, path, why);
+	}
+	if (k->ignored) {
+		log_msg(w, 1, "%s%s%s: not descended (%s)", w->root, ends_with_slash(w->root) ? "" : "/", path,
+			is_default_dir(path) ? "a default exclude" : "a mount point in /proc/self/mountinfo");
+		/* Kept from the base as it was; a directory new since then is
+		 * recorded, its contents not. */
+		if (!S_ISDIR(k->stx.stx_mode) || base_index(w, path, len) >= 0)
+			return splice_base(w, path, len, err);
+	} else if (k->mountpoint) {
+		int rc = splice_mount_point(w, path, len, err);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
+	struct ls_rec r;
+	rec_from_statx(&r, &k->stx);
+	if (k->hashed) {
+		memcpy(r.hash, k->hash, sizeof(r.hash));
+		r.mode |= LS_REC_HASHED;
+	}
+	if (k->mountpoint)
+		r.mode |= LS_REC_MOUNTPOINT;
+	int rc = ls_manifest_append(w->out, &r, path, len, j->arena.buf + k->link_off, k->link_len,
+				    j->arena.buf + k->xattr_off, k->xattr_len, err);
+	if (rc == 0 && w->o->progress && (w->out->n & 4095) == 0)
+		rc = report(w, false, err);
+	if (rc == 0 && k->sub) {
+		rc = consume(w, k->sub, c, err);
+		/* After a failure, jobs below it may still be queued: they are
+		 * freed with the whole tree once the pool has stopped. */
+		if (rc == 0) {
+			free_job(k->sub);
+			k->sub = NULL;
+		}
+	}
+	return rc;
+}
+
+/* ---- --only: known paths, the rest of the base carried over ------------------- */
+
+/* Index just past base entry i and its subtree. */
+static size_t subtree_end(const ls_manifest *b, size_t i)
+{
+	const struct ls_rec *r = &b->recs[i];
+	const char *p = ls_rec_path(b, r);
+	size_t len = r->path_len, e = i + 1;
+	if (S_ISDIR(r->mode))
+		while (e < b->n && ls_path_is_under(ls_rec_path(b, &b->recs[e]), b->recs[e].path_len, p, len))
+			e++;
+	return e;
+}
+
+/* An --only job's children and the base's other children of its directory,
+ * merged in walk order: the base's are carried over with their subtrees, the
+ * job's (listed paths, and directories on the way to them) replace theirs. */
+static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *c, struct ls_error *err)
+{
+	const ls_manifest *b = w->p->base;
+	size_t at;
+	if (j->path_len) {
+		ssize_t bi = base_index(w, j->path, j->path_len);
+		at = bi < 0 || !S_ISDIR(b->recs[bi].mode) ? b->n : (size_t)bi + 1;
+	} else {
+		at = 0;
+	}
+	int rc = 0;
+	for (size_t i = 0; i <= j->n && rc == 0; i++) {
+		const char *name = i < j->n ? kid_name(j, &j->kids[i]) : NULL;
+		size_t nlen = i < j->n ? j->kids[i].name_len : 0;
+		/* The base's children before this one, and this one's own. */
+		while (at < b->n && rc == 0) {
+			const struct ls_rec *r = &b->recs[at];
+			const char *p = ls_rec_path(b, r);
+			if (j->path_len && !ls_path_is_under(p, r->path_len, j->path, j->path_len))
+				break;
+			const char *bn = j->path_len ? p + j->path_len + 1 : p;
+			size_t bl = r->path_len - (size_t)(bn - p);
+			int cmp = name ? ls_path_cmp(bn, bl, name, nlen) : -1;
+			if (cmp > 0)
+				break;
+			size_t end = subtree_end(b, at);
+			for (size_t e = at; cmp < 0 && e < end && rc == 0; e++)
+				rc = ls_manifest_append_from(w->out, b, e, err);
+			at = end;
+			if (cmp == 0)
+				break;
+		}
+		if (rc == 0 && i < j->n)
+			rc = take_child(w, j, &j->kids[i], c, err);
+	}
+	return rc;
+}
+
 /* Consumes job j (waiting for it), appending its children in walk order and
  * descending into subdirectories as they come.  Its own record, appended by
  * the parent, is the manifest's last one when this starts. */
@@ -984,17 +1176,23 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		}
 		return ls_fail_errno(err, -j->err, "%s/%s", w->root, j->path);
 	}
-	/* Queue subdirectories in reverse so the first is taken first. */
+	/* Queue subdirectories in reverse so the first is taken first.  Below
+	 * an --only job, a listed directory is walked whole, one on the way
+	 * to listed paths is another --only job. */
 	for (size_t i = j->n; i-- > 0;) {
 		struct child *k = &j->kids[i];
 		if (k->gone || k->err || !S_ISDIR(k->stx.stx_mode) || k->mountpoint)
 			continue;
+		const struct only_node *node = j->only ? &j->only->kids[k->only] : NULL;
+		if (node && node->listed)
+			node = NULL;
 		size_t len;
 		const char *path = kid_path(c, j, k, &len);
 		k->sub = path ? new_job(w, path, len, makedev(k->stx.stx_dev_major, k->stx.stx_dev_minor),
 					k->stx.stx_ino) : NULL;
 		if (!k->sub)
 			return ls_fail(err, ENOMEM, "walker: out of memory");
+		k->sub->only = node;
 		k->sub->fd = k->fd;
 		k->fd = -1;
 		if (k->sub->dev == j->dev)
@@ -1004,56 +1202,11 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		if (j->kids[i].sub)
 			ls_pool_push(w->pool, &j->kids[i].sub->task);
 
+	if (j->only)
+		return consume_only(w, j, c, err);
 	int rc = 0;
-	for (size_t i = 0; i < j->n && rc == 0; i++) {
-		struct child *k = &j->kids[i];
-		if (k->gone || k->err == -ENOENT)
-			continue;
-		/* The subdirectory's consume() reuses the buffer: the path is
-		 * joined again for every child. */
-		size_t len;
-		const char *path = kid_path(c, j, k, &len);
-		if (!path)
-			return ls_fail(err, ENOMEM, "walker: out of memory");
-		if (k->err) {
-			const char *why = k->err == -EAGAIN ? "changed while being read" : strerror(-k->err);
-			if (w->o->ignore_errors) {
-				log_msg(w, 0, "%s/%s: %s (skipped, base entry kept)", w->root, path, why);
-				rc = splice_base(w, path, len, err);
-				continue;
-			}
-			rc = ls_fail(err, -k->err, "%s/%s: %s", w->root, path, why);
-			break;
-		}
-		if (k->mountpoint) {
-			rc = splice_mount_point(w, path, len, err);
-			if (rc) {
-				rc = rc < 0 ? rc : 0;
-				continue;
-			}
-		}
-		struct ls_rec r;
-		rec_from_statx(&r, &k->stx);
-		if (k->hashed) {
-			memcpy(r.hash, k->hash, sizeof(r.hash));
-			r.mode |= LS_REC_HASHED;
-		}
-		if (k->mountpoint)
-			r.mode |= LS_REC_MOUNTPOINT;
-		rc = ls_manifest_append(w->out, &r, path, len, j->arena.buf + k->link_off, k->link_len,
-					j->arena.buf + k->xattr_off, k->xattr_len, err);
-		if (rc == 0 && w->o->progress && (w->out->n & 4095) == 0)
-			rc = report(w, false, err);
-		if (rc == 0 && k->sub) {
-			rc = consume(w, k->sub, c, err);
-			/* After a failure, jobs below it may still be queued: they
-			 * are freed with the whole tree once the pool has stopped. */
-			if (rc == 0) {
-				free_job(k->sub);
-				k->sub = NULL;
-			}
-		}
-	}
+	for (size_t i = 0; i < j->n && rc == 0; i++)
+		rc = take_child(w, j, &j->kids[i], c, err);
 	return rc;
 }
 
@@ -1084,6 +1237,289 @@ static int setup_excludes(struct walker *w, struct ls_error *err)
 	}
 	qsort(w->excl, w->n_excl, sizeof(*w->excl), cmp_excl);
 	return 0;
+}
+
+/* ---- --only: the tree of listed paths ------------------------------------------ */
+
+static void only_free(struct only_node *n)
+{
+	for (size_t i = 0; i < n->n_kids; i++)
+		only_free(&n->kids[i]);
+	free(n->kids);
+	free(n->name);
+	memset(n, 0, sizeof(*n));
+}
+
+/* Adds path (normalised, not ROOT); paths come in walk order, so a name
+ * already there is its parent's last kid, and one below a listed path is
+ * covered by it. */
+static int only_add(struct only_node *n, const char *path)
+{
+	for (const char *p = path;;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len > NAME_MAX)
+			return -ENAMETOOLONG;
+		struct only_node *k = n->n_kids ? &n->kids[n->n_kids - 1] : NULL;
+		if (!k || k->name_len != len || memcmp(k->name, p, len) != 0) {
+			struct only_node *kids = realloc(n->kids, (n->n_kids + 1) * sizeof(*kids));
+			if (!kids)
+				return -ENOMEM;
+			n->kids = kids;
+			k = &n->kids[n->n_kids++];
+			memset(k, 0, sizeof(*k));
+			if (!(k->name = strndup(p, len)))
+				return -ENOMEM;
+			k->name_len = len;
+		}
+		if (k->listed)
+			return 0;
+		if (!slash) {
+			k->listed = true;
+			return 0;
+		}
+		n = k;
+		p = slash + 1;
+	}
+}
+
+static int cmp_walk_order(const void *a, const void *b)
+{
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	return ls_path_cmp(x, strlen(x), y, strlen(y));
+}
+
+/* Builds w->only from the listed paths.  A path that normalises to ROOT asks
+ * for the whole tree: no --only then. */
+static int setup_only(struct walker *w, struct ls_error *err)
+{
+	size_t n = w->p->n_only;
+	if (!n)
+		return 0;
+	char **paths = calloc(n, sizeof(*paths));
+	if (!paths)
+		return ls_fail(err, ENOMEM, "walker: out of memory");
+	int rc = 0;
+	bool whole = false;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!(paths[i] = strdup(w->p->only[i] ? w->p->only[i] : ""))) {
+			rc = ls_fail(err, ENOMEM, "walker: out of memory");
+			break;
+		}
+		ssize_t len = ls_path_normalize(paths[i], LS_NORM_ROOTED);
+		if (len < 0)
+			rc = ls_fail(err, EINVAL, "--only %s: a path with '..' in it", w->p->only[i]);
+		else if (len == 0)
+			whole = true;
+	}
+	if (rc == 0 && !whole) {
+		qsort(paths, n, sizeof(*paths), cmp_walk_order);
+		for (size_t i = 0; i < n && rc == 0; i++)
+			if ((rc = only_add(&w->only, paths[i])))
+				rc = ls_fail_errno(err, -rc, "--only %s", paths[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+	if (rc || whole)
+		only_free(&w->only);
+	return rc;
+}
+
+/* Whether path lies in a listed subtree (it was walked, not carried). */
+static bool only_covers(const struct only_node *n, const char *path, size_t len)
+{
+	for (const char *p = path, *end = path + len;;) {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		size_t l = slash ? (size_t)(slash - p) : (size_t)(end - p);
+		const struct only_node *k = NULL;
+		for (size_t i = 0; i < n->n_kids && !k; i++)
+			if (n->kids[i].name_len == l && memcmp(n->kids[i].name, p, l) == 0)
+				k = &n->kids[i];
+		if (!k)
+			return false;
+		if (k->listed)
+			return true;
+		if (!slash)
+			return false;  /* a directory on the way: statx'ed, its rest carried */
+		n = k;
+		p = slash + 1;
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* A carried entry of a hard-link group a listed file belongs to, statx'ed
+ * again through its directory.  Its base hash stays when the stat cache
+ * allows; it is read now when its metadata match but are racy; otherwise
+ * it is left to the diff, as the walk leaves changed files. */
+static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct ls_error *err)
+{
+	struct ls_rec *r = &w->out->recs[i];
+	const char *path = ls_rec_path(w->out, r);
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
+	if (!dir)
+		return ls_fail(err, ENOMEM, "walker: out of memory");
+	int dfd = ls_open_beneath(w->rootfd, dir, O_RDONLY | O_DIRECTORY);
+	free(dir);
+	struct statx stx;
+	int rc = dfd < 0 ? dfd : statx(dfd, slash ? slash + 1 : path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) ? -errno : 0;
+	if (rc) {
+		if (dfd >= 0)
+			close(dfd);
+		return ls_fail_errno(err, -rc, "--only: %s/%s, a hard link of a listed file, cannot be read "
+				     "(list it too, or diff without --only)", w->root, path);
+	}
+	struct ls_rec now = *r;
+	rec_from_statx(&now, &stx);
+	now.aux_off = r->aux_off;
+	now.path_len = r->path_len;
+	now.xattr_len = r->xattr_len;
+	now.mode = (now.mode & LS_REC_MODE_MASK) | (r->mode & LS_REC_FLAGS_MASK & ~LS_REC_HASHED);
+	bool same = now.ino == r->ino && now.size == r->size && now.mtime_ns == r->mtime_ns &&
+		    now.ctime_ns == r->ctime_ns && (now.mode & LS_REC_MODE_MASK) == (r->mode & LS_REC_MODE_MASK);
+	const ls_manifest *b = w->p->base;
+	int64_t start = (int64_t)b->start_sec * 1000000000 + b->start_nsec;
+	int64_t racy_from = start - ls_racy_window_ns(ls_fs_granularity_ns(dfd), w->tick_ns);
+	if (same && (r->mode & LS_REC_HASHED) && ls_stat_cache_hit(r, &now, racy_from)) {
+		now.mode |= LS_REC_HASHED;
+	} else if (same && (w->mode->fields & LS_F_HASH) && S_ISREG(now.mode)) {
+		int fd = openat(dfd, slash ? slash + 1 : path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		rc = fd < 0 ? -errno : ls_hash_fd(fd, c->read_buf, READ_BUF, c->xxh, now.hash);
+		if (fd >= 0)
+			close(fd);
+		if (rc == 0)
+			now.mode |= LS_REC_HASHED;
+		rc = 0;  /* unread, it is left to the diff like a changed file */
+	}
+	close(dfd);
+	*r = now;
+	return 0;
+}
+
+/* After an --only walk: the base's other members of the hard-link groups of
+ * listed files, carried over as they were, are statx'ed again, so that a
+ * group stays whole (a new link changes every member's nlink and ctime).
+ * One pass over the new manifest. */
+static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *err)
+{
+	ls_manifest *m = w->out;
+	uint64_t *inos = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	for (size_t i = 0; i < m->n && rc == 0; i++) {
+		const struct ls_rec *r = &m->recs[i];
+		if (S_ISDIR(r->mode) || r->nlink < 2 || !only_covers(&w->only, ls_rec_path(m, r), r->path_len))
+			continue;
+		if (ls_grow((void **)&inos, &cap, n + 1, sizeof(*inos)))
+			rc = ls_fail(err, ENOMEM, "walker: out of memory");
+		else
+			inos[n++] = r->ino;
+	}
+	if (n)
+		qsort(inos, n, sizeof(*inos), cmp_u64);
+	for (size_t i = 0; i < m->n && rc == 0 && n; i++) {
+		const struct ls_rec *r = &m->recs[i];
+		if (S_ISDIR(r->mode) || r->nlink < 2 || !bsearch(&r->ino, inos, n, sizeof(*inos), cmp_u64) ||
+		    only_covers(&w->only, ls_rec_path(m, r), r->path_len))
+			continue;
+		rc = relink_entry(w, i, c, err);
+	}
+	free(inos);
+	return rc;
+}
+
+/* Decodes mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *o = s;
+	for (char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
+		    p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+}
+
+static int add_ignored(struct walker *w, size_t *cap, const char *rel, struct ls_error *err)
+{
+	if (ls_grow((void **)&w->ignored, cap, w->n_ignored + 1, sizeof(*w->ignored)) ||
+	    !(w->ignored[w->n_ignored] = strdup(rel)))
+		return ls_fail(err, ENOMEM, "walker: out of memory");
+	w->n_ignored++;
+	return 0;
+}
+
+/* Kaniko's ignore list, when the options turn it on: the default
+ * directories and every mount point strictly below ROOT, ROOT-relative and
+ * sorted.  Mount points are read the way Kaniko reads them, from
+ * /proc/self/mountinfo (field 5). */
+static int setup_ignored(struct walker *w, struct ls_error *err)
+{
+	char *root_real = realpath(w->root, NULL);
+	if (!root_real)
+		return ls_fail_errno(err, errno, "%s", w->root);
+	bool on = w->o->default_excludes == LS_DEFAULT_EXCLUDES_ON ||
+		  (w->o->default_excludes == LS_DEFAULT_EXCLUDES_AUTO && strcmp(root_real, "/") == 0);
+	int rc = 0;
+	size_t cap = 0;
+	FILE *f = NULL;
+	if (!on)
+		goto done;
+	for (size_t i = 0; i < N_DEFAULT_DIRS && rc == 0; i++)
+		rc = add_ignored(w, &cap, default_dirs[i], err);
+	f = rc ? NULL : fopen("/proc/self/mountinfo", "re");
+	if (!f) {
+		if (rc == 0)
+			log_msg(w, 0, "/proc/self/mountinfo: %s: mount points below %s are walked", strerror(errno), w->root);
+		goto done;
+	}
+	size_t rl = strcmp(root_real, "/") == 0 ? 0 : strlen(root_real);
+	char *line = NULL;
+	size_t line_cap = 0;
+	while (rc == 0 && getline(&line, &line_cap, f) > 0) {
+		/* id parent major:minor root MOUNT_POINT options ... */
+		char *save = NULL, *field = strtok_r(line, " ", &save);
+		for (int k = 1; field && k < 5; k++)
+			field = strtok_r(NULL, " ", &save);
+		if (!field)
+			continue;
+		unescape_mountinfo(field);
+		if (strncmp(field, root_real, rl) != 0 || field[rl] != '/' || field[rl + 1] == '\0')
+			continue;  /* not below ROOT, or ROOT itself */
+		char *rel = field + rl + 1;
+		if (ls_path_normalize(rel, LS_NORM_ROOTED) > 0 && !is_default_dir(rel))
+			rc = add_ignored(w, &cap, rel, err);
+	}
+	free(line);
+	if (rc == 0 && ferror(f))
+		rc = ls_fail_errno(err, errno ? errno : EIO, "/proc/self/mountinfo");
+done:
+	if (f)
+		fclose(f);
+	free(root_real);
+	if (rc == 0 && w->n_ignored) {
+		qsort(w->ignored, w->n_ignored, sizeof(*w->ignored), cmp_excl);
+		/* The same mount point can be listed twice (mounted over). */
+		size_t o = 0;
+		for (size_t i = 0; i < w->n_ignored; i++) {
+			if (o && strcmp(w->ignored[o - 1], w->ignored[i]) == 0)
+				free(w->ignored[i]);
+			else
+				w->ignored[o++] = w->ignored[i];
+		}
+		w->n_ignored = o;
+	}
+	return rc;
 }
 
 static int ncpus(void)
@@ -1150,8 +1586,25 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		goto done;
 	}
 	rc = setup_excludes(&w, err);
+	if (rc == 0)
+		rc = ls_patterns_compile(o->exclude_patterns, o->n_exclude_patterns, &w.patterns, err);
+	if (rc == 0 && o->n_exclude_patterns)
+		rc = ls_manifest_set_patterns(w.out, o->exclude_patterns, o->n_exclude_patterns, err);
+	if (rc == 0)
+		rc = setup_ignored(&w, err);
+	if (rc == 0)
+		rc = setup_only(&w, err);
 	if (rc)
 		goto done;
+	if (w.only.n_kids) {
+		/* What was racy in the base stays racy in what is carried. */
+		const ls_manifest *b = params->base;
+		if (b->start_sec < w.out->start_sec ||
+		    (b->start_sec == w.out->start_sec && b->start_nsec < w.out->start_nsec)) {
+			w.out->start_sec = b->start_sec;
+			w.out->start_nsec = b->start_nsec;
+		}
+	}
 	if (ctx_init(&main_ctx, &w)) {
 		rc = ls_fail(err, ENOMEM, "walker: out of memory");
 		goto done;
@@ -1188,15 +1641,22 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		rc = ls_fail(err, ENOMEM, "walker: out of memory");
 		goto done;
 	}
+	if (w.only.n_kids)
+		top->only = &w.only;
 	ls_pool_push(w.pool, &top->task);
 	if (o->progress)
 		rc = report(&w, false, err);
 	if (rc == 0)
 		rc = consume(&w, top, &main_ctx, err);
+	if (rc == 0 && w.only.n_kids)
+		rc = only_relink(&w, &main_ctx, err);
 	if (rc == 0 && o->progress)
 		rc = report(&w, true, err);
 	if (rc == 0 && atomic_load(&w.ring_failed) && o->io == LS_IO_URING)
 		rc = ls_fail(err, EIO, "--io uring: io_uring failed during the walk");
+	for (size_t i = 0; rc == 0 && i < ls_patterns_count(w.patterns); i++)
+		if (!ls_patterns_used(w.patterns, i))
+			log_msg(&w, 1, "--exclude-pattern '%s' matched nothing", ls_patterns_text(w.patterns, i));
 
 done:
 	ls_pool_destroy(w.pool);
@@ -1205,6 +1665,11 @@ done:
 	for (size_t i = 0; i < w.n_excl; i++)
 		free(w.excl[i]);
 	free(w.excl);
+	for (size_t i = 0; i < w.n_ignored; i++)
+		free(w.ignored[i]);
+	free(w.ignored);
+	ls_patterns_free(w.patterns);
+	only_free(&w.only);
 	if (w.rootfd >= 0)
 		close(w.rootfd);
 	if (rc) {

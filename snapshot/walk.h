@@ -21,6 +21,13 @@ struct ls_walk_params {
 	bool defer_changed;
 	const char *const *skip_paths;    /* relative paths never recorded (outputs inside ROOT) */
 	size_t n_skip;
+	/* --only (needs base): only these paths (each a file or a whole
+	 * subtree) are walked, the directories on the way to them statx'ed;
+	 * everything else is the base's, carried over unchanged.  A listed
+	 * file's hard links elsewhere are statx'ed again.  The new manifest's
+	 * scan start is the base's, so that what was racy in it stays racy. */
+	const char *const *only;
+	size_t n_only;
 };
 
 /** Walks root.  Returns 0 and *out (a new manifest whose settings are taken

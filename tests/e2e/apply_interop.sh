@@ -309,4 +309,40 @@ EOF
 	assert_eq "$(stat -c %i "$U/applied/etc/f")" "$(stat -c %i "$U/applied/etc/hard")" "umoci: hard link"
 fi
 
+# ---- apply -v: each entry on stderr as diff -v prints a change (A, D, and
+# "D DIR/" for an opaque whiteout), stdout clean; a layersnap diff layer with
+# a deleted file, a name to quote and a directory emptied (--opaque)
+V=$T/verbose
+rm -rf "$V"
+mkdir -p "$V/src/d" "$V/src/e"
+printf 'k\n' >"$V/src/d/keep"
+printf 'o\n' >"$V/src/d/old"
+printf 'x\n' >"$V/src/e/x"
+printf 'top\n' >"$V/src/top"
+expect_status 0 "$LAYERSNAP" scan "$V/src" -o "$V/base.lsm"
+cp -a "$V/src" "$V/lower"
+rm "$V/src/d/old" "$V/src/e/x"
+printf 'z\n' >"$V/src/e/z"
+printf 't\n' >"$V/src/d/t"$'\t'"ab"
+printf 'more\n' >>"$V/src/top"
+expect_status 0 "$LAYERSNAP" diff --opaque "$V/src" --base "$V/base.lsm" -o "$V/layer.tar"
+"$LAYERSNAP" apply -v "$V/layer.tar" "$V/lower" >"$V/stdout" 2>"$V/stderr" ||
+	{ cat "$V/stderr" >&2; fail "apply -v failed"; }
+assert_eq "$(printf '%s\n' 'A	d' 'D	d/old' 'A	"d/t\tab"' 'A	e' 'D	e/' 'A	e/z' 'A	top' \
+	'layersnap: applied 7 entries, 2 whiteouts, 0 skipped')" "$(cat "$V/stderr")" "apply -v: stderr"
+[ ! -s "$V/stdout" ] || fail "apply -v wrote to stdout: $(head -c 200 "$V/stdout")"
+[ ! -e "$V/lower/d/old" ] && [ ! -e "$V/lower/e/x" ] && [ "$(cat "$V/lower/e/z")" = z ] ||
+	fail "apply -v: wrong result"
+# without -v: nothing on stderr; from stdin the same list
+rm -rf "$V/lower2"
+cp -a "$V/lower" "$V/lower2"
+expect_status 0 "$LAYERSNAP" apply "$V/layer.tar" "$V/lower2"
+[ ! -s "$T/stderr" ] || fail "apply without -v: stderr: $(cat "$T/stderr")"
+rm -rf "$V/lower3"
+cp -a "$V/src" "$V/lower3"
+"$LAYERSNAP" apply -v - "$V/lower3" <"$V/layer.tar" >"$V/stdout" 2>"$V/stderr3" ||
+	fail "apply -v from stdin failed"
+assert_eq "$(cat "$V/stderr")" "$(cat "$V/stderr3")" "apply -v from stdin"
+[ ! -s "$V/stdout" ] || fail "apply -v - wrote to stdout"
+
 echo "apply_interop: ok"

@@ -3,8 +3,12 @@
 # modified, D deleted, T type change) in manifest order, every path of a
 # deleted subtree listed, paths C-quoted as git does; -z raw NUL-ended
 # records; --json a list of {"status", "path"}; exit 0 / 1 / 2 as diff(1);
-# what each mode sees; --mtime-seconds for a tree restored from a layer.
+# what each mode sees; --mtime-seconds for a tree restored from a layer;
+# --source-date-epoch (and SOURCE_DATE_EPOCH) for one unpacked from a
+# reproducible layer; -q (the exit status only); --stat (the counts).
 . "$(dirname "$0")/lib.sh"
+# compare reads it when --source-date-epoch is not given: only where a test sets it
+unset SOURCE_DATE_EPOCH
 
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
@@ -32,6 +36,12 @@ assert_eq "[]" "$(L compare --json "$T/old.m" "$R")" "no changes: --json"
 [ -z "$(L compare -z "$T/old.m" "$R" | od -An -c)" ] || fail "no changes: -z prints something"
 expect_status 0 L compare "$T/old.m" "$T/old.m"
 for m in redo time; do expect_status 0 L compare --mode $m "$T/old.$m.m" "$R"; done
+# -q: nothing at all, status 0; --stat: zero counts
+expect_status 0 L compare -q "$T/old.m" "$R" >"$T/out"
+[ ! -s "$T/out" ] && [ ! -s "$T/stderr" ] || fail "compare -q, no changes: printed something"
+assert_eq "0 added, 0 modified, 0 deleted, 0 type changed" "$(L compare --stat "$T/old.m" "$R")" "no changes: --stat"
+assert_eq '{"added": 0, "modified": 0, "deleted": 0, "type_changed": 0}' \
+	"$(L compare --stat --json "$T/old.m" "$R")" "no changes: --stat --json"
 
 # ---- changes -------------------------------------------------------------------------------
 (
@@ -73,6 +83,22 @@ expect_status 1 L compare "$T/old.m" "$R" >/dev/null
 assert_eq "$want" "$(L compare "$T/old.m" "$R")" "compare OLD ROOT"
 assert_eq "$want" "$(L compare "$T/old.m" "$T/new.m")" "compare OLD NEW"
 expect_status 1 L compare "$T/old.m" "$T/new.m" >/dev/null
+# -q: nothing at all, status 1; an error still says why (status 2)
+for new in "$R" "$T/new.m"; do
+	expect_status 1 L compare -q "$T/old.m" "$new" >"$T/out"
+	[ ! -s "$T/out" ] && [ ! -s "$T/stderr" ] || fail "compare -q $new: printed something"
+	expect_status 1 L compare -q --stat --json "$T/old.m" "$new" >"$T/out"
+	[ ! -s "$T/out" ] && [ ! -s "$T/stderr" ] || fail "compare -q --stat --json $new: printed something"
+done
+expect_error L compare -q "$T/old.m" "$T/nonexistent"
+[ ! -s "$T/stdout" ] || fail "compare -q, an error: printed on stdout"
+# --stat: the counts of the list above, status 1
+assert_eq "10 added, 4 modified, 4 deleted, 2 type changed" "$(L compare --stat "$T/old.m" "$R")" "--stat"
+expect_status 1 L compare --stat "$T/old.m" "$T/new.m" >/dev/null
+assert_eq '{"added": 10, "modified": 4, "deleted": 4, "type_changed": 2}' \
+	"$(L compare --stat --json "$T/old.m" "$T/new.m")" "--stat --json"
+expect_status 1 L compare --json --stat "$T/old.m" "$R" >/dev/null
+expect_error L compare --stat -z "$T/old.m" "$R"
 # what redo and time see: no content, and time no permissions either
 assert_eq "$(printf '%s\n' "$want" | grep -v '^M	s$')" "$(L compare --mode redo "$T/old.redo.m" "$R")" "compare --mode redo"
 assert_eq "$(printf '%s\n' "$want" | grep -Ev '^M	(s|a/g)$')" "$(L compare --mode time "$T/old.time.m" "$R")" "compare --mode time"
@@ -127,6 +153,65 @@ expect_status 0 L compare -x a -x /d/ "$T/x.m" "$R"
 : >"$R/a/more"
 expect_status 0 L compare -x a -x d "$T/x.m" "$R"
 rm "$R/a/more"
+
+# ---- a tree unpacked from a reproducible layer: --source-date-epoch -------------------------
+# A layer written with --source-date-epoch N keeps mtimes in whole seconds,
+# a later one as N; compare --source-date-epoch N reads both sides so.
+N=1700000000
+E=$T/epoch
+mkdir -p "$E/src/d" "$E/out"
+for f in before at just_after after d/g; do printf '%s\n' "$f" >"$E/src/$f"; done
+ln -s before "$E/src/l"
+touch -h -d @$((N - 1)).5 "$E/src/before"
+touch -h -d @$N "$E/src/at"
+touch -h -d @$N.25 "$E/src/just_after"
+touch -h -d @$((N + 1)).75 "$E/src/after" "$E/src/l"
+touch -h -d @$((N + 86400)) "$E/src/d/g" "$E/src/d"
+L scan "$E/src" -o "$E/src.m" || fail "scan (epoch)"
+L diff --source-date-epoch $N "$E/src" -o "$E/layer.tar" -q || fail "diff --source-date-epoch"
+L apply "$E/layer.tar" "$E/out" || fail "apply (epoch)"
+expect_status 0 L compare --source-date-epoch $N "$E/src.m" "$E/out"
+expect_status 0 L compare --source-date-epoch $N --mtime-seconds "$E/src.m" "$E/out"
+# plain compare: every mtime but the one at exactly N differs (M, nothing else)
+assert_eq "M	after
+M	before
+M	d
+M	d/g
+M	just_after
+M	l" "$(L compare "$E/src.m" "$E/out")" "plain compare of the unpacked tree"
+expect_status 1 L compare "$E/src.m" "$E/out" >/dev/null
+# whole seconds alone: what was later than N
+assert_eq "M	after
+M	d
+M	d/g
+M	l" "$(L compare --mtime-seconds "$E/src.m" "$E/out")" "--mtime-seconds of the unpacked tree"
+# another epoch is another clamp: N+1 keeps the second after N
+assert_eq "M	after
+M	d
+M	d/g
+M	l" "$(L compare --source-date-epoch $((N + 1)) "$E/src.m" "$E/out")" "--source-date-epoch N+1"
+assert_eq "0 added, 6 modified, 0 deleted, 0 type changed" "$(L compare --stat "$E/src.m" "$E/out")" \
+	"--stat of the unpacked tree"
+assert_eq '{"added": 0, "modified": 0, "deleted": 0, "type_changed": 0}' \
+	"$(L compare --stat --json --source-date-epoch $N "$E/src.m" "$E/out")" "--stat --json --source-date-epoch"
+# two manifests, and SOURCE_DATE_EPOCH when the option is not given
+L scan "$E/out" -o "$E/out.m" || fail "scan the unpacked tree"
+expect_status 0 L compare --source-date-epoch $N "$E/src.m" "$E/out.m"
+expect_status 0 env SOURCE_DATE_EPOCH=$N "$LAYERSNAP" compare "$E/src.m" "$E/out"
+expect_status 0 env SOURCE_DATE_EPOCH=$N "$LAYERSNAP" compare -q "$E/src.m" "$E/out.m"
+expect_status 0 env SOURCE_DATE_EPOCH=$((N + 5)) "$LAYERSNAP" compare --source-date-epoch $N "$E/src.m" "$E/out"
+expect_status 1 env SOURCE_DATE_EPOCH=$((N + 5)) "$LAYERSNAP" compare -q "$E/src.m" "$E/out"
+expect_status 1 env SOURCE_DATE_EPOCH= "$LAYERSNAP" compare -q "$E/src.m" "$E/out"
+# the clamp is about mtimes only
+chmod 0600 "$E/out/at"
+assert_eq "M	at" "$(L compare --source-date-epoch $N "$E/src.m" "$E/out")" "--source-date-epoch, a chmod"
+chmod 0644 "$E/out/at"
+touch -h -d @$((N - 2)) "$E/out/before"
+assert_eq "M	before" "$(L compare --source-date-epoch $N "$E/src.m" "$E/out")" "--source-date-epoch, a second before N"
+expect_error L compare --source-date-epoch -1 "$E/src.m" "$E/out"
+expect_error L compare --source-date-epoch 12x "$E/src.m" "$E/out"
+expect_error env SOURCE_DATE_EPOCH=soon "$LAYERSNAP" compare "$E/src.m" "$E/out"
+grep -q SOURCE_DATE_EPOCH "$T/stderr" || fail "message does not say why: $(cat "$T/stderr")"
 
 # ---- a tree restored from a layer: --mtime-seconds -----------------------------------------
 # A full layer extracted with GNU tar: same bytes, owners and modes, mtimes

@@ -1,6 +1,7 @@
 /* The public API (layersnap.h): NULL or invalid arguments get an error code
  * and a message, never a crash; versioned structs; a manifest iterates in
- * walk order; the write callback streams the same layer as an fd. */
+ * walk order; the write callback streams the same layer as an fd; apply's
+ * on_entry lists each entry once it is in place. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
 
 #include "layersnap.h"
 
@@ -48,6 +53,8 @@ static void test_null_arguments(void **state)
 	ls_manifest_free(NULL);
 
 	assert_refused((int)ls_compare(NULL, NULL, LS_MODE_FULL, false, NULL, NULL, &err), &err, EINVAL);
+	struct ls_compare_options co = LS_COMPARE_OPTIONS_INIT;
+	assert_refused((int)ls_compare_opts(NULL, NULL, &co, NULL, NULL, &err), &err, EINVAL);
 	assert_refused(ls_check_base(NULL, LS_MODE_FULL, &wo, &err), &err, EINVAL);
 
 	struct ls_diff_options dopts = LS_DIFF_OPTIONS_INIT;
@@ -187,6 +194,23 @@ static void test_versioned_structs(void **state)
 	assert_string_equal(be.e.path, "big");
 	struct ls_entry small = { .struct_size = 8 };
 	assert_int_equal(ls_manifest_entry(m, 0, &small), -EINVAL);
+
+	/* Compare options likewise; NULL is the defaults. */
+	struct ls_compare_options co = { .mode = LS_MODE_REDO };
+	assert_refused((int)ls_compare_opts(m, m, &co, NULL, NULL, &err), &err, EINVAL);
+	assert_non_null(strstr(err.msg, "compare: options"));
+	struct {
+		struct ls_compare_options o;
+		uint64_t newer;
+	} bco = { .o = { .mode = LS_MODE_REDO, .have_epoch = true } };
+	bco.o.struct_size = sizeof(bco);
+	assert_int_equal(ls_compare_opts(m, m, &bco.o, NULL, NULL, &err), 0);
+	bco.newer = 1;
+	assert_refused((int)ls_compare_opts(m, m, &bco.o, NULL, NULL, &err), &err, E2BIG);
+	/* m is a redo manifest: full mode counts its unhashed files */
+	assert_int_equal(ls_compare_opts(m, m, NULL, NULL, NULL, &err),
+			 ls_compare(m, m, LS_MODE_FULL, false, NULL, NULL, &err));
+	assert_true(ls_compare_opts(m, m, NULL, NULL, NULL, &err) > 0);
 
 	struct ls_diff_result res = { .struct_size = 0 };
 	struct ls_diff_options d = LS_DIFF_OPTIONS_INIT;
@@ -421,6 +445,247 @@ static void test_files(void **state)
 	remove_tree(root);
 }
 
+/* One tar entry for write_tar: type 'd', 'f' (data), 'l' (symlink to
+ * data) or 'h' (hard link to data). */
+struct tar_ent {
+	char type;
+	const char *path, *data;
+};
+
+static void write_tar(const char *path, const struct tar_ent *ents, size_t n)
+{
+	struct archive *a = archive_write_new();
+	assert_non_null(a);
+	assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+	assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+	for (size_t i = 0; i < n; i++) {
+		struct archive_entry *ae = archive_entry_new();
+		assert_non_null(ae);
+		archive_entry_set_pathname(ae, ents[i].path);
+		archive_entry_set_mtime(ae, 1600000000, 0);
+		size_t len = 0;
+		switch (ents[i].type) {
+		case 'd':
+			archive_entry_set_filetype(ae, AE_IFDIR);
+			archive_entry_set_perm(ae, 0755);
+			break;
+		case 'l':
+			archive_entry_set_filetype(ae, AE_IFLNK);
+			archive_entry_set_perm(ae, 0777);
+			archive_entry_set_symlink(ae, ents[i].data);
+			break;
+		case 'h':
+			archive_entry_set_filetype(ae, AE_IFREG);
+			archive_entry_set_perm(ae, 0644);
+			archive_entry_set_hardlink(ae, ents[i].data);
+			break;
+		default:
+			len = ents[i].data ? strlen(ents[i].data) : 0;
+			archive_entry_set_filetype(ae, AE_IFREG);
+			archive_entry_set_perm(ae, 0644);
+			archive_entry_set_size(ae, (la_int64_t)len);
+		}
+		assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
+		if (len)
+			assert_int_equal(archive_write_data(a, ents[i].data, len), (la_ssize_t)len);
+		archive_entry_free(ae);
+	}
+	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+	archive_write_free(a);
+}
+
+/* What on_entry saw: "C path\n" per call, and whether each call came on
+ * the calling thread with the entry already in place (or gone). */
+struct told {
+	pthread_t caller;
+	int rootfd;
+	char text[1024];
+	size_t len;
+	int calls, stop_at, off_thread, not_in_place;
+};
+
+static int tell_entry(void *ctx, enum ls_change ch, const char *path, size_t len)
+{
+	struct told *t = ctx;
+	if (!pthread_equal(pthread_self(), t->caller))
+		t->off_thread++;
+	assert_int_equal(strlen(path), len);
+	int n = snprintf(t->text + t->len, sizeof(t->text) - t->len, "%c %s\n", (char)ch, path);
+	assert_true(n > 0 && t->len + (size_t)n < sizeof(t->text));
+	t->len += (size_t)n;
+	/* A names what is there now; D of a path (not "DIR/") what is not */
+	struct stat st;
+	bool dir_form = len && path[len - 1] == '/';
+	bool there = fstatat(t->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (ch == LS_ADDED ? !there : (!dir_form && there))
+		t->not_in_place++;
+	return ++t->calls == t->stop_at;
+}
+
+static void put_file(const char *root, const char *name)
+{
+	char p[200];
+	snprintf(p, sizeof(p), "%s/%s", root, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("old\n", f);
+	fclose(f);
+}
+
+static bool exists(const char *root, const char *name)
+{
+	char p[200];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", root, name);
+	return lstat(p, &st) == 0;
+}
+
+static bool holds_at(const char *root, const char *name, const char *want)
+{
+	char p[200];
+	snprintf(p, sizeof(p), "%s/%s", root, name);
+	return file_holds(p, want);
+}
+
+/* No temporary of a file left in dir: names only from the list. */
+static void only_names(const char *root, const char *dir, const char *const *names, size_t n)
+{
+	char p[200];
+	snprintf(p, sizeof(p), "%s/%s", root, dir);
+	DIR *d = opendir(p);
+	assert_non_null(d);
+	size_t seen = 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		bool known = false;
+		for (size_t i = 0; i < n; i++)
+			known |= !strcmp(de->d_name, names[i]);
+		if (!known)
+			fail_msg("%s: unexpected %s", p, de->d_name);
+		seen++;
+	}
+	closedir(d);
+	assert_int_equal(seen, n);
+}
+
+/* ROOT before the layer: a file a whiteout removes, a directory an opaque
+ * whiteout empties, a file ROOT's opaque whiteout removes. */
+static void prepare_apply_root(char *root)
+{
+	assert_non_null(mkdtemp(root));
+	char p[200];
+	snprintf(p, sizeof(p), "%s/opq", root);
+	assert_int_equal(mkdir(p, 0755), 0);
+	put_file(root, "gone");
+	put_file(root, "opq/old");
+	put_file(root, "other");
+}
+
+static int apply_path(const char *layer, const char *root, struct told *t, struct ls_apply_stats *st,
+		      struct ls_error *err)
+{
+	int fd = open(layer, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	t->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(t->rootfd >= 0);
+	struct ls_apply_options o = LS_APPLY_OPTIONS_INIT;
+	o.on_entry = tell_entry;
+	o.entry_ctx = t;
+	int rc = ls_apply(fd, root, &o, st, err);
+	close(t->rootfd);
+	close(fd);
+	return rc;
+}
+
+/* on_entry: A per entry extracted, D per whiteout, D "DIR/" per opaque
+ * whiteout ("/" for ROOT), in layer order, on the calling thread, each once
+ * in place; none for AUFS metadata (skipped) nor a refused entry; a
+ * non-zero return stops the run with what came before applied. */
+static void test_apply_on_entry(void **state)
+{
+	static const struct tar_ent ents[] = {
+		{ 'd', "a", NULL },
+		{ 'f', "a/f", "new\n" },
+		{ 'f', ".wh.gone", NULL },
+		{ 'd', "opq", NULL },
+		{ 'f', "opq/.wh..wh..opq", NULL },
+		{ 'f', "opq/new", "n\n" },
+		{ 'f', ".wh..wh.plnk/1.2", NULL },   /* AUFS metadata: skipped */
+		{ 'l', "l", "a/f" },
+		{ 'h', "h", "a/f" },
+		{ 'f', ".wh..wh..opq", NULL },       /* ROOT's: removes "other" */
+	};
+	char layer[] = "/tmp/test_api_layer.XXXXXX";
+	int lfd = mkstemp(layer);
+	assert_true(lfd >= 0);
+	close(lfd);
+	write_tar(layer, ents, sizeof(ents) / sizeof(ents[0]));
+
+	char root[] = "/tmp/test_api.XXXXXX";
+	prepare_apply_root(root);
+	struct told t = { .caller = pthread_self(), .stop_at = -1 };
+	struct ls_apply_stats st = LS_APPLY_STATS_INIT;
+	struct ls_error err = { 0 };
+	assert_int_equal(apply_path(layer, root, &t, &st, &err), 0);
+	assert_string_equal(t.text,
+			    "A a\n"
+			    "A a/f\n"
+			    "D gone\n"
+			    "A opq\n"
+			    "D opq/\n"
+			    "A opq/new\n"
+			    "A l\n"
+			    "A h\n"
+			    "D /\n");
+	assert_int_equal(t.off_thread, 0);
+	assert_int_equal(t.not_in_place, 0);
+	assert_int_equal(st.entries, 10);
+	assert_int_equal(st.whiteouts, 3);
+	assert_int_equal(st.skipped, 1);
+	assert_false(exists(root, "gone"));
+	assert_false(exists(root, "opq/old"));
+	assert_false(exists(root, "other"));
+	assert_true(holds_at(root, "h", "new\n"));
+	static const char *const top[] = { "a", "opq", "l", "h" };
+	only_names(root, "", top, 4);
+	remove_tree(root);
+
+	/* Stopped at the 2nd call: a and a/f in place (the callback comes after
+	 * the final link), nothing after them applied, no temporary left. */
+	char root2[] = "/tmp/test_api.XXXXXX";
+	prepare_apply_root(root2);
+	struct told t2 = { .caller = pthread_self(), .stop_at = 2 };
+	assert_refused(apply_path(layer, root2, &t2, &st, &err), &err, ECANCELED);
+	assert_string_equal(err.msg, "cancelled");
+	assert_string_equal(t2.text, "A a\nA a/f\n");
+	assert_int_equal(t2.not_in_place, 0);
+	assert_true(holds_at(root2, "a/f", "new\n"));
+	assert_true(exists(root2, "gone"));
+	assert_true(exists(root2, "opq/old"));
+	static const char *const in_a[] = { "f" };
+	only_names(root2, "a", in_a, 1);
+	static const char *const top2[] = { "a", "gone", "opq", "other" };
+	only_names(root2, "", top2, 4);
+	remove_tree(root2);
+
+	/* A refused entry is not reported; those before it were, ROOT's own
+	 * entry as "/". */
+	static const struct tar_ent bad[] = {
+		{ 'd', "./", NULL },
+		{ 'f', "ok", "x" },
+		{ 'f', "../escape", "y" },
+	};
+	write_tar(layer, bad, 3);
+	char root3[] = "/tmp/test_api.XXXXXX";
+	assert_non_null(mkdtemp(root3));
+	struct told t3 = { .caller = pthread_self(), .stop_at = -1 };
+	assert_refused(apply_path(layer, root3, &t3, &st, &err), &err, EXDEV);
+	assert_string_equal(t3.text, "A /\nA ok\n");
+	remove_tree(root3);
+	unlink(layer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -429,6 +694,7 @@ int main(void)
 		cmocka_unit_test(test_versioned_structs),
 		cmocka_unit_test(test_write_callback),
 		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_apply_on_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

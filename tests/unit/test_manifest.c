@@ -1,6 +1,7 @@
 /* Unit tests for the binary manifest (snapshot/manifest.c): round trip,
  * corruption and truncation detection, other format versions, walk order,
- * path normalisation, look-ups and the base-settings check. */
+ * path normalisation, look-ups, the base-settings check and compare's
+ * source-date-epoch clamp. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memfd_create, memmem */
 #endif
@@ -1465,6 +1466,107 @@ static void test_check_base(void **state)
 	ls_manifest_free(m);
 }
 
+/* ---- compare: mtimes clamped to a source date epoch ---------------------------- */
+
+#define NS 1000000000LL
+
+/* A manifest of one regular file, "f", stamped mtime_ns. */
+static ls_manifest *one_file(enum ls_mode mode, int64_t mtime_ns, uint64_t size)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, mode, LS_XATTRS_CAPABILITY, false, NULL, 0, &err), 0);
+	struct ls_rec r;
+	memset(&r, 0, sizeof(r));
+	r.mode = S_IFREG | 0644 | (mode == LS_MODE_FULL ? LS_REC_HASHED : 0);
+	r.size = size;
+	r.mtime_ns = mtime_ns;
+	r.nlink = 1;
+	memset(r.hash, 0x5a, sizeof(r.hash));
+	assert_int_equal(ls_manifest_append(m, &r, "f", 1, NULL, 0, NULL, 0, &err), 0);
+	return m;
+}
+
+/* The changes ls_compare_opts finds between "f" stamped x and "f" stamped y
+ * (each direction: both sides are clamped, so it must not matter). */
+static long changes_at(enum ls_mode mode, int64_t x, int64_t y, bool seconds, bool have_epoch, int64_t epoch)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *a = one_file(mode, x, 6), *b = one_file(mode, y, 6);
+	struct ls_compare_options o = LS_COMPARE_OPTIONS_INIT;
+	o.mode = mode;
+	o.mtime_seconds = seconds;
+	o.have_epoch = have_epoch;
+	o.source_date_epoch = epoch;
+	long n = ls_compare_opts(a, b, &o, NULL, NULL, &err);
+	assert_int_equal(ls_compare_opts(b, a, &o, NULL, NULL, &err), n);
+	if (!have_epoch)  /* the old call agrees */
+		assert_int_equal(ls_compare(a, b, mode, seconds, NULL, NULL, &err), n);
+	ls_manifest_free(a);
+	ls_manifest_free(b);
+	return n;
+}
+
+/* A tree's mtime (x) against the one a layer with the epoch N gives it: whole
+ * seconds, clamped to N.  At N-1, N and N+1, with and without the epoch. */
+static void test_compare_epoch(void **state)
+{
+	const int64_t N = 1700000000;
+	static const enum ls_mode modes[] = { LS_MODE_FULL, LS_MODE_REDO, LS_MODE_TIME };
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		enum ls_mode md = modes[i];
+		struct { int64_t x, y; long ns, sec, epoch; } cases[] = {
+			/* the tree (x) and its clamped counterpart (y) */
+			{ (N - 1) * NS + 500000000, (N - 1) * NS, 1, 0, 0 },
+			{ (N - 1) * NS, (N - 1) * NS, 0, 0, 0 },
+			{ N * NS + 250000000, N * NS, 1, 0, 0 },
+			{ N * NS, N * NS, 0, 0, 0 },
+			{ (N + 1) * NS, N * NS, 1, 1, 0 },
+			{ (N + 1) * NS + 999999999, N * NS, 1, 1, 0 },
+			/* later than N on both sides: both count as N */
+			{ (N + 1) * NS, (N + 5) * NS + 7, 1, 1, 0 },
+			/* at or below N a second still counts, in whole seconds
+			 * (rounded down, as the layer does) */
+			{ (N - 1) * NS, N * NS, 1, 1, 1 },
+			{ N * NS - 1, N * NS, 1, 1, 1 },
+			{ (N - 2) * NS, (N - 1) * NS, 1, 1, 1 },
+			{ N * NS + 999999999, (N - 1) * NS, 1, 1, 1 },
+		};
+		for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+			int64_t x = cases[k].x, y = cases[k].y;
+			assert_int_equal(changes_at(md, x, y, false, false, 0), cases[k].ns);
+			assert_int_equal(changes_at(md, x, y, true, false, 0), cases[k].sec);
+			/* the epoch implies whole seconds, with mtime_seconds or not */
+			assert_int_equal(changes_at(md, x, y, false, true, N), cases[k].epoch);
+			assert_int_equal(changes_at(md, x, y, true, true, N), cases[k].epoch);
+		}
+		/* before 1970: seconds round down there too, and are not clamped up */
+		assert_int_equal(changes_at(md, -1, -NS, false, true, 0), 0);
+		assert_int_equal(changes_at(md, -1, 0, false, true, 0), 1);
+	}
+	/* the epoch is about mtimes only: a size change is still a change */
+	struct ls_error err = { 0 };
+	ls_manifest *a = one_file(LS_MODE_REDO, (N + 1) * NS, 6), *b = one_file(LS_MODE_REDO, N * NS, 7);
+	struct ls_compare_options o = LS_COMPARE_OPTIONS_INIT;
+	o.mode = LS_MODE_REDO;
+	o.have_epoch = true;
+	o.source_date_epoch = N;
+	assert_int_equal(ls_compare_opts(a, b, &o, NULL, NULL, &err), 1);
+	o.mode = LS_MODE_TIME;
+	assert_int_equal(ls_compare_opts(a, b, &o, NULL, NULL, &err), 0);
+	ls_manifest_free(a);
+	ls_manifest_free(b);
+	/* NULL options: full mode, nanoseconds */
+	a = one_file(LS_MODE_FULL, (N + 1) * NS, 6);
+	b = one_file(LS_MODE_FULL, (N + 1) * NS, 6);
+	assert_int_equal(ls_compare_opts(a, b, NULL, NULL, NULL, &err), 0);
+	ls_manifest_free(b);
+	b = one_file(LS_MODE_FULL, (N + 1) * NS + 1, 6);
+	assert_int_equal(ls_compare_opts(a, b, NULL, NULL, NULL, &err), 1);
+	ls_manifest_free(a);
+	ls_manifest_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1488,6 +1590,7 @@ int main(void)
 		cmocka_unit_test(test_long_paths),
 		cmocka_unit_test(test_patterns),
 		cmocka_unit_test(test_check_base),
+		cmocka_unit_test(test_compare_epoch),
 	};
 	return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
 }
