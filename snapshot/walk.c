@@ -1355,8 +1355,9 @@ static int cmp_u64(const void *a, const void *b)
 
 /* A carried entry of a hard-link group a listed file belongs to, statx'ed
  * again through its directory.  Its base hash stays when the stat cache
- * allows; it is read now when its metadata match but are racy; otherwise
- * it is left to the diff, as the walk leaves changed files. */
+ * allows; it is read now when only its ctime, nlink or inode moved or the
+ * cache finds it racy; otherwise it is left to the diff, as the walk leaves
+ * changed files. */
 static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct ls_error *err)
 {
 	struct ls_rec *r = &w->out->recs[i];
@@ -1381,8 +1382,11 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 	now.path_len = r->path_len;
 	now.xattr_len = r->xattr_len;
 	now.mode = (now.mode & LS_REC_MODE_MASK) | (r->mode & LS_REC_FLAGS_MASK & ~LS_REC_HASHED);
-	bool same = now.ino == r->ino && now.size == r->size && now.mtime_ns == r->mtime_ns &&
-		    now.ctime_ns == r->ctime_ns && (now.mode & LS_REC_MODE_MASK) == (r->mode & LS_REC_MODE_MASK);
+	/* As the walk decides (needs_hash_now): fields a diff compares that
+	 * moved mean a change, whose bytes the diff reads anyway; a new link
+	 * moves only nlink and ctime, and the bytes decide. */
+	bool same = now.size == r->size && now.mtime_ns == r->mtime_ns && now.uid == r->uid && now.gid == r->gid &&
+		    (now.mode & LS_REC_MODE_MASK) == (r->mode & LS_REC_MODE_MASK);
 	const ls_manifest *b = w->p->base;
 	int64_t start = (int64_t)b->start_sec * 1000000000 + b->start_nsec;
 	int64_t racy_from = start - ls_racy_window_ns(ls_fs_granularity_ns(dfd), w->tick_ns);
@@ -1412,20 +1416,27 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 	uint64_t *inos = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;
-	for (size_t i = 0; i < m->n && rc == 0; i++) {
-		const struct ls_rec *r = &m->recs[i];
-		if (S_ISDIR(r->mode) || r->nlink < 2 || !only_covers(&w->only, ls_rec_path(m, r), r->path_len))
-			continue;
-		if (ls_grow((void **)&inos, &cap, n + 1, sizeof(*inos)))
-			rc = ls_fail(err, ENOMEM, "walker: out of memory");
-		else
-			inos[n++] = r->ino;
+	/* The groups of listed files now, and of what they were in the base (a
+	 * link removed moves the others' nlink and ctime too). */
+	for (int side = 0; side < 2; side++) {
+		const ls_manifest *from = side ? w->p->base : m;
+		for (size_t i = 0; i < from->n && rc == 0; i++) {
+			const struct ls_rec *r = &from->recs[i];
+			if (S_ISDIR(r->mode) || r->nlink < 2 || !only_covers(&w->only, ls_rec_path(from, r), r->path_len))
+				continue;
+			if (ls_grow((void **)&inos, &cap, n + 1, sizeof(*inos)))
+				rc = ls_fail(err, ENOMEM, "walker: out of memory");
+			else
+				inos[n++] = r->ino;
+		}
 	}
 	if (n)
 		qsort(inos, n, sizeof(*inos), cmp_u64);
 	for (size_t i = 0; i < m->n && rc == 0 && n; i++) {
 		const struct ls_rec *r = &m->recs[i];
-		if (S_ISDIR(r->mode) || r->nlink < 2 || !bsearch(&r->ino, inos, n, sizeof(*inos), cmp_u64) ||
+		/* Not by its own nlink: a new link to a file that had none
+		 * shows only on the listed side. */
+		if (S_ISDIR(r->mode) || !bsearch(&r->ino, inos, n, sizeof(*inos), cmp_u64) ||
 		    only_covers(&w->only, ls_rec_path(m, r), r->path_len))
 			continue;
 		rc = relink_entry(w, i, c, err);
