@@ -436,6 +436,28 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	echo "bench: $TREE_NAME: diff after mutate" >&2
 	run_group "$runs" 1 "${diff[@]}"
 
+	# --- a COPY step of 50 files into the tree: diff --only the copied
+	# directory against a full-walk diff of the same change (warm)
+	"$LS" scan -q --mode full "$W" -o "$WORK/base.copy.man" 2>"$WORK/log/copy-scan" ||
+		fail "$TREE_NAME: scan before the COPY step failed: $(tail -n 1 "$WORK/log/copy-scan")"
+	mkdir -p "$W/copy-step"
+	local i
+	for i in $(seq 1 50); do
+		head -c $((i * 997)) "$LS" >"$W/copy-step/file-$i"
+	done
+	IDS=()
+	def ls-copy-only "COPY of 50 files" "layersnap diff --only copy-step --base" \
+		"exec $(q "$LS" diff --json --only copy-step "$W" --base "$WORK/base.copy.man" -o "$o/c-only.tar")" "$(fresh c-only.tar)"
+	JSONCHK[ls-copy-only]=1
+	def ls-copy-full "COPY of 50 files" "layersnap diff --base (a full walk)" \
+		"exec $(q "$LS" diff --json "$W" --base "$WORK/base.copy.man" -o "$o/c-full.tar")" "$(fresh c-full.tar)"
+	JSONCHK[ls-copy-full]=1
+	echo "bench: $TREE_NAME: COPY step" >&2
+	run_group "$runs" 1 "${IDS[@]}"
+	if [ -s "$o/c-only.tar" ] && [ -s "$o/c-full.tar" ] && ! cmp -s "$o/c-only.tar" "$o/c-full.tar"; then
+		fail "$TREE_NAME: diff --only of the COPY step wrote another layer than the full diff"
+	fi
+
 	# --- full layer of the whole tree, plain, gzip and zstd: warm, then cold
 	# (Each run writes a new file, its predecessor removed and the disk synced
 	# beforehand: replacing a large file, by layersnap's rename or tar's O_TRUNC, makes
@@ -520,6 +542,8 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	row ls-diff-fresh "tar-inc:tar umoci:umoci ls-diff-redo:redo ls-diff-full:full,_settled_base"
 	row ls-diff-redo "tar-inc:tar umoci:umoci"
 	row ls-diff-time "tar-inc:tar umoci:umoci ls-diff-redo:redo"
+	row ls-copy-only "ls-copy-full:full_walk"
+	row ls-copy-full ""
 	for id in tar-inc umoci; do [ -n "${SCEN[$id]:-}" ] && row "$id" ""; done
 	for id in "${layer_w[@]}" "${layer_c[@]}"; do
 		x=${id: -2}
@@ -554,6 +578,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	trow "the same: full scan, warm" ls-full-w "ls-full-sync-w|ls-full-uring-w" "faster of sync/uring" 1.03
 	trow "the same: full scan, cold" ls-full-c "ls-full-sync-c|ls-full-uring-c" "faster of sync/uring" ""
 	trow "\`diff --mode full\` vs \`umoci repack\` of the same change" ls-diff-full umoci umoci 0.02
+	trow "COPY of 50 files: \`diff --only\` vs a full-walk \`diff\`" ls-copy-only ls-copy-full "full walk" ""
 	local rss_line=""
 	if [ -s "$WORK/m/ls-diff-full" ] && [ -s "$WORK/base.full.man" ]; then
 		local rss mans lim
