@@ -27,7 +27,7 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-
 CFLAGS  ?=
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -fPIC -MMD -MP -Isnapshot -Imodes $(CFLAGS)
 LDFLAGS ?=
-LIBS     = -luring -larchive -lxxhash -lcrypto -ldeflate -lz -lzstd -lpthread
+LIBS     = -luring -larchive -lxxhash -lcrypto -ldeflate -lz -lzstd -ljansson -lpthread
 
 # The version is written in one place, snapshot/layersnap.h
 # (LAYERSNAP_VERSION_MAJOR/MINOR/PATCH): the shared library is
@@ -199,6 +199,8 @@ SOAK_SEQUENCES ?= 5000
 soak: test-build
 	@LS_PROPERTY_SEQUENCES=$(SOAK_SEQUENCES) LS_LARGE=1 LS_REQUIRE="large,$${LS_REQUIRE:-}" \
 		tests/run.sh --only unit --unit test_property --unit test_layer $(BUILD)
+	@LS_UPPER_SEQS=$(SOAK_SEQUENCES) LS_ONLY_SEEDS=$(SOAK_SEQUENCES) \
+		tests/run.sh --only e2e --e2e upper.sh --e2e only.sh $(BUILD)
 
 # Each libFuzzer target for FUZZ_SECONDS, from its seed corpus
 # (tests/fuzz/corpus/TARGET) and its regression inputs (tests/fuzz/regress/

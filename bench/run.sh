@@ -66,7 +66,7 @@ case $(mkdir -p "$CACHE" && cd "$CACHE" && pwd)/ in
 esac
 CACHE=$(cd "$CACHE" && pwd)
 WORK=$(mktemp -d "$CACHE/run.XXXXXX") || die "cannot make a scratch directory in $CACHE"
-trap 'chmod -R u+rwX "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'umount "$WORK/ov/m" 2>/dev/null; chmod -R u+rwX "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/m" "$WORK/o" "$WORK/log"
 
 if [ "$MODE" = quick ]; then
@@ -458,6 +458,36 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		fail "$TREE_NAME: diff --only of the COPY step wrote another layer than the full diff"
 	fi
 
+	# --- the build step (bench/mutate) in an overlay mount over the work tree:
+	# diff --upper against the walk diff of the same change (warm)
+	local OV=$WORK/ov
+	rm -rf "$OV"
+	mkdir -p "$OV/u" "$OV/w" "$OV/m"
+	if [ "$(id -u)" != 0 ]; then
+		note "$TREE_NAME: not root: the overlay step is skipped"
+	elif ! mount -t overlay overlay -o "lowerdir=$W,upperdir=$OV/u,workdir=$OV/w" "$OV/m" 2>"$WORK/log/ov"; then
+		note "$TREE_NAME: overlay mount failed, the overlay step is skipped: $(tail -n 1 "$WORK/log/ov")"
+	else
+		if "$LS" scan -q --mode full "$OV/m" -o "$WORK/base.ov.man" >"$WORK/log/ov-scan" 2>&1 && sleep 1.2 &&
+			"$MUT" --seed $((${seed:-1} + 1)) "$OV/m" >>"$WORK/log/ov-scan" 2>&1; then
+			IDS=()
+			def ls-upper "build step in an overlay" "layersnap diff --upper UPPERDIR --base" \
+				"exec $(q "$LS" diff --json --upper "$OV/u" "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-upper.tar")" "$(fresh u-upper.tar)"
+			JSONCHK[ls-upper]=1
+			def ls-upper-walk "build step in an overlay" "layersnap diff --base (a walk of the merged view)" \
+				"exec $(q "$LS" diff --json "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-walk.tar")" "$(fresh u-walk.tar)"
+			JSONCHK[ls-upper-walk]=1
+			echo "bench: $TREE_NAME: build step in an overlay" >&2
+			run_group "$runs" 1 "${IDS[@]}"
+			if [ -s "$o/u-upper.tar" ] && [ -s "$o/u-walk.tar" ] && ! cmp -s "$o/u-upper.tar" "$o/u-walk.tar"; then
+				fail "$TREE_NAME: diff --upper wrote another layer than the walk diff"
+			fi
+		else
+			note "$TREE_NAME: the overlay step's set-up failed: $(tail -n 2 "$WORK/log/ov-scan" | tr '\n' ' ')"
+		fi
+		umount "$OV/m"
+	fi
+
 	# --- full layer of the whole tree, plain, gzip and zstd: warm, then cold
 	# (Each run writes a new file, its predecessor removed and the disk synced
 	# beforehand: replacing a large file, by layersnap's rename or tar's O_TRUNC, makes
@@ -544,6 +574,8 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	row ls-diff-time "tar-inc:tar umoci:umoci ls-diff-redo:redo"
 	row ls-copy-only "ls-copy-full:full_walk"
 	row ls-copy-full ""
+	row ls-upper "ls-upper-walk:walk"
+	row ls-upper-walk ""
 	for id in tar-inc umoci; do [ -n "${SCEN[$id]:-}" ] && row "$id" ""; done
 	for id in "${layer_w[@]}" "${layer_c[@]}"; do
 		x=${id: -2}
@@ -579,6 +611,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	trow "the same: full scan, cold" ls-full-c "ls-full-sync-c|ls-full-uring-c" "faster of sync/uring" ""
 	trow "\`diff --mode full\` vs \`umoci repack\` of the same change" ls-diff-full umoci umoci 0.02
 	trow "COPY of 50 files: \`diff --only\` vs a full-walk \`diff\`" ls-copy-only ls-copy-full "full walk" ""
+	trow "build step in an overlay: \`diff --upper\` vs the walk \`diff\`" ls-upper ls-upper-walk "walk" 0.1
 	local rss_line=""
 	if [ -s "$WORK/m/ls-diff-full" ] && [ -s "$WORK/base.full.man" ]; then
 		local rss mans lim

@@ -51,6 +51,7 @@
 #include "decompress.h"
 #include "error.h"
 #include "path.h"
+#include "record.h"
 #include "sized.h"
 
 #include <archive.h>
@@ -69,6 +70,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define WH_PREFIX ".wh."
 #define WH_META_PREFIX ".wh..wh."
@@ -230,6 +232,7 @@ struct apply_ctx {
 	struct pathset fixes;       /* path -> index in dirs */
 	struct dir_fix *dirs;
 	size_t n_dirs, cap_dirs;
+	XXH3_state_t *xxh;          /* with opts->record: the bytes of the file being written */
 };
 
 /* One tar entry being applied. */
@@ -1005,6 +1008,14 @@ static int archive_fail(struct apply_ctx *c, struct archive *a, const char *show
  * every block must lie within the size, after the previous one, the blocks
  * must add up to the map (or the size), and they must end where the
  * entry's stored data ends. */
+/* n zero bytes into the hash: the holes of a sparse file. */
+static void hash_zeros(XXH3_state_t *st, uint64_t n)
+{
+	static const unsigned char zeros[4096];
+	for (; n > 0; n -= n < sizeof(zeros) ? n : sizeof(zeros))
+		XXH3_128bits_update(st, zeros, n < sizeof(zeros) ? (size_t)n : sizeof(zeros));
+}
+
 static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry *e, int fd,
 		     int64_t stored)
 {
@@ -1020,6 +1031,8 @@ static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry 
 			want += len;   /* libarchive kept only regions within size */
 	}
 	int64_t end = 0, got = 0;
+	if (c->xxh)
+		XXH3_128bits_reset(c->xxh);
 	for (;;) {
 		const void *buf;
 		size_t len;
@@ -1044,6 +1057,10 @@ static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry 
 		int r = pwrite_all(fd, buf, len, (off_t)off);
 		if (r < 0)
 			return ls_fail_errno(c->err, -r, "%s: write", e->shown);
+		if (c->xxh) {
+			hash_zeros(c->xxh, (uint64_t)(off - end));  /* a hole reads as zeros */
+			XXH3_128bits_update(c->xxh, buf, len);
+		}
 		end = off + (int64_t)len;
 		got += (int64_t)len;
 	}
@@ -1057,6 +1074,8 @@ static int copy_data(struct apply_ctx *c, struct archive *a, const struct entry 
 			       "stored to %lld)", e->shown, (long long)at, (long long)stored);
 	if (size > end && ftruncate(fd, (off_t)size) < 0)
 		return ls_fail_errno(c->err, errno, "%s: truncate", e->shown);
+	if (c->xxh)
+		hash_zeros(c->xxh, (uint64_t)(size - end));
 	return 0;
 }
 
@@ -1205,6 +1224,20 @@ static int tmp_commit(struct apply_ctx *c, int dirfd, const char *name, struct t
 	return 0;
 }
 
+/* With opts->record: the file just put in place, its stat now and the hash
+ * of the bytes written (its name's inode is the temporary's). */
+static int note_file(struct apply_ctx *c, const struct entry *e, int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return ls_fail_errno(c->err, errno, "%s", e->shown);
+	XXH128_canonical_t h;
+	XXH128_canonicalFromHash(&h, XXH3_128bits_digest(c->xxh));
+	if (ls_record_add(c->opts->record, e->path, &st, h.digest) != 0)
+		return ls_fail(c->err, ENOMEM, "apply: out of memory");
+	return 0;
+}
+
 /* Regular file: written to a temporary, put in place when complete, so the
  * old entry stays until then and nothing half-written ever has the name. */
 static int make_file(struct apply_ctx *c, struct archive *a, const struct entry *e, int dirfd,
@@ -1232,6 +1265,8 @@ static int make_file(struct apply_ctx *c, struct archive *a, const struct entry 
 	int cr;
 	if (r == 0 && (cr = tmp_commit(c, dirfd, name, &tmp)) < 0)
 		r = ls_fail_errno(c->err, -cr, "%s: cannot put in place", e->shown);
+	if (r == 0 && c->opts->record)
+		r = note_file(c, e, tmp.fd);
 	tmp_discard(dirfd, &tmp);
 	return r;
 }
@@ -1626,6 +1661,8 @@ static void ctx_free(struct apply_ctx *c)
 	pathset_free(&c->seen);
 	pathset_free(&c->keep);
 	pathset_free(&c->fixes);
+	if (c->xxh)
+		XXH3_freeState(c->xxh);
 	if (c->rootfd >= 0)
 		close(c->rootfd);
 }
@@ -1659,6 +1696,10 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 	};
 	if (c.rootfd < 0)
 		return ls_fail_errno(err, errno, "%s", root);
+	if (o.record && !(c.xxh = XXH3_createState())) {
+		ctx_free(&c);
+		return ls_fail(err, ENOMEM, "apply: out of memory");
+	}
 	/* pax names are UTF-8: in a UTF-8 locale libarchive hands their bytes over
 	 * unchanged and without a warning.  uselocale() changes this thread only,
 	 * and is undone before returning. */

@@ -13,6 +13,7 @@
 #include "modes.h"
 #include "path.h"
 #include "sized.h"
+#include "upper.h"
 #include "walk.h"
 #include "xattr.h"
 
@@ -988,16 +989,37 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		if (rc)
 			return rc;
 	}
-	if (o.n_only_paths && !base)
-		return ls_fail(err, EINVAL, "diff: --only needs a base manifest");
+	if ((o.n_only_paths || o.upper_dir) && !base)
+		return ls_fail(err, EINVAL, "diff: --%s needs a base manifest", o.upper_dir ? "upper" : "only");
+	if (o.n_only_paths && o.upper_dir)
+		return ls_fail(err, EINVAL, "diff: --only and --upper: choose one");
 	struct ls_walk_params wp = {
 		.opts = &walk, .base = base, .defer_changed = true,
 		.skip_paths = walk.skip_paths, .n_skip = walk.n_skip,
 		.only = o.only_paths, .n_only = o.n_only_paths,
 	};
+	struct ls_upper up = { 0 };
+	if (o.upper_dir) {
+		bool userxattr = false;
+		if (!o.upper_unchecked && (rc = ls_upper_check_mount(root, o.upper_dir, &userxattr, err)))
+			return rc;
+		rc = ls_upper_read(o.upper_dir, o.upper_unchecked ? LS_UPPER_EITHER : userxattr ? LS_UPPER_USER
+						 : LS_UPPER_TRUSTED, &up, err);
+		if (rc) {
+			ls_upper_free(&up);
+			return rc;
+		}
+		wp.only = (const char *const *)up.listed;
+		wp.n_only = up.n_listed;
+		wp.only_dirs = (const char *const *)up.dirs;
+		wp.n_only_dirs = up.n_dirs;
+		wp.only_always = true;
+		wp.remap_dev = true;
+	}
 	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip };
 	struct writer w = { .o = &walk, .root = root, .rootfd = -1, .p = &p };
 	rc = ls_walk(root, &wp, &p.cur, err);
+	ls_upper_free(&up);
 	if (rc)
 		return rc;
 	rc = check_names(p.cur, root, err);

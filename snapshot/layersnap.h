@@ -491,6 +491,18 @@ struct ls_diff_options {
 	 *  normalises to ROOT asks for a full diff. */
 	const char *const *only_paths;
 	size_t n_only_paths;
+	/** diff --upper (builders on overlayfs; needs a base): ROOT is the
+	 *  merged mount a build step ran in and this its upper directory,
+	 *  which holds exactly what the step created or changed.  Only what it
+	 *  names is looked at, through ROOT (whiteouts are deletions, opaque
+	 *  directories replace their base subtree); the rest of the base is
+	 *  carried over.  The layer is the one a diff without it writes.
+	 *  ROOT must be an overlay mount whose upperdir this is (read from
+	 *  /proc/self/mountinfo), unless upper_unchecked; a redirected or
+	 *  xattr-whiteout directory is refused (-EINVAL).  Not with
+	 *  only_paths. */
+	const char *upper_dir;
+	bool upper_unchecked;
 };
 
 #define LS_DIFF_OPTIONS_INIT LS_SIZED_INIT_(struct ls_diff_options)
@@ -506,6 +518,9 @@ struct ls_diff_result {
 	char digest[72];            /**< "sha256:<hex>" */
 	const char *media_type;     /**< a static string */
 	double elapsed_ms;
+	/** ls_diff_files() with files->oci: the image manifest's digest
+	 *  ("sha256:<hex>"); "" otherwise. */
+	char image_digest[72];
 };
 
 #define LS_DIFF_RESULT_INIT LS_SIZED_INIT_(struct ls_diff_result)
@@ -553,8 +568,10 @@ LS_API int ls_diff(const char *root, const struct ls_diff_options *opts, const l
  * it only with those three signals blocked on the calling thread, so that
  * the handler never sees a half-written name nor one already handed over (a
  * renamed temporary; a lock file another run may have created since).
+ * Slots from 6 on (the first version had 6) are used only by a run with
+ * ls_files.oci set, which a caller built with an older header cannot set.
  */
-#define LS_CLEANUP_SLOTS 6
+#define LS_CLEANUP_SLOTS 18
 struct ls_cleanup {
 	volatile sig_atomic_t set[LS_CLEANUP_SLOTS];
 	char path[LS_CLEANUP_SLOTS][4096];
@@ -563,7 +580,9 @@ struct ls_cleanup {
 /**
  * Called at each step of ls_scan_files() and ls_diff_files(), on the calling
  * thread: "layer", "descriptor" and "manifest" just before that output is
- * committed; "write" once the layer's first MiB is in its temporary.
+ * committed; "write" once the layer's first MiB is in its temporary.  With
+ * ls_files.oci: "blob" just before the layer's blob is committed into the
+ * image layout, "index" just before its index.json is replaced.
  *
  * @return
  *         0 to go on; anything else fails the run with -ECANCELED
@@ -571,10 +590,53 @@ struct ls_cleanup {
  */
 typedef int ls_step_fn(void *ctx, const char *step);
 
+/**
+ * An OCI image layout for ls_diff_files() to add the layer to (`diff
+ * --oci-layout DIR[:TAG]`).  The blob (compressed as ls_diff_options says)
+ * goes into DIR/blobs/sha256, named by its digest (a blob already there is
+ * kept); the layout's oci-layout and index.json are created when absent;
+ * the image tagged tag is created, or extended by one step: the config's
+ * rootfs.diff_ids and history (created from ls_diff_options'
+ * source_date_epoch when have_epoch is set, else the current time), the
+ * manifest's layers, and the index.json entry with the annotation
+ * org.opencontainers.image.ref.name.  An empty diff without keep_empty adds
+ * a history entry with empty_layer and no blob.  Every document is
+ * canonical JSON (sorted keys, no whitespace), written to a temporary and
+ * renamed; index.json, under its lock (DIR/index.json.lock, taken before
+ * the layout is read: a second writer fails with -EBUSY), is replaced last
+ * of the image, so a failed run leaves the previous image as it was.
+ * Every field's zero value is its default.
+ */
+struct ls_oci_options {
+	size_t struct_size;         /**< sizeof(struct ls_oci_options) */
+	const char *layout;         /**< the layout directory, required (its parent must exist) */
+	const char *tag;            /**< the image's tag; NULL: "latest" */
+	const char *history;        /**< NULL, or the history entry's created_by */
+	bool keep_empty;            /**< an empty diff is a layer too */
+	/** "OS/ARCH[/VARIANT]" for the config and the index entry; NULL: the
+	 *  image's, or the machine's for a new image. */
+	const char *platform;
+	/** NULL, or a file holding a JSON object of the config's `config`
+	 *  fields (User, WorkingDir, Env, Cmd, Entrypoint, Labels,
+	 *  ExposedPorts, Volumes, StopSignal, ...) to merge over the image's:
+	 *  a value replaces the image's, Env entries replace the same
+	 *  variable's, Labels, ExposedPorts and Volumes merge key by key, null
+	 *  removes. */
+	const char *config_file;
+	/** NULL, or the layout of an image to start from instead of the one
+	 *  tagged tag (or an empty one): its config and layers, whose blobs
+	 *  are copied into layout when it is another one. */
+	const char *base_layout;
+	const char *base_tag;       /**< the base image's tag; NULL: "latest" */
+};
+
+#define LS_OCI_OPTIONS_INIT LS_SIZED_INIT_(struct ls_oci_options)
+
 /** The files of ls_scan_files() and ls_diff_files(). */
 struct ls_files {
 	size_t struct_size;         /**< sizeof(struct ls_files) */
-	const char *layer;          /**< diff: the layer blob, required; "-" is stdout */
+	const char *layer;          /**< diff: the layer blob, required unless oci is set
+					 (then an extra copy, or NULL); "-" is stdout */
 	const char *descriptor;     /**< diff: NULL, or the OCI descriptor as JSON ("-": stdout) */
 	const char *manifest;       /**< the new manifest: required by scan, NULL for none */
 	bool fsync;                 /**< fsync each file before its rename and its directory after */
@@ -585,6 +647,10 @@ struct ls_files {
 	 *  for tests. */
 	ls_step_fn *on_step;
 	void *step_ctx;
+	/** diff: NULL, or the OCI image layout the layer goes into (read
+	 *  during the call only).  Commit order: blob, layer, config, image
+	 *  manifest, index.json, descriptor, manifest. */
+	const struct ls_oci_options *oci;
 };
 
 #define LS_FILES_INIT LS_SIZED_INIT_(struct ls_files)
@@ -597,9 +663,12 @@ struct ls_files {
  * manifest's lock (MANIFEST.lock) is taken before any work, so a second run
  * writing the same manifest fails at once with -EBUSY.  Commit order: layer,
  * descriptor, manifest, so that a failure at any point leaves the manifest
- * chain no further than the layers on disk.  Outputs that lie inside ROOT
- * (with their temporaries and lock files) are left out of the walk and of
- * the manifest, besides opts->skip_paths.  Stale temporaries of killed runs
+ * chain no further than the layers on disk; with files->oci (struct
+ * ls_oci_options), blob, layer, config, image manifest, index.json,
+ * descriptor, manifest, so that it goes no further than the image.  Outputs
+ * that lie inside ROOT (with their temporaries and lock files, and a whole
+ * OCI layout) are left out of the walk and of the manifest, besides
+ * opts->skip_paths.  Stale temporaries of killed runs
  * beside a target are removed (counted under the walk's log, verbose).
  *
  * @param root
@@ -628,6 +697,44 @@ LS_API int ls_diff_files(const char *root, const struct ls_diff_options *opts, c
 
 /* ---- apply -------------------------------------------------------------- */
 
+/**
+ * What ls_apply() calls wrote, for the manifest of the tree they made (a
+ * builder unpacking a base image: `apply LAYER... ROOT --manifest-out M`):
+ * each regular file put in place, with its stat then and the XXH3-128 of the
+ * bytes as they were written.  Opaque; one per tree, passed to every
+ * ls_apply() of it through ls_apply_options.record.
+ */
+typedef struct ls_apply_record ls_apply_record;
+
+/** A new, empty record (ls_apply_record_free()).  Returns 0 or -ENOMEM. */
+LS_API int ls_apply_record_new(ls_apply_record **out, struct ls_error *err);
+
+/** Frees a record; NULL is allowed. */
+LS_API void ls_apply_record_free(ls_apply_record *r);
+
+/**
+ * The base for the scan that records ROOT after the applies: a full-mode
+ * manifest, with opts' settings, of the files the record saw written, their
+ * hashes and xattrs, so that ls_scan() or ls_scan_files() of ROOT with it
+ * reads only what changed since (what a later layer replaced, a hard link
+ * that moved a ctime, a file written in the scan's racy window): the
+ * manifest is exactly the one a scan without it records, at the cost of a
+ * metadata walk.
+ *
+ * @param r
+ *         The record; sorted in place, still usable.
+ * @param root
+ *         The tree the applies wrote.
+ * @param opts
+ *         The options of the scan to come (NULL: defaults).
+ * @param[out] out
+ *         Receives the base (ls_manifest_free()).
+ * @return
+ *         0, or a negative errno-style code.
+ */
+LS_API int ls_apply_record_base(ls_apply_record *r, const char *root, const struct ls_walk_options *opts,
+				ls_manifest **out, struct ls_error *err);
+
 struct ls_apply_options {
 	size_t struct_size;         /**< sizeof(struct ls_apply_options) */
 	ls_log_fn *log;
@@ -643,6 +750,8 @@ struct ls_apply_options {
 	 *  be NULL; a non-zero return stops the run (-ECANCELED). */
 	ls_change_fn *on_entry;
 	void *entry_ctx;
+	/** NULL, or where the files written are noted (see ls_apply_record). */
+	ls_apply_record *record;
 };
 
 #define LS_APPLY_OPTIONS_INIT LS_SIZED_INIT_(struct ls_apply_options)

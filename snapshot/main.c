@@ -77,6 +77,8 @@ static void raise_nofile_limit(void)
 
 /* ---- messages ------------------------------------------------------------ */
 
+#define MAX_ARGS 256
+
 struct cli {
 	const char *cmd;
 	struct ls_walk_options walk;
@@ -87,10 +89,14 @@ struct cli {
 	size_t n_patterns;
 	char **owned;           /* --exclude-from's lines, freed at exit */
 	size_t n_owned;
+	const char *upper;      /* diff --upper */
+	bool upper_unchecked;
 	const char **only;      /* diff --only, and --only-from's paths */
 	size_t n_only;
 	const char *only_from;
 	const char *output, *base, *manifest_out, *descriptor, *format;
+	const char *oci_layout, *history, *platform, *config_file, *base_image;  /* diff --oci-layout ... */
+	bool keep_empty;
 	enum ls_compress compress;
 	int level;
 	bool have_epoch;
@@ -101,7 +107,7 @@ struct cli {
 	int verbose, quiet;
 	int progress;           /* -1 off, 1 on, 0 when stderr is a terminal */
 	struct timespec phase_start;  /* progress: for the rate and the time left */
-	const char *args[3];
+	const char *args[MAX_ARGS];  /* apply: the layers, then ROOT */
 	int n_args;
 };
 
@@ -198,8 +204,9 @@ enum {
 	OPT_LEVEL, OPT_EPOCH, OPT_OPAQUE, OPT_DESCRIPTOR, OPT_EXIT_CODE, OPT_REHASH,
 	OPT_MTIME_SECONDS, OPT_FORMAT, OPT_KEEP_SETID,
 	OPT_EXCLUDE_PATTERN, OPT_EXCLUDE_FROM, OPT_DEFAULT_EXCLUDES, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_ONLY, OPT_ONLY_FROM,
+	OPT_ONLY, OPT_ONLY_FROM, OPT_UPPER, OPT_UPPER_UNCHECKED,
 	OPT_STAT,
+	OPT_OCI_LAYOUT, OPT_HISTORY, OPT_KEEP_EMPTY, OPT_PLATFORM, OPT_CONFIG, OPT_BASE_IMAGE,
 };
 
 /* ---- the option table: parsing, per-command help and completion ------------- */
@@ -221,7 +228,7 @@ static const struct command {
 	  "write the OCI layer of what changed in ROOT since the base (all of ROOT without one)" },
 	{ "compare", C_COMPARE, "[OPTIONS] OLD_MANIFEST NEW_MANIFEST|ROOT",
 	  "list what changed, a line per path: A added, M modified, D deleted, T type changed" },
-	{ "apply", C_APPLY, "[OPTIONS] LAYER|- ROOT", "extract a layer into ROOT, whiteouts included" },
+	{ "apply", C_APPLY, "[OPTIONS] LAYER|-... ROOT", "extract layers into ROOT in order, whiteouts included" },
 	{ "dump", C_DUMP, "[OPTIONS] MANIFEST", "print a manifest as mtree(5) or JSON" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -238,22 +245,22 @@ static const struct opt_spec {
 } opt_table[] = {
 	{ "output", 'o', "FILE", NULL, C_SCAN | C_DIFF, "write the manifest (scan) or the layer (diff, - for stdout) to FILE" },
 	{ "base", OPT_BASE, "MANIFEST", NULL, C_SCAN | C_DIFF, "the previous snapshot: diff against it; scan reuses its hashes" },
-	{ "manifest-out", OPT_MANIFEST_OUT, "MANIFEST", NULL, C_DIFF, "also write the tree's new manifest (may be the --base file)" },
-	{ "mode", OPT_MODE, "MODE", "full redo time", C_WALK,
+	{ "manifest-out", OPT_MANIFEST_OUT, "MANIFEST", NULL, C_DIFF | C_APPLY, "also write the tree's new manifest (diff: it may be the base's own file)" },
+	{ "mode", OPT_MODE, "MODE", "full redo time", C_WALK | C_APPLY,
 	  "what is recorded and compared: full (contents), redo or time (default full)" },
-	{ "exclude", 'x', "PATH", NULL, C_WALK, "leave PATH (relative to ROOT) and all below it out; repeatable" },
-	{ "exclude-pattern", OPT_EXCLUDE_PATTERN, "PATTERN", "", C_WALK,
+	{ "exclude", 'x', "PATH", NULL, C_WALK | C_APPLY, "leave PATH (relative to ROOT) and all below it out; repeatable" },
+	{ "exclude-pattern", OPT_EXCLUDE_PATTERN, "PATTERN", "", C_WALK | C_APPLY,
 	  "leave out what a gitignore pattern matches (*, **, ?, [..], /, !); repeatable, the last match wins" },
-	{ "exclude-from", OPT_EXCLUDE_FROM, "FILE", NULL, C_WALK,
+	{ "exclude-from", OPT_EXCLUDE_FROM, "FILE", NULL, C_WALK | C_APPLY,
 	  "the patterns of FILE, one a line, gitignore-style (# comments, blank lines)" },
-	{ "default-excludes", OPT_DEFAULT_EXCLUDES, NULL, NULL, C_WALK,
+	{ "default-excludes", OPT_DEFAULT_EXCLUDES, NULL, NULL, C_WALK | C_APPLY,
 	  "do not descend /proc, /sys, /dev, /run or mount points (default when ROOT is /)" },
-	{ "no-default-excludes", OPT_NO_DEFAULT_EXCLUDES, NULL, NULL, C_WALK, "walk those as any directory" },
-	{ "one-file-system", OPT_ONE_FS, NULL, NULL, C_WALK, "do not descend into other file systems" },
-	{ "xattrs", OPT_XATTRS, "POLICY", "capability all none", C_WALK,
+	{ "no-default-excludes", OPT_NO_DEFAULT_EXCLUDES, NULL, NULL, C_WALK | C_APPLY, "walk those as any directory" },
+	{ "one-file-system", OPT_ONE_FS, NULL, NULL, C_WALK | C_APPLY, "do not descend into other file systems" },
+	{ "xattrs", OPT_XATTRS, "POLICY", "capability all none", C_WALK | C_APPLY,
 	  "xattrs recorded: capability (files' security.capability, default), all or none" },
-	{ "io", OPT_IO, "ENGINE", "auto uring sync", C_WALK, "I/O engine: auto (default), uring or sync" },
-	{ "jobs", 'j', "N", "", C_WALK, "threads, 1 to 256 (default: one per CPU)" },
+	{ "io", OPT_IO, "ENGINE", "auto uring sync", C_WALK | C_APPLY, "I/O engine: auto (default), uring or sync" },
+	{ "jobs", 'j', "N", "", C_WALK | C_APPLY, "threads, 1 to 256 (default: one per CPU)" },
 	{ "ignore-errors", OPT_IGNORE_ERRORS, NULL, NULL, C_WALK,
 	  "skip what cannot be read, with a warning (its base entries are kept)" },
 	{ "compress", OPT_COMPRESS, "ALGO", "none gzip zstd", C_DIFF, "layer compression: none (default), gzip or zstd" },
@@ -263,8 +270,24 @@ static const struct opt_spec {
 	{ "opaque", OPT_OPAQUE, NULL, NULL, C_DIFF, "an opaque whiteout for a directory whose contents were all replaced" },
 	{ "only", OPT_ONLY, "PATH", NULL, C_DIFF,
 	  "compare just PATH (a file or subtree) against --base, carry the rest over; repeatable" },
+	{ "upper", OPT_UPPER, "DIR", NULL, C_DIFF,
+	  "ROOT is an overlay mount and DIR its upper directory: look only at what DIR holds" },
+	{ "upper-unchecked", OPT_UPPER_UNCHECKED, NULL, NULL, C_DIFF,
+	  "do not check that DIR is ROOT's upperdir (a copied upper directory)" },
 	{ "only-from", OPT_ONLY_FROM, "FILE", NULL, C_DIFF, "the --only paths of FILE, one a line (with -z: NUL-separated)" },
 	{ "descriptor", OPT_DESCRIPTOR, "FILE", NULL, C_DIFF, "write the layer's OCI descriptor (JSON) to FILE" },
+	{ "oci-layout", OPT_OCI_LAYOUT, "DIR[:TAG]", NULL, C_DIFF,
+	  "add the layer to the image TAG (default latest) of the OCI layout DIR, made when absent; -o: an extra copy" },
+	{ "history", OPT_HISTORY, "TEXT", "", C_DIFF, "--oci-layout: the history entry's created_by" },
+	{ "keep-empty", OPT_KEEP_EMPTY, NULL, NULL, C_DIFF,
+	  "--oci-layout: an empty diff is a layer too (default: an empty_layer history entry, no blob)" },
+	{ "platform", OPT_PLATFORM, "OS/ARCH",
+	  "linux/amd64 linux/arm64 linux/arm/v7 linux/386 linux/ppc64le linux/s390x linux/riscv64", C_DIFF,
+	  "--oci-layout: the image's platform (default: the image's, or this machine's)" },
+	{ "config", OPT_CONFIG, "FILE", NULL, C_DIFF,
+	  "--oci-layout: a JSON object of config fields (Env, Cmd, Entrypoint, User, WorkingDir, Labels, ...) to merge" },
+	{ "base-image", OPT_BASE_IMAGE, "DIR[:TAG]", NULL, C_DIFF,
+	  "--oci-layout: start from this image's config and layers (default: the image at TAG, or an empty one)" },
 	{ "exit-code", OPT_EXIT_CODE, NULL, NULL, C_DIFF, "exit with status 1 when anything changed" },
 	{ "rehash", OPT_REHASH, NULL, NULL, C_DIFF | C_COMPARE, "read every file again (no stat cache)" },
 	{ "mtime-seconds", OPT_MTIME_SECONDS, NULL, NULL, C_COMPARE,
@@ -587,6 +610,8 @@ static int parse_args(struct cli *c, int argc, char **argv)
 				return die("out of memory");
 			break;
 		case OPT_ONLY_FROM: c->only_from = optarg; break;
+		case OPT_UPPER: c->upper = optarg; break;
+		case OPT_UPPER_UNCHECKED: c->upper_unchecked = true; break;
 		case OPT_DEFAULT_EXCLUDES: c->walk.default_excludes = LS_DEFAULT_EXCLUDES_ON; break;
 		case OPT_NO_DEFAULT_EXCLUDES: c->walk.default_excludes = LS_DEFAULT_EXCLUDES_OFF; break;
 		case OPT_ONE_FS: c->walk.one_file_system = true; break;
@@ -638,6 +663,12 @@ static int parse_args(struct cli *c, int argc, char **argv)
 			break;
 		case OPT_OPAQUE: c->opaque = true; break;
 		case OPT_DESCRIPTOR: c->descriptor = optarg; break;
+		case OPT_OCI_LAYOUT: c->oci_layout = optarg; break;
+		case OPT_HISTORY: c->history = optarg; break;
+		case OPT_KEEP_EMPTY: c->keep_empty = true; break;
+		case OPT_PLATFORM: c->platform = optarg; break;
+		case OPT_CONFIG: c->config_file = optarg; break;
+		case OPT_BASE_IMAGE: c->base_image = optarg; break;
 		case OPT_EXIT_CODE: c->exit_code = true; break;
 		case OPT_REHASH: c->walk.rehash = true; break;
 		case OPT_MTIME_SECONDS: c->mtime_seconds = true; break;
@@ -650,7 +681,7 @@ static int parse_args(struct cli *c, int argc, char **argv)
 	if (c->level && c->compress == LS_COMPRESS_NONE)
 		return die("%s: --level needs --compress gzip or zstd", c->cmd);
 	for (int i = optind; i < argc; i++) {
-		if (c->n_args == 3)
+		if (c->n_args == MAX_ARGS)
 			return die("%s: too many arguments (see --help)", c->cmd);
 		c->args[c->n_args++] = argv[i];
 	}
@@ -700,6 +731,8 @@ static const char *const fault_steps[] = {
 	"write",       /* diff: the layer's first FAULT_WRITE_BYTES are in its temporary */
 	"layer",       /* diff: every output written, the layer not yet committed */
 	"descriptor",  /* diff: the layer committed, the descriptor not yet */
+	"blob",        /* diff --oci-layout: every output written, the layer's blob not yet committed */
+	"index",       /* diff --oci-layout: the image's blobs committed, index.json not yet */
 	"manifest",    /* scan, diff: the manifest not yet committed (the others are) */
 	"apply",       /* apply: the first file with data written, not yet in place */
 };
@@ -784,7 +817,7 @@ static int fault_step(void *ctx, const char *step)
 	(void)ctx;
 	if (fault_fire(step))
 		return 1;
-	return fault_is("write") && !fault.reached && strcmp(step, "layer") == 0;
+	return fault_is("write") && !fault.reached && (strcmp(step, "layer") == 0 || strcmp(step, "blob") == 0);
 }
 
 /* A failure of ls_scan_files or ls_diff_files, told as the fault hook's
@@ -1038,15 +1071,36 @@ static int epoch_from_env(struct cli *c)
 	return 0;
 }
 
+/* --oci-layout and --base-image's DIR[:TAG]: TAG is what follows the last
+ * ':' when it holds no '/' (a directory's name may hold a ':' too, then
+ * DIR:latest says which); *dir malloc'ed, *tag NULL for the default. */
+static int split_image(const char *arg, const char *option, char **dir, const char **tag)
+{
+	const char *colon = strrchr(arg, ':');
+	*tag = NULL;
+	if (colon && !strchr(colon, '/')) {
+		if (!colon[1] || colon == arg)
+			return die("%s %s: expected DIR or DIR:TAG", option, arg);
+		*tag = colon + 1;
+	}
+	*dir = colon && *tag ? strndup(arg, (size_t)(colon - arg)) : strdup(arg);
+	return *dir ? 0 : die("out of memory");
+}
+
 static int cmd_diff(struct cli *c)
 {
-	if (c->n_args != 1 || !c->output)
-		return die("diff: usage: layersnap diff [options] ROOT [--base MANIFEST] -o LAYER|- [--manifest-out MANIFEST]");
+	if (c->n_args != 1 || (!c->output && !c->oci_layout))
+		return die("diff: usage: layersnap diff [options] ROOT [--base MANIFEST] -o LAYER|- | --oci-layout DIR[:TAG] "
+			   "[--manifest-out MANIFEST]");
 	const char *root = c->args[0];
 	int rc = check_root(root);
 	if (rc)
 		return rc;
-	bool to_stdout = strcmp(c->output, "-") == 0;
+	const char *needs_oci = c->history ? "--history" : c->keep_empty ? "--keep-empty" : c->platform ? "--platform"
+				: c->config_file ? "--config" : c->base_image ? "--base-image" : NULL;
+	if (needs_oci && !c->oci_layout)
+		return die("diff: %s needs --oci-layout", needs_oci);
+	bool to_stdout = c->output && strcmp(c->output, "-") == 0;
 	if (to_stdout && isatty(STDOUT_FILENO))
 		return die("diff: refusing to write a layer to a terminal (redirect stdout or use -o FILE)");
 	if (c->manifest_out && strcmp(c->manifest_out, "-") == 0)
@@ -1059,6 +1113,10 @@ static int cmd_diff(struct cli *c)
 		return rc;
 	if (c->n_only && !c->base)
 		return die("diff: --only needs --base: the manifest the listed paths are compared against");
+	if (c->upper && !c->base)
+		return die("diff: --upper needs --base: the manifest of the tree before the step");
+	if (c->upper_unchecked && !c->upper)
+		return die("diff: --upper-unchecked needs --upper");
 	ls_manifest *base = NULL;
 	struct ls_error err = { 0 };
 	if (c->base) {
@@ -1069,20 +1127,38 @@ static int cmd_diff(struct cli *c)
 			return die("%s: %s", c->base, err.msg);
 		}
 	}
+	struct ls_oci_options oopts = LS_OCI_OPTIONS_INIT;
+	char *oci_dir = NULL, *base_dir = NULL;
+	if (c->oci_layout && ((rc = split_image(c->oci_layout, "--oci-layout", &oci_dir, &oopts.tag)) ||
+			      (c->base_image && (rc = split_image(c->base_image, "--base-image", &base_dir, &oopts.base_tag))))) {
+		free(oci_dir);
+		ls_manifest_free(base);
+		return rc;
+	}
+	oopts.layout = oci_dir;
+	oopts.history = c->history;
+	oopts.keep_empty = c->keep_empty;
+	oopts.platform = c->platform;
+	oopts.config_file = c->config_file;
+	oopts.base_layout = base_dir;
 	struct ls_files files;
 	fill_files(c, &files);
 	files.layer = c->output;
 	files.descriptor = c->descriptor;
 	files.manifest = c->manifest_out;
+	files.oci = c->oci_layout ? &oopts : NULL;
 	struct ls_diff_options dopts = {
 		.struct_size = sizeof(dopts), .walk = &c->walk, .compress = c->compress, .level = c->level,
 		.have_epoch = c->have_epoch, .source_date_epoch = c->epoch, .opaque = c->opaque,
 		.on_change = c->verbose ? tell_change : NULL, .change_ctx = c,
 		.only_paths = c->only, .n_only_paths = c->n_only,
+		.upper_dir = c->upper, .upper_unchecked = c->upper_unchecked,
 	};
 	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
 	rc = ls_diff_files(root, &dopts, base, &files, &res, &err);
 	ls_manifest_free(base);
+	free(oci_dir);
+	free(base_dir);
 	if (rc)
 		return files_failed(rc, &err);
 
@@ -1091,15 +1167,18 @@ static int cmd_diff(struct cli *c)
 		fprintf(sf, "{\"mode\": \"%s\", \"added\": %" PRIu64 ", \"modified\": %" PRIu64
 			", \"deleted\": %" PRIu64 ", \"entries\": %" PRIu64 ", \"bytes\": %" PRIu64
 			", \"diff_id\": \"%s\", \"digest\": \"%s\", \"size\": %" PRIu64
-			", \"media_type\": \"%s\", \"elapsed_ms\": %.1f}\n",
+			", \"media_type\": \"%s\", \"elapsed_ms\": %.1f%s%s%s}\n",
 			ls_mode_name(res.mode), res.added, res.modified, res.deleted, res.entries, res.bytes,
-			res.diff_id, res.digest, res.size, res.media_type, res.elapsed_ms);
+			res.diff_id, res.digest, res.size, res.media_type, res.elapsed_ms,
+			c->oci_layout ? ", \"image_digest\": \"" : "", c->oci_layout ? res.image_digest : "",
+			c->oci_layout ? "\"" : "");
 	} else if (!c->quiet) {
 		uint64_t changes = res.added + res.modified + res.deleted;
 		fprintf(sf, "layersnap: %s diff: %" PRIu64 " added, %" PRIu64 " modified, %" PRIu64
-			" deleted; %" PRIu64 " entries, %" PRIu64 " bytes%s; %s; %.0f ms\n",
+			" deleted; %" PRIu64 " entries, %" PRIu64 " bytes%s; %s; %.0f ms%s%s\n",
 			ls_mode_name(res.mode), res.added, res.modified, res.deleted, res.entries, res.bytes,
-			changes ? "" : " (no changes: empty layer)", res.diff_id, res.elapsed_ms);
+			changes ? "" : " (no changes: empty layer)", res.diff_id, res.elapsed_ms,
+			c->oci_layout ? "; image " : "", c->oci_layout ? res.image_digest : "");
 	}
 	if (fflush(stdout) != 0)
 		return stdout_failed();
@@ -1242,40 +1321,80 @@ static int cmd_dump(struct cli *c)
 	return rc ? fail_err(&err) : 0;
 }
 
-static int cmd_apply(struct cli *c)
+/* Applies one layer (a file or "-") onto root, adding to *total. */
+static int apply_one(struct cli *c, const char *layer, const char *root, const struct ls_apply_options *opts,
+		     struct ls_apply_stats *total)
 {
-	if (c->n_args != 2)
-		return die("apply: usage: layersnap apply [-v] [-q] [--keep-setid] LAYER|- ROOT");
-	const char *layer = c->args[0], *root = c->args[1];
-	int rc = check_root(root);
-	if (rc)
-		return rc;
 	int fd = STDIN_FILENO;
 	if (strcmp(layer, "-") != 0) {
 		fd = open(layer, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			return die("%s: %s", layer, strerror(errno));
 	}
-	/* -v: each entry as applied, in diff -v's form (stdout stays clean) */
-	struct ls_apply_options opts = { .struct_size = sizeof(opts), .log = log_cb, .log_ctx = c,
-					 .keep_setid = c->keep_setid, .no_tmpfile = c->no_tmpfile,
-					 .on_entry = c->verbose ? tell_change : NULL, .entry_ctx = c };
 	struct ls_apply_stats stats = LS_APPLY_STATS_INIT;
 	struct ls_error err = { 0 };
 	struct apply_feed feed;
-	int layer_fd = fd;
-	bool fed = fault_is("apply");
+	int layer_fd = fd, rc = 0;
+	bool fed = fault_is("apply") && !fault.reached;
 	if (fed && (rc = feed_start(&feed, fd, &layer_fd))) {
 		if (fd != STDIN_FILENO)
 			close(fd);
 		return rc;
 	}
-	rc = ls_apply(layer_fd, root, &opts, &stats, &err);
+	rc = ls_apply(layer_fd, root, opts, &stats, &err);
 	int frc = fed ? feed_finish(&feed, layer_fd) : 0;
 	if (fd != STDIN_FILENO)
 		close(fd);
+	total->entries += stats.entries;
+	total->whiteouts += stats.whiteouts;
+	total->skipped += stats.skipped;
 	if (frc || rc)
 		return frc ? frc : fail_err(&err);
+	return 0;
+}
+
+static int cmd_apply(struct cli *c)
+{
+	if (c->n_args < 2)
+		return die("apply: usage: layersnap apply [-v] [-q] [--keep-setid] LAYER|-... ROOT [--manifest-out MANIFEST]");
+	const char *root = c->args[c->n_args - 1];
+	int rc = check_root(root);
+	if (rc)
+		return rc;
+	int stdin_layers = 0;
+	for (int i = 0; i + 1 < c->n_args; i++)
+		stdin_layers += strcmp(c->args[i], "-") == 0;
+	if (stdin_layers > 1)
+		return die("apply: '-' (standard input) can be one layer only");
+	if (c->manifest_out && strcmp(c->manifest_out, "-") == 0)
+		return die("apply: --manifest-out -: a manifest is written to a file");
+	ls_apply_record *rec = NULL;
+	struct ls_error err = { 0 };
+	/* The manifest's hashes come from the bytes as they are written. */
+	if (c->manifest_out && c->walk.mode == LS_MODE_FULL && ls_apply_record_new(&rec, &err))
+		return fail_err(&err);
+	/* -v: each entry as applied, in diff -v's form (stdout stays clean) */
+	struct ls_apply_options opts = { .struct_size = sizeof(opts), .log = log_cb, .log_ctx = c,
+					 .keep_setid = c->keep_setid, .no_tmpfile = c->no_tmpfile,
+					 .on_entry = c->verbose ? tell_change : NULL, .entry_ctx = c, .record = rec };
+	struct ls_apply_stats stats = LS_APPLY_STATS_INIT;
+	for (int i = 0; i + 1 < c->n_args && rc == 0; i++)
+		rc = apply_one(c, c->args[i], root, &opts, &stats);
+	size_t n = 0;
+	if (rc == 0 && c->manifest_out) {
+		ls_manifest *base = NULL;
+		if (rec && ls_apply_record_base(rec, root, &c->walk, &base, &err))
+			rc = fail_err(&err);
+		struct ls_files files;
+		fill_files(c, &files);
+		files.manifest = c->manifest_out;
+		if (rc == 0 && (rc = ls_scan_files(root, &c->walk, base, &files, &n, &err)))
+			rc = files_failed(rc, &err);
+		ls_manifest_free(base);
+	}
+	ls_apply_record_free(rec);
+	if (rc)
+		return rc;
 	if (c->json) {
 		printf("{\"entries\": %" PRIu64 ", \"whiteouts\": %" PRIu64 ", \"skipped\": %" PRIu64 "}\n",
 		       stats.entries, stats.whiteouts, stats.skipped);
@@ -1284,6 +1403,8 @@ static int cmd_apply(struct cli *c)
 	} else if (c->verbose) {
 		fprintf(stderr, "layersnap: applied %" PRIu64 " entries, %" PRIu64 " whiteouts, %" PRIu64 " skipped\n",
 			stats.entries, stats.whiteouts, stats.skipped);
+		if (c->manifest_out)
+			fprintf(stderr, "layersnap: %s: %zu entries (%s)\n", c->manifest_out, n, ls_mode_name(c->walk.mode));
 	}
 	return 0;
 }

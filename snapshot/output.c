@@ -508,7 +508,53 @@ static int link_tmpfile(struct ls_output *out)
 	return -EEXIST;
 }
 
+/* Renames the temporary to final (a name in dir_fd).  With noreplace, an
+ * existing final is kept (*kept) and the temporary left for the abort to
+ * remove; where the file system has no RENAME_NOREPLACE, a link does the
+ * same (it never replaces either). */
+static int place(struct ls_output *out, const char *final, bool noreplace, bool *kept)
+{
+	const char *tmp = name_in(out->tmp_path);
+	if (!noreplace)
+		return renameat(out->dir_fd, tmp, out->dir_fd, final) == 0 ? 0 : -errno;
+	if (renameat2(out->dir_fd, tmp, out->dir_fd, final, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+		if (linkat(out->dir_fd, tmp, out->dir_fd, final, 0) == 0) {
+			unlinkat(out->dir_fd, tmp, 0);
+			return 0;
+		}
+	}
+	if (errno != EEXIST)
+		return -errno;
+	*kept = true;
+	return 1;
+}
+
+static int commit_to(struct ls_output *out, const char *final, bool noreplace, bool *kept, bool do_fsync,
+		     struct ls_error *err);
+
 int ls_output_commit(struct ls_output *out, bool do_fsync, struct ls_error *err)
+{
+	return commit_to(out, NULL, false, NULL, do_fsync, err);
+}
+
+int ls_output_commit_as(struct ls_output *out, const char *name, bool *kept, bool do_fsync, struct ls_error *err)
+{
+	bool k = false;
+	int rc;
+	if (!out->atomic || strchr(name, '/') || !*name)
+		rc = ls_fail(err, EINVAL, "%s: cannot be committed as %s", out->path ? out->path : "stdout", name);
+	else
+		rc = commit_to(out, name, true, &k, do_fsync, err);
+	if (kept)
+		*kept = k;
+	return rc;
+}
+
+/* final: the name to commit the temporary as, NULL for the target's. */
+static int commit_to(struct ls_output *out, const char *final, bool noreplace, bool *kept, bool do_fsync,
+		     struct ls_error *err)
 {
 	const char *name = out->path ? out->path : "stdout";
 	if (out->fd < 0)
@@ -542,9 +588,12 @@ int ls_output_commit(struct ls_output *out, bool do_fsync, struct ls_error *err)
 	int rc = out->tmp_named ? 0 : link_tmpfile(out);
 	if (rc)
 		return ls_fail_errno(err, -rc, "%s", name);
-	if (renameat(out->dir_fd, name_in(out->tmp_path), out->dir_fd, name_in(out->path)) != 0) {
-		int e = errno;
-		return ls_fail_errno(err, e, "%s", name);
+	rc = place(out, final ? final : name_in(out->path), noreplace, kept);
+	if (rc < 0)
+		return ls_fail_errno(err, -rc, "%s", name);
+	if (rc > 0) {
+		ls_output_abort(out);  /* kept: the temporary goes */
+		return 0;
 	}
 	out->tmp_named = false;
 	if (do_fsync) {

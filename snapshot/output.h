@@ -67,6 +67,13 @@ int ls_output_open(struct ls_output *out, const char *path, bool lock, struct ls
  *  previous target is untouched. */
 int ls_output_commit(struct ls_output *out, bool do_fsync, struct ls_error *err);
 
+/** ls_output_commit() of an atomic output under name, a file name in the
+ *  target's directory, instead of the target; never replacing: when name
+ *  exists already, it is kept (*kept true) and the temporary removed.  For
+ *  content-addressed files (an OCI layout's blobs), whose name says their
+ *  bytes.  kept may be NULL. */
+int ls_output_commit_as(struct ls_output *out, const char *name, bool *kept, bool do_fsync, struct ls_error *err);
+
 /** Abandons the output: removes the temporary file (if named) and the lock
  *  file, and releases the lock.  Safe to call after a commit (does nothing)
  *  and on a zeroed struct with fd -1. */

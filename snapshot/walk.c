@@ -92,7 +92,8 @@ struct walker {
 	struct ls_patterns *patterns;  /* --exclude-pattern, or NULL */
 	char **ignored;         /* sorted: Kaniko's ignore list (default excludes) */
 	size_t n_ignored;
-	struct only_node only;  /* --only: ROOT's node (n_kids 0 when not asked) */
+	struct only_node only;  /* --only: ROOT's node */
+	bool only_on;           /* --only or --upper: the walk is ROOT's only job */
 	bool use_pool;          /* plain engine for metadata */
 	bool ring_meta;         /* io_uring for metadata (--io uring) */
 	bool ring_hash;         /* io_uring for file contents */
@@ -338,12 +339,21 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 
 /* An --only job's children: its node's, already in walk order, statx'ed by
  * name (one that does not exist comes back ENOENT: gone). */
-static int only_names(struct dir_job *j)
+static int only_names(struct dir_job *j, struct thread_ctx *c)
 {
 	const struct only_node *n = j->only;
 	if (n->n_kids && ls_grow((void **)&j->kids, &j->cap, n->n_kids, sizeof(*j->kids)))
 		return -ENOMEM;
 	for (size_t i = 0; i < n->n_kids; i++) {
+		/* What a listing leaves out, these leave out too. */
+		if (ls_output_is_temp_name(n->kids[i].name, n->kids[i].name_len))
+			continue;
+		if (j->w->n_excl) {
+			if (ls_path_join(&c->pb, j->path, j->path_len, n->kids[i].name, n->kids[i].name_len))
+				return -ENOMEM;
+			if (is_excluded(j->w, c->pb.buf))
+				continue;
+		}
 		struct child *k = &j->kids[j->n];
 		memset(k, 0, sizeof(*k));
 		k->fd = -1;
@@ -936,7 +946,7 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 		int64_t start = (int64_t)b->start_sec * 1000000000 + b->start_nsec;
 		j->racy_from_ns = start - ls_racy_window_ns(ls_fs_granularity_ns(dfd), w->tick_ns);
 	}
-	int rc = j->only ? only_names(j) : read_names(j, dfd, c);
+	int rc = j->only ? only_names(j, c) : read_names(j, dfd, c);
 	if (rc == 0 && !j->only)
 		rc = sort_kids(j);
 	if (rc == 0)
@@ -1250,10 +1260,10 @@ static void only_free(struct only_node *n)
 	memset(n, 0, sizeof(*n));
 }
 
-/* Adds path (normalised, not ROOT); paths come in walk order, so a name
- * already there is its parent's last kid, and one below a listed path is
- * covered by it. */
-static int only_add(struct only_node *n, const char *path)
+/* Adds path (normalised, not ROOT), listed (walked whole) or a directory
+ * to statx only; paths come in walk order, so a name already there is its
+ * parent's last kid, and one below a listed path is covered by it. */
+static int only_add(struct only_node *n, const char *path, bool listed)
 {
 	for (const char *p = path;;) {
 		const char *slash = strchr(p, '/');
@@ -1275,7 +1285,7 @@ static int only_add(struct only_node *n, const char *path)
 		if (k->listed)
 			return 0;
 		if (!slash) {
-			k->listed = true;
+			k->listed = listed;
 			return 0;
 		}
 		n = k;
@@ -1283,46 +1293,62 @@ static int only_add(struct only_node *n, const char *path)
 	}
 }
 
+/* A path of the --only tree: listed, or a directory to statx only. */
+struct only_path {
+	char *path;
+	bool listed;
+};
+
 static int cmp_walk_order(const void *a, const void *b)
 {
-	const char *x = *(char *const *)a, *y = *(char *const *)b;
-	return ls_path_cmp(x, strlen(x), y, strlen(y));
+	const struct only_path *x = a, *y = b;
+	return ls_path_cmp(x->path, strlen(x->path), y->path, strlen(y->path));
 }
 
 /* Builds w->only from the listed paths.  A path that normalises to ROOT asks
  * for the whole tree: no --only then. */
 static int setup_only(struct walker *w, struct ls_error *err)
 {
-	size_t n = w->p->n_only;
-	if (!n)
+	size_t n_listed = w->p->n_only, n = n_listed + w->p->n_only_dirs;
+	if (!n && !w->p->only_always)
 		return 0;
-	char **paths = calloc(n, sizeof(*paths));
+	w->only_on = true;
+	struct only_path *paths = calloc(n, sizeof(*paths));
 	if (!paths)
 		return ls_fail(err, ENOMEM, "walker: out of memory");
 	int rc = 0;
 	bool whole = false;
+	size_t k = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (!(paths[i] = strdup(w->p->only[i] ? w->p->only[i] : ""))) {
+		const char *src = i < n_listed ? w->p->only[i] : w->p->only_dirs[i - n_listed];
+		if (!(paths[k].path = strdup(src ? src : ""))) {
 			rc = ls_fail(err, ENOMEM, "walker: out of memory");
 			break;
 		}
-		ssize_t len = ls_path_normalize(paths[i], LS_NORM_ROOTED);
+		paths[k].listed = i < n_listed;
+		ssize_t len = ls_path_normalize(paths[k].path, LS_NORM_ROOTED);
 		if (len < 0)
-			rc = ls_fail(err, EINVAL, "--only %s: a path with '..' in it", w->p->only[i]);
-		else if (len == 0)
+			rc = ls_fail(err, EINVAL, "--only %s: a path with '..' in it", src);
+		else if (len == 0 && paths[k].listed)
 			whole = true;
+		else if (len == 0)
+			free(paths[k].path);  /* ROOT is statx'ed anyway */
+		else
+			k++;
 	}
 	if (rc == 0 && !whole) {
-		qsort(paths, n, sizeof(*paths), cmp_walk_order);
-		for (size_t i = 0; i < n && rc == 0; i++)
-			if ((rc = only_add(&w->only, paths[i])))
-				rc = ls_fail_errno(err, -rc, "--only %s", paths[i]);
+		qsort(paths, k, sizeof(*paths), cmp_walk_order);
+		for (size_t i = 0; i < k && rc == 0; i++)
+			if ((rc = only_add(&w->only, paths[i].path, paths[i].listed)))
+				rc = ls_fail_errno(err, -rc, "--only %s", paths[i].path);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(paths[i]);
+	for (size_t i = 0; i < k; i++)
+		free(paths[i].path);
 	free(paths);
-	if (rc || whole)
+	if (rc || whole) {
 		only_free(&w->only);
+		w->only_on = false;
+	}
 	return rc;
 }
 
@@ -1391,6 +1417,7 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 	int64_t start = (int64_t)b->start_sec * 1000000000 + b->start_nsec;
 	int64_t racy_from = start - ls_racy_window_ns(ls_fs_granularity_ns(dfd), w->tick_ns);
 	if (same && (r->mode & LS_REC_HASHED) && ls_stat_cache_hit(r, &now, racy_from)) {
+		memcpy(now.hash, r->hash, sizeof(now.hash));
 		now.mode |= LS_REC_HASHED;
 	} else if (same && (w->mode->fields & LS_F_HASH) && S_ISREG(now.mode)) {
 		int fd = openat(dfd, slash ? slash + 1 : path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -1443,6 +1470,73 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 	}
 	free(inos);
 	return rc;
+}
+
+/* The one device of the base's directories (dirs) or other entries, in
+ * *dev; false when there are several. */
+static bool base_dev(const ls_manifest *b, bool dirs, uint64_t *dev, bool *any)
+{
+	*any = false;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct ls_rec *r = &b->recs[i];
+		if (S_ISDIR(r->mode) != dirs)
+			continue;
+		if (*any && r->dev != *dev)
+			return false;
+		*dev = r->dev;
+		*any = true;
+	}
+	return true;
+}
+
+/* remap_dev: the carried entries' devices, the base's mount's, become the
+ * ones this mount shows (overlay numbers them per mount), so that hard-link
+ * groups and the next diff see one tree.  Directories take ROOT's device;
+ * the others that of a non-directory the walk saw now. */
+static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
+{
+	const ls_manifest *b = w->p->base;
+	ls_manifest *m = w->out;
+	uint64_t old_dir = 0, old_other = 0;
+	bool any_dir, any_other;
+	if (!base_dev(b, true, &old_dir, &any_dir) || !base_dev(b, false, &old_other, &any_other))
+		return ls_fail(err, EINVAL, "--upper: the base manifest holds entries of several file systems: "
+			       "diff without --upper");
+	uint64_t now_other = 0;
+	bool have_other = false;
+	for (size_t i = 0; i < m->n && !have_other; i++) {
+		const struct ls_rec *r = &m->recs[i];
+		if (!S_ISDIR(r->mode) && only_covers(&w->only, ls_rec_path(m, r), r->path_len)) {
+			now_other = r->dev;
+			have_other = true;
+		}
+	}
+	for (size_t i = 0; i < m->n && any_other && !have_other; i++) {
+		/* Nothing but directories changed: ask a carried entry. */
+		const struct ls_rec *r = &m->recs[i];
+		if (S_ISDIR(r->mode))
+			continue;
+		const char *path = ls_rec_path(m, r);
+		const char *slash = memrchr(path, '/', r->path_len);
+		char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
+		if (!dir)
+			return ls_fail(err, ENOMEM, "walker: out of memory");
+		int dfd = ls_open_beneath(w->rootfd, dir, O_RDONLY | O_DIRECTORY);
+		free(dir);
+		struct statx stx;
+		if (dfd >= 0 && statx(dfd, slash ? slash + 1 : path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) == 0) {
+			now_other = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+			have_other = true;
+		}
+		if (dfd >= 0)
+			close(dfd);
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		struct ls_rec *r = &m->recs[i];
+		if (S_ISDIR(r->mode) ? any_dir && r->dev == old_dir : have_other && r->dev == old_other)
+			r->dev = S_ISDIR(r->mode) ? root_dev : now_other;
+	}
+	return 0;
 }
 
 /* Decodes mountinfo's octal escapes (\040 for a space) in place. */
@@ -1607,7 +1701,7 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		rc = setup_only(&w, err);
 	if (rc)
 		goto done;
-	if (w.only.n_kids) {
+	if (w.only_on) {
 		/* What was racy in the base stays racy in what is carried. */
 		const ls_manifest *b = params->base;
 		if (b->start_sec < w.out->start_sec ||
@@ -1652,15 +1746,17 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		rc = ls_fail(err, ENOMEM, "walker: out of memory");
 		goto done;
 	}
-	if (w.only.n_kids)
+	if (w.only_on)
 		top->only = &w.only;
 	ls_pool_push(w.pool, &top->task);
 	if (o->progress)
 		rc = report(&w, false, err);
 	if (rc == 0)
 		rc = consume(&w, top, &main_ctx, err);
-	if (rc == 0 && w.only.n_kids)
+	if (rc == 0 && w.only_on)
 		rc = only_relink(&w, &main_ctx, err);
+	if (rc == 0 && w.only_on && params->remap_dev)
+		rc = remap_devs(&w, makedev(rst.stx_dev_major, rst.stx_dev_minor), err);
 	if (rc == 0 && o->progress)
 		rc = report(&w, true, err);
 	if (rc == 0 && atomic_load(&w.ring_failed) && o->io == LS_IO_URING)

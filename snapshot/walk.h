@@ -28,6 +28,16 @@ struct ls_walk_params {
 	 * scan start is the base's, so that what was racy in it stays racy. */
 	const char *const *only;
 	size_t n_only;
+	/* With only: directories to statx and compare, not descended (their
+	 * other contents the base's): diff --upper's upper directories. */
+	const char *const *only_dirs;
+	size_t n_only_dirs;
+	bool only_always;                 /* the same with no paths at all: nothing changed */
+	/* With only: the base was recorded through another mount (overlay
+	 * numbers devices per mount): carried entries take the devices the
+	 * walk sees now, one for directories and one for the rest; a base
+	 * with several of either is refused. */
+	bool remap_dev;
 };
 
 /** Walks root.  Returns 0 and *out (a new manifest whose settings are taken

@@ -5,8 +5,8 @@ set -eu
 # libclang-rt-dev: clang's runtimes for its default version (libFuzzer, ASan, UBSan), which
 # clang only recommends: `make fuzz` links -fsanitize=fuzzer with them.
 PKGS="build-essential clang libclang-rt-dev pkg-config git ca-certificates
- liburing-dev libarchive-dev libxxhash-dev xxhash libcmocka-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev
- zstd pigz gzip tar libarchive-tools umoci bfs findutils mtree-netbsd hyperfine time
+ liburing-dev libarchive-dev libxxhash-dev xxhash libcmocka-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev libjansson-dev
+ zstd pigz gzip tar libarchive-tools umoci skopeo bfs findutils mtree-netbsd hyperfine time
  python3 attr libcap2-bin valgrind strace man-db groff-base"
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

@@ -255,10 +255,10 @@ expect_error "$L"
 "$L" scan --bogus "$R" -o "$W/out.m" 2>&1 | grep -q "unknown option '--bogus'" || fail "unknown option not named"
 "$L" scan --mode bogus "$R" -o "$W/out.m" 2>&1 | grep -q -- '--mode bogus' || fail "--mode bogus not named"
 # an option that does not apply is named by its own spelling, not its value
-assert_eq "layersnap: apply: option --mode does not apply to this command" \
-	"$("$L" apply --mode full "$W/layer.tar" "$T/x" 2>&1)" "apply --mode full"
-assert_eq "layersnap: apply: option -x does not apply to this command" \
-	"$("$L" apply -x f "$W/layer.tar" "$T/x" 2>&1)" "apply -x"
+assert_eq "layersnap: apply: option --compress does not apply to this command" \
+	"$("$L" apply --compress gzip "$W/layer.tar" "$T/x" 2>&1)" "apply --compress gzip"
+assert_eq "layersnap: apply: option -o does not apply to this command" \
+	"$("$L" apply -o f "$W/layer.tar" "$T/x" 2>&1)" "apply -o"
 assert_eq "layersnap: diff: --level needs --compress gzip or zstd" \
 	"$("$L" diff --level 5 "$R" -o "$W/layer.tar" 2>&1)" "--level without --compress"
 # a missing --base names the option

@@ -297,11 +297,24 @@ int main(int argc, char **argv)
 	}
 	fd = open(layer, O_RDONLY | O_CLOEXEC);
 	struct ls_apply_stats st = LS_APPLY_STATS_INIT;
-	rc = ls_apply(fd, out, NULL, &st, &err);
+	ls_apply_record *record = NULL;
+	CHECK(ls_apply_record_new(&record, &err) == 0, "ls_apply_record_new: %s", err.msg);
+	struct ls_apply_options ao = LS_APPLY_OPTIONS_INIT;
+	ao.record = record;
+	rc = ls_apply(fd, out, &ao, &st, &err);
 	CHECK(rc == 0, "ls_apply: %s", err.msg);
 	if (fd >= 0)
 		close(fd);
 	printf("applied %llu\n", (unsigned long long)st.entries);
+	ls_manifest *applied_base = NULL, *rescan = NULL;
+	CHECK(ls_apply_record_base(record, out, &o, &applied_base, &err) == 0 && ls_manifest_count(applied_base) > 0,
+	      "ls_apply_record_base: %s", err.msg);
+	CHECK(ls_scan(out, &o, applied_base, &rescan, &err) == 0 &&
+		      ls_compare(m, rescan, LS_MODE_FULL, true, NULL, NULL, &err) == 0,
+	      "the scan after ls_apply with a record: %s", err.msg);
+	ls_manifest_free(rescan);
+	ls_manifest_free(applied_base);
+	ls_apply_record_free(record);
 
 	/* the files helpers: outputs inside ROOT stay out of the walk */
 	char inside[4096], desc[4096];

@@ -1,0 +1,262 @@
+/* An overlay upper directory, read for diff --upper: see upper.h. */
+#include "upper.h"
+#include "error.h"
+#include "manifest.h"
+#include "path.h"
+#include "xattr.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+void ls_upper_free(struct ls_upper *u)
+{
+	for (size_t i = 0; i < u->n_listed; i++)
+		free(u->listed[i]);
+	for (size_t i = 0; i < u->n_dirs; i++)
+		free(u->dirs[i]);
+	free(u->listed);
+	free(u->dirs);
+	memset(u, 0, sizeof(*u));
+}
+
+static int add(char ***v, size_t *n, size_t *cap, const char *path)
+{
+	if (ls_grow((void **)v, cap, *n + 1, sizeof(**v)) || !((*v)[*n] = strdup(path)))
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+/* ---- the mount -------------------------------------------------------------- */
+
+/* Decodes mountinfo's octal escapes in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+	for (char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+}
+
+int ls_upper_check_mount(const char *root, const char *upper, bool *userxattr, struct ls_error *err)
+{
+	*userxattr = false;
+	char *root_real = realpath(root, NULL), *upper_real = realpath(upper, NULL);
+	int rc = 0;
+	if (!root_real || !upper_real) {
+		rc = ls_fail_errno(err, errno, "%s", !root_real ? root : upper);
+		goto out;
+	}
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f) {
+		rc = ls_fail_errno(err, errno, "/proc/self/mountinfo");
+		goto out;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	bool mounted = false, found = false;
+	/* The last mount at ROOT is the one in force. */
+	while (getline(&line, &cap, f) > 0) {
+		/* id parent maj:min root MOUNT-POINT opts [tags] - FSTYPE SOURCE SUPER-OPTS */
+		char *save = NULL, *fields[6] = { 0 };
+		int k = 0;
+		for (char *t = strtok_r(line, " \n", &save); t; t = k < 6 ? strtok_r(NULL, " \n", &save) : NULL)
+			fields[k++] = t;
+		if (!fields[4])
+			continue;
+		unescape(fields[4]);
+		if (strcmp(fields[4], root_real) != 0)
+			continue;
+		char *fstype = NULL, *super = NULL;
+		for (char *x = strtok_r(NULL, " \n", &save); x; x = strtok_r(NULL, " \n", &save)) {
+			if (strcmp(x, "-") == 0) {
+				fstype = strtok_r(NULL, " \n", &save);
+				strtok_r(NULL, " \n", &save);  /* source */
+				super = strtok_r(NULL, " \n", &save);
+				break;
+			}
+		}
+		mounted = true;
+		found = false;
+		*userxattr = false;
+		if (!fstype || strcmp(fstype, "overlay") != 0 || !super)
+			continue;
+		char *save2 = NULL;
+		for (char *o = strtok_r(super, ",", &save2); o; o = strtok_r(NULL, ",", &save2)) {
+			if (strncmp(o, "upperdir=", 9) == 0) {
+				unescape(o + 9);
+				char *u = realpath(o + 9, NULL);
+				found = u && strcmp(u, upper_real) == 0;
+				free(u);
+			} else if (strcmp(o, "userxattr") == 0) {
+				*userxattr = true;
+			}
+		}
+	}
+	free(line);
+	fclose(f);
+	if (!found)
+		rc = ls_fail(err, EINVAL, "--upper %s: %s is %s (--upper-unchecked for a copied upper directory)", upper,
+			     root, mounted ? "not an overlay mount with this upper directory" : "not a mount point");
+out:
+	free(root_real);
+	free(upper_real);
+	return rc;
+}
+
+/* ---- the markers ------------------------------------------------------------- */
+
+struct reader {
+	struct ls_upper *u;
+	const char *upper;
+	const char *opaque[2], *redirect[2];   /* the xattr names in force (one, or both) */
+	char path[PATH_MAX];
+	struct ls_error *err;
+};
+
+/* The value in blob of the xattr names[0] or names[1] (either may be
+ * NULL), or NULL. */
+static const struct ls_xattr_view *find_xattr(const void *blob, size_t len, const char *const names[2],
+					      struct ls_xattr_view *v)
+{
+	for (int k = 0; k < 2; k++) {
+		if (!names[k])
+			continue;
+		struct ls_xattr_it it = ls_xattr_iter(blob, len);
+		size_t nl = strlen(names[k]);
+		while (ls_xattr_next(&it, v) > 0)
+			if (v->name_len == nl && memcmp(v->name, names[k], nl) == 0)
+				return v;
+	}
+	return NULL;
+}
+
+static int refuse(struct reader *r, size_t len, const char *why)
+{
+	return ls_fail(r->err, EINVAL, "--upper: %s/%.*s: %s: --upper cannot tell what it replaced; "
+		       "diff without --upper", r->upper, (int)len, r->path, why);
+}
+
+static int read_dir(struct reader *r, int dfd, size_t len);
+
+/* One entry of the upper directory, path r->path[0..len). */
+static int read_entry(struct reader *r, int dfd, const char *name, size_t len)
+{
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return ls_fail_errno(r->err, errno, "%s/%s", r->upper, r->path);
+	void *blob = NULL;
+	size_t blob_len = 0;
+	int rc = ls_xattrs_read(dfd, name, st.st_mode, LS_XATTRS_ALL, &blob, &blob_len);
+	if (rc == -ENOTSUP || rc == -EOPNOTSUPP)
+		rc = 0;
+	if (rc) {
+		free(blob);
+		return ls_fail_errno(r->err, -rc, "%s/%s: xattrs", r->upper, r->path);
+	}
+	struct ls_xattr_view v;
+	bool opaque = false;
+	if (find_xattr(blob, blob_len, r->redirect, &v))
+		rc = refuse(r, len, "a lower directory renamed here (overlay redirect_dir)");
+	else if (find_xattr(blob, blob_len, r->opaque, &v)) {
+		if (!S_ISDIR(st.st_mode))
+			rc = refuse(r, len, "an opaque marker on an entry that is not a directory");
+		else if (v.value_len != 1 || *(const char *)v.value != 'y')
+			rc = refuse(r, len, "an opaque directory with whiteouts kept in xattrs");
+		else
+			opaque = true;
+	}
+	free(blob);
+	if (rc)
+		return rc;
+	if (!S_ISDIR(st.st_mode) || opaque) {
+		/* A whiteout (0/0) is listed too: the merged view has nothing
+		 * there, so the base's entry is whited out. */
+		return add(&r->u->listed, &r->u->n_listed, &r->u->cap_listed, r->path) ? ls_fail(r->err, ENOMEM, "--upper: out of memory") : 0;
+	}
+	if (add(&r->u->dirs, &r->u->n_dirs, &r->u->cap_dirs, r->path))
+		return ls_fail(r->err, ENOMEM, "--upper: out of memory");
+	int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sub < 0)
+		return ls_fail_errno(r->err, errno, "%s/%s", r->upper, r->path);
+	return read_dir(r, sub, len);  /* closes sub */
+}
+
+/* The entries of directory dfd (closed here), at r->path[0..len). */
+static int read_dir(struct reader *r, int dfd, size_t len)
+{
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		int e = errno;
+		close(dfd);
+		return ls_fail_errno(r->err, e, "%s/%.*s", r->upper, (int)len, r->path);
+	}
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (errno = 0, de = readdir(d))) {
+		const char *name = de->d_name;
+		if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+			continue;
+		size_t nl = strlen(name), at = len ? len + 1 : 0;
+		if (at + nl >= sizeof(r->path)) {
+			rc = ls_fail(r->err, ENAMETOOLONG, "%s/%.*s/%s: path too long", r->upper, (int)len, r->path, name);
+			break;
+		}
+		if (len)
+			r->path[len] = '/';
+		memcpy(r->path + at, name, nl + 1);
+		rc = read_entry(r, dirfd(d), name, at + nl);
+		r->path[len] = '\0';
+	}
+	if (rc == 0 && errno)
+		rc = ls_fail_errno(r->err, errno, "%s/%.*s", r->upper, (int)len, r->path);
+	closedir(d);
+	return rc;
+}
+
+int ls_upper_read(const char *upper, enum ls_upper_xattrs which, struct ls_upper *u, struct ls_error *err)
+{
+	struct reader r = { .u = u, .upper = upper, .err = err };
+	if (which != LS_UPPER_USER) {
+		r.opaque[0] = "trusted.overlay.opaque";
+		r.redirect[0] = "trusted.overlay.redirect";
+	}
+	if (which != LS_UPPER_TRUSTED) {
+		r.opaque[1] = "user.overlay.opaque";
+		r.redirect[1] = "user.overlay.redirect";
+	}
+	int dfd = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return ls_fail_errno(err, errno, "--upper %s", upper);
+	/* ROOT itself: an opaque upper root replaces everything. */
+	void *blob = NULL;
+	size_t blob_len = 0;
+	struct ls_xattr_view v;
+	int rc = ls_xattrs_read(dfd, ".", S_IFDIR, LS_XATTRS_ALL, &blob, &blob_len);
+	if (rc == 0 && (find_xattr(blob, blob_len, r.opaque, &v) || find_xattr(blob, blob_len, r.redirect, &v)))
+		rc = ls_fail(err, EINVAL, "--upper %s: the upper directory itself is opaque or redirected: "
+			     "diff without --upper", upper);
+	else if (rc == -ENOTSUP || rc == -EOPNOTSUPP)
+		rc = 0;
+	free(blob);
+	if (rc) {
+		close(dfd);
+		return rc;
+	}
+	r.path[0] = '\0';
+	return read_dir(&r, dfd, 0);
+}
