@@ -132,6 +132,40 @@ for seq in $(seq 1 "$SEQS"); do
 done
 echo "upper: $SEQS sequences of $STEPS steps give the walk diff's layers"
 
+# ---- userxattr and metacopy mounts -------------------------------------------------
+# userxattr keeps the markers under user.overlay.*; metacopy copies up only
+# the metadata of a chmod'ed file: the layer still carries its bytes, read
+# through ROOT.  A kernel refusing either mount fails the test.
+for variant in userxattr metacopy; do
+	S=$M/$variant
+	mkdir -p "$S"/{lower/d/sub,u,w,m}
+	for i in 1 2 3; do echo "lower $i" >"$S/lower/d/f$i"; done
+	echo deep >"$S/lower/d/sub/x"
+	"$L" scan "$S/lower" -o "$S/base" || fail "$variant: scan failed"
+	case $variant in
+	userxattr) opts=userxattr ;;
+	metacopy) opts=metacopy=on,redirect_dir=on ;;
+	esac
+	mount -t overlay overlay -o "lowerdir=$S/lower,upperdir=$S/u,workdir=$S/w,$opts" "$S/m" ||
+		fail "overlayfs refuses -o $opts here"
+	mounted+=("$S/m")
+	chmod 600 "$S/m/d/f1"                       # metadata only with metacopy
+	echo more >>"$S/m/d/f2"
+	rm "$S/m/d/f3"                              # a whiteout
+	rm -r "$S/m/d/sub" && mkdir "$S/m/d/sub" && echo new >"$S/m/d/sub/y"   # opaque
+	if [ $variant = userxattr ]; then
+		getfattr -n user.overlay.opaque "$S/u/d/sub" >/dev/null 2>&1 || fail "userxattr: no user.overlay.opaque"
+	else
+		getfattr -n trusted.overlay.metacopy "$S/u/d/f1" >/dev/null 2>&1 || fail "metacopy: f1 was copied up whole"
+	fi
+	"$L" diff -q "$S/m" --base "$S/base" -o "$S/walk.tar" --manifest-out "$S/walk.m" || fail "$variant: walk diff failed"
+	"$L" diff -q --upper "$S/u" "$S/m" --base "$S/base" -o "$S/up.tar" --manifest-out "$S/up.m" 2>"$T/err" ||
+		{ cat "$T/err" >&2; fail "$variant: diff --upper failed"; }
+	cmp -s "$S/walk.tar" "$S/up.tar" || fail "$variant: the --upper layer differs from the walk diff's"
+	"$L" compare "$S/walk.m" "$S/up.m" >/dev/null || fail "$variant: the manifests differ"
+	tar -xOf "$S/up.tar" d/f1 | grep -qx 'lower 1' || fail "$variant: the layer lacks f1's bytes"
+done
+
 # ---- a second mount of the same lower tree --------------------------------------
 # Overlay mounts number devices apart; the stat cache leaves st_dev out, so a
 # full diff through another mount reads only what changed.
@@ -171,6 +205,14 @@ expect_error "$L" diff --upper "$S/other" "$S/m" --base "$S/base" -o "$T/x.tar"
 grep -q 'not an overlay mount with this upper directory' "$T/stderr" || fail "an unrelated --upper: $(cat "$T/stderr")"
 expect_error "$L" diff --upper "$S/u" "$S/lower" --base "$S/base" -o "$T/x.tar"
 expect_error "$L" diff --upper "$S/u" "$S/m" -o "$T/x.tar"
+# A character device with other numbers than 0/0 is an ordinary entry; a
+# deleted directory with children is one whiteout.
+mknod "$S/m/null" c 1 3 || fail "mknod in the merged view failed"
+rm -r "$S/m/d"
+"$L" diff -q --upper "$S/u" "$S/m" --base "$S/base" -o "$T/dev.tar" || fail "diff --upper with a device failed"
+assert_eq $'.wh.d\nnull' "$(tar -tf "$T/dev.tar" | LC_ALL=C sort)" "a device and a deleted directory"
+"$L" diff -q "$S/m" --base "$S/base" -o "$T/dev-walk.tar" || fail "walk diff with a device failed"
+cmp -s "$T/dev.tar" "$T/dev-walk.tar" || fail "a device and a deleted directory: layers differ"
 # An opaque marker on a file, in a copied upper directory.
 mkdir -p "$S/copy"
 echo f >"$S/copy/f"
