@@ -1327,14 +1327,17 @@ static int setup_only(struct walker *w, struct ls_error *err)
 		}
 		paths[k].listed = i < n_listed;
 		ssize_t len = ls_path_normalize(paths[k].path, LS_NORM_ROOTED);
+		if (len > 0) {
+			k++;
+			continue;
+		}
+		/* ROOT: listed, the whole tree; a directory, statx'ed anyway. */
+		free(paths[k].path);
+		paths[k].path = NULL;
 		if (len < 0)
 			rc = ls_fail(err, EINVAL, "--only %s: a path with '..' in it", src);
-		else if (len == 0 && paths[k].listed)
+		else if (i < n_listed)
 			whole = true;
-		else if (len == 0)
-			free(paths[k].path);  /* ROOT is statx'ed anyway */
-		else
-			k++;
 	}
 	if (rc == 0 && !whole) {
 		qsort(paths, k, sizeof(*paths), cmp_walk_order);

@@ -49,7 +49,7 @@ if command -v strace >/dev/null; then
 	"$L" apply "$T/l1.tar" "$T/l2.tar.gz" "$T/l3.tar.zst" "$O" --manifest-out "$T/unused" || fail "apply failed"
 	rm -rf "$O" "$T/unused"
 	mkdir "$O"
-	strace -f -qq -e trace=openat -o "$T/strace" \
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -e trace=openat -o "$T/strace" \
 		"$L" apply --jobs 1 --io sync "$T/l1.tar" "$T/l2.tar.gz" "$T/l3.tar.zst" "$O" --manifest-out "$T/traced" ||
 		fail "apply under strace failed"
 	grep -q 'openat([0-9]*, "f4", O_RDONLY' "$T/strace" && fail "the scan read f4 again: $(grep '"f4"' "$T/strace")"

@@ -181,9 +181,9 @@ sleep 0.05  # past the racy window of the base scan
 sleep 0.05
 echo changed >"$S/m2/f7"
 if command -v strace >/dev/null; then
-	strace -f -qq -e trace=openat -o "$T/strace" "$L" diff -q --io sync --upper "$S/u2" "$S/m2" --base "$S/base" \
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -e trace=openat -o "$T/strace" "$L" diff -q --io sync --upper "$S/u2" "$S/m2" --base "$S/base" \
 		-o "$T/dev.tar" || fail "diff --upper through mount 2 failed"
-	strace -f -qq -e trace=openat -o "$T/strace2" "$L" diff -q --io sync "$S/m2" --base "$S/base" -o "$T/dev2.tar" ||
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -e trace=openat -o "$T/strace2" "$L" diff -q --io sync "$S/m2" --base "$S/base" -o "$T/dev2.tar" ||
 		fail "walk diff through mount 2 failed"
 	cmp -s "$T/dev.tar" "$T/dev2.tar" || fail "two mounts: --upper and walk layers differ"
 	opened=$(grep -c 'openat([0-9]*, "f[0-9]*", O_RDONLY' "$T/strace2")
