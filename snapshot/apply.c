@@ -1676,7 +1676,8 @@ int ls_apply(int layer_fd, const char *root, const struct ls_apply_options *opts
 	struct ls_apply_stats counts = { .struct_size = sizeof(counts) };
 	ls_sized_out(stats, &counts, sizeof(counts));
 	struct ls_apply_options o;
-	if ((rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_apply_options, entry_ctx),
+	if ((rc = ls_sized_in(&o, sizeof(o), LS_SIZE_TO(struct ls_apply_options, record), opts,
+			      LS_SIZE_TO(struct ls_apply_options, entry_ctx),
 			      "apply: options", err)))
 		return rc;
 	opts = &o;

@@ -21,8 +21,7 @@ int ls_check_base(const ls_manifest *base, enum ls_mode mode, const struct ls_wa
 	if (!base)
 		return ls_fail(err, EINVAL, "base: no manifest");
 	struct ls_walk_options o;
-	int rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_walk_options, progress),
-			     "base: options", err);
+	int rc = ls_walk_options_in(&o, opts, "base: options", err);
 	if (rc)
 		return rc;
 	opts = &o;
@@ -73,7 +72,8 @@ long ls_compare_opts(const ls_manifest *a, const ls_manifest *b, const struct ls
 	if (!a || !b)
 		return ls_fail(err, EINVAL, "compare: no manifest");
 	struct ls_compare_options o;
-	int rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_compare_options, source_date_epoch),
+	int rc = ls_sized_in(&o, sizeof(o), LS_SIZE_TO(struct ls_compare_options, source_date_epoch), opts,
+			     LS_SIZE_TO(struct ls_compare_options, source_date_epoch),
 			     "compare: options", err);
 	if (rc)
 		return rc;

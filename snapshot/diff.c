@@ -974,10 +974,8 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	ls_sized_out(res, &out, sizeof(out));
 	struct ls_diff_options o;
 	struct ls_walk_options walk;
-	if ((rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_diff_options, write_ctx),
-			      "diff: options", err)) ||
-	    (rc = ls_sized_in(&walk, sizeof(walk), o.walk, LS_SIZE_TO(struct ls_walk_options, progress),
-			      "diff: walk options", err)))
+	if ((rc = ls_diff_options_in(&o, opts, "diff: options", err)) ||
+	    (rc = ls_walk_options_in(&walk, o.walk, "diff: walk options", err)))
 		return rc;
 	if (!root)
 		return ls_fail(err, EINVAL, "diff: no root");

@@ -70,10 +70,11 @@ static void restore_signals(const sigset_t *old)
 
 static void track_name(struct ls_cleanup *c, int slot, bool on, const char *name)
 {
-	c->set[slot] = 0;
-	if (on && name && strlen(name) < sizeof(c->path[slot])) {
-		strcpy(c->path[slot], name);
-		c->set[slot] = 1;
+	struct ls_cleanup_slot *sl = &c->slot[slot];
+	sl->set = 0;
+	if (on && name && strlen(name) < sizeof(sl->path)) {
+		strcpy(sl->path, name);
+		sl->set = 1;
 	}
 }
 
@@ -151,7 +152,8 @@ static int run_init(struct run *r, const struct ls_files *files, struct ls_error
 		r->out[i].fd = -1;
 	if (!files)
 		return ls_fail(err, EINVAL, "files: none given");
-	return ls_sized_in(&r->f, sizeof(r->f), files, LS_SIZE_TO(struct ls_files, step_ctx), "files", err);
+	return ls_sized_in(&r->f, sizeof(r->f), LS_SIZE_TO(struct ls_files, oci), files, LS_SIZE_TO(struct ls_files, step_ctx),
+			   "files", err);
 }
 
 /* ---- outputs inside ROOT ----------------------------------------------------- */
@@ -236,8 +238,7 @@ int ls_scan_files(const char *root, const struct ls_walk_options *opts, const ls
 	ls_manifest *m = NULL;
 	int rc = run_init(&r, files, err);
 	if (rc == 0)
-		rc = ls_sized_in(&w, sizeof(w), opts, LS_SIZE_TO(struct ls_walk_options, progress), "scan: options",
-				 err);
+		rc = ls_walk_options_in(&w, opts, "scan: options", err);
 	if (rc)
 		goto done;
 	if (!root || !r.f.manifest || strcmp(r.f.manifest, "-") == 0) {
@@ -408,11 +409,9 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 	ls_manifest *m = NULL;
 	rc = run_init(&r, files, err);
 	if (rc == 0)
-		rc = ls_sized_in(&d, sizeof(d), opts, LS_SIZE_TO(struct ls_diff_options, write_ctx), "diff: options",
-				 err);
+		rc = ls_diff_options_in(&d, opts, "diff: options", err);
 	if (rc == 0)
-		rc = ls_sized_in(&w, sizeof(w), d.walk, LS_SIZE_TO(struct ls_walk_options, progress),
-				 "diff: walk options", err);
+		rc = ls_walk_options_in(&w, d.walk, "diff: walk options", err);
 	if (rc)
 		goto done;
 	const bool with_oci = r.f.oci != NULL;

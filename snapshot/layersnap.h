@@ -429,7 +429,8 @@ LS_API long ls_compare_opts(const ls_manifest *old_m, const ls_manifest *new_m,
 /**
  * Check that a base can serve a scan, diff or comparison (DESIGN.md): full
  * mode needs a full base, and the base must have been recorded with the same
- * excludes, xattrs policy and one-file-system setting as opts.
+ * excludes, exclude patterns (in the same order), xattrs policy and
+ * one-file-system setting as opts.
  *
  * @param base
  *         The base manifest.
@@ -563,18 +564,21 @@ LS_API int ls_diff(const char *root, const struct ls_diff_options *opts, const l
  * What a run would leave on disk if a signal ended it now: the named
  * temporaries of its outputs (only where O_TMPFILE is missing) and their
  * lock files.  The caller owns it, in static storage, and its SIGINT,
- * SIGTERM and SIGHUP handler unlinks path[i] for each set[i] before
- * re-raising.  ls_scan_files() and ls_diff_files() keep it current, changing
- * it only with those three signals blocked on the calling thread, so that
- * the handler never sees a half-written name nor one already handed over (a
- * renamed temporary; a lock file another run may have created since).
- * Slots from 6 on (the first version had 6) are used only by a run with
- * ls_files.oci set, which a caller built with an older header cannot set.
+ * SIGTERM and SIGHUP handler unlinks slot[i].path for each slot[i].set
+ * before re-raising.  ls_scan_files() and ls_diff_files() keep it current,
+ * changing it only with those three signals blocked on the calling thread,
+ * so that the handler never sees a half-written name nor one already handed
+ * over (a renamed temporary; a lock file another run may have created
+ * since).  The number of slots is fixed for this SONAME: a version that
+ * needs more adds them in a second struct, so the slots here never move.
  */
 #define LS_CLEANUP_SLOTS 18
+struct ls_cleanup_slot {
+	volatile sig_atomic_t set;
+	char path[4096];
+};
 struct ls_cleanup {
-	volatile sig_atomic_t set[LS_CLEANUP_SLOTS];
-	char path[LS_CLEANUP_SLOTS][4096];
+	struct ls_cleanup_slot slot[LS_CLEANUP_SLOTS];
 };
 
 /**

@@ -39,8 +39,8 @@ static struct ls_cleanup cleanup;
 static void on_signal(int sig)
 {
 	for (int i = 0; i < LS_CLEANUP_SLOTS; i++)
-		if (cleanup.set[i])
-			unlink(cleanup.path[i]);
+		if (cleanup.slot[i].set)
+			unlink(cleanup.slot[i].path);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }

@@ -339,6 +339,22 @@ int ls_manifest_set_from(ls_manifest *m, size_t i, const ls_manifest *src, size_
 	return rc;
 }
 
+int ls_manifest_set_xattrs(ls_manifest *m, size_t i, const void *xattrs, size_t len, struct ls_error *err)
+{
+	struct ls_rec r = m->recs[i];
+	/* The path and target are copied first: the pool moves as it grows. */
+	size_t link_len = ls_rec_link_len(m, &r);
+	char *path = strndup(ls_rec_path(m, &r), r.path_len);
+	char *link = strndup(ls_rec_link(m, &r), link_len);
+	int rc = path && link ? ls_manifest_append(m, &r, path, r.path_len, link, link_len, xattrs, len, err)
+			      : ls_fail(err, ENOMEM, "manifest: out of memory");
+	if (rc == 0)
+		m->recs[i] = m->recs[--m->n];
+	free(path);
+	free(link);
+	return rc;
+}
+
 void ls_manifest_pop(ls_manifest *m)
 {
 	m->n--;

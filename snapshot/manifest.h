@@ -132,6 +132,12 @@ void ls_manifest_pop(ls_manifest *m);
  *  invalid afterwards.  Returns 0 or -ENOMEM. */
 int ls_manifest_set_from(ls_manifest *m, size_t i, const ls_manifest *src, size_t j, struct ls_error *err);
 
+/** Gives record i of m (a built manifest) these xattrs instead of its own
+ *  (its path and target are appended to the pool again with them; the old
+ *  bytes stay unused).  Pointers into m's records and pool are invalid
+ *  afterwards.  Returns 0 or -ENOMEM (-E2BIG for an oversized blob). */
+int ls_manifest_set_xattrs(ls_manifest *m, size_t i, const void *xattrs, size_t len, struct ls_error *err);
+
 /** Appends a copy of record i of src (used to carry base entries over). */
 int ls_manifest_append_from(ls_manifest *m, const ls_manifest *src, size_t i, struct ls_error *err);
 

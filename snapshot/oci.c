@@ -745,7 +745,8 @@ static int make_dir(const char *path, struct ls_error *err)
 int ls_oci_prepare(struct ls_oci *o, const struct ls_oci_options *opts, const char *root, struct ls_error *err)
 {
 	memset(o, 0, sizeof(*o));
-	int rc = ls_sized_in(&o->o, sizeof(o->o), opts, LS_SIZE_TO(struct ls_oci_options, base_tag), "oci: options",
+	int rc = ls_sized_in(&o->o, sizeof(o->o), LS_SIZE_TO(struct ls_oci_options, base_tag), opts,
+			     LS_SIZE_TO(struct ls_oci_options, base_tag), "oci: options",
 			     err);
 	if (rc)
 		return rc;

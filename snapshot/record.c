@@ -84,8 +84,7 @@ int ls_apply_record_base(ls_apply_record *r, const char *root, const struct ls_w
 	if (!r || !root)
 		return ls_fail(err, EINVAL, "apply record: no record or root");
 	struct ls_walk_options o;
-	int rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_walk_options, progress),
-			     "apply record: options", err);
+	int rc = ls_walk_options_in(&o, opts, "apply record: options", err);
 	if (rc)
 		return rc;
 	ls_manifest *m = NULL;

@@ -12,8 +12,7 @@ int ls_scan(const char *root, const struct ls_walk_options *opts, const ls_manif
 		return ls_fail(err, EINVAL, "scan: no root or output");
 	*out = NULL;
 	struct ls_walk_options o;
-	int rc = ls_sized_in(&o, sizeof(o), opts, LS_SIZE_TO(struct ls_walk_options, progress),
-			     "scan: options", err);
+	int rc = ls_walk_options_in(&o, opts, "scan: options", err);
 	if (rc)
 		return rc;
 	opts = &o;

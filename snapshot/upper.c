@@ -231,6 +231,12 @@ static int read_dir(struct reader *r, int dfd, size_t len)
 int ls_upper_read(const char *upper, enum ls_upper_xattrs which, struct ls_upper *u, struct ls_error *err)
 {
 	struct reader r = { .u = u, .upper = upper, .err = err };
+	/* trusted.* is invisible to listxattr without CAP_SYS_ADMIN: an
+	 * opaque directory would read as a plain one and its old children
+	 * would be carried over instead of whited out. */
+	if (which != LS_UPPER_USER && geteuid() != 0)
+		return ls_fail(err, EPERM, "--upper %s: the trusted.overlay.* markers need root to be read "
+			       "(a userxattr mount keeps them under user.overlay.*)", upper);
 	if (which != LS_UPPER_USER) {
 		r.opaque[0] = "trusted.overlay.opaque";
 		r.redirect[0] = "trusted.overlay.redirect";
@@ -252,6 +258,8 @@ int ls_upper_read(const char *upper, enum ls_upper_xattrs which, struct ls_upper
 			     "diff without --upper", upper);
 	else if (rc == -ENOTSUP || rc == -EOPNOTSUPP)
 		rc = 0;
+	else if (rc < 0)
+		rc = ls_fail_errno(err, -rc, "--upper %s: xattrs", upper);
 	free(blob);
 	if (rc) {
 		close(dfd);

@@ -94,6 +94,7 @@ struct walker {
 	size_t n_ignored;
 	struct only_node only;  /* --only: ROOT's node */
 	bool only_on;           /* --only or --upper: the walk is ROOT's only job */
+	size_t reported;        /* entries at the last progress report */
 	bool use_pool;          /* plain engine for metadata */
 	bool ring_meta;         /* io_uring for metadata (--io uring) */
 	bool ring_hash;         /* io_uring for file contents */
@@ -1050,6 +1051,16 @@ static int report(struct walker *w, bool done, struct ls_error *err)
 
 static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, struct ls_error *err);
 
+/* Progress every 4096 entries, also when many came at once (a carried
+ * subtree). */
+static int report_every(struct walker *w, struct ls_error *err)
+{
+	if (!w->o->progress || w->out->n / 4096 == w->reported / 4096)
+		return 0;
+	w->reported = w->out->n;
+	return report(w, false, err);
+}
+
 /* Appends child k of job j (examined) and, for a directory it descends, its
  * subtree.  Returns 0 or a negative code. */
 static int take_child(struct walker *w, struct dir_job *j, struct child *k, struct thread_ctx *c,
@@ -1093,8 +1104,8 @@ static int take_child(struct walker *w, struct dir_job *j, struct child *k, stru
 		r.mode |= LS_REC_MOUNTPOINT;
 	int rc = ls_manifest_append(w->out, &r, path, len, j->arena.buf + k->link_off, k->link_len,
 				    j->arena.buf + k->xattr_off, k->xattr_len, err);
-	if (rc == 0 && w->o->progress && (w->out->n & 4095) == 0)
-		rc = report(w, false, err);
+	if (rc == 0)
+		rc = report_every(w, err);
 	if (rc == 0 && k->sub) {
 		rc = consume(w, k->sub, c, err);
 		/* After a failure, jobs below it may still be queued: they are
@@ -1152,6 +1163,8 @@ static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *
 			size_t end = subtree_end(b, at);
 			for (size_t e = at; cmp < 0 && e < end && rc == 0; e++)
 				rc = ls_manifest_append_from(w->out, b, e, err);
+			if (rc == 0)
+				rc = report_every(w, err);
 			at = end;
 			if (cmp == 0)
 				break;
@@ -1376,10 +1389,18 @@ static bool only_covers(const struct only_node *n, const char *path, size_t len)
 	}
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* A hard-link group: its inode, and its device unless the base was
+ * recorded through another mount (remap_dev: devices are renumbered). */
+struct link_key {
+	uint64_t ino, dev;
+};
+
+static int cmp_link_key(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
+	const struct link_key *x = a, *y = b;
+	if (x->ino != y->ino)
+		return (x->ino > y->ino) - (x->ino < y->ino);
+	return (x->dev > y->dev) - (x->dev < y->dev);
 }
 
 /* A carried entry of a hard-link group a listed file belongs to, statx'ed
@@ -1419,7 +1440,8 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 	const ls_manifest *b = w->p->base;
 	int64_t start = (int64_t)b->start_sec * 1000000000 + b->start_nsec;
 	int64_t racy_from = start - ls_racy_window_ns(ls_fs_granularity_ns(dfd), w->tick_ns);
-	if (same && (r->mode & LS_REC_HASHED) && ls_stat_cache_hit(r, &now, racy_from)) {
+	bool hit = same && !w->o->rehash && (r->mode & LS_REC_HASHED) && ls_stat_cache_hit(r, &now, racy_from);
+	if (hit) {
 		memcpy(now.hash, r->hash, sizeof(now.hash));
 		now.mode |= LS_REC_HASHED;
 	} else if (same && (w->mode->fields & LS_F_HASH) && S_ISREG(now.mode)) {
@@ -1431,9 +1453,24 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 			now.mode |= LS_REC_HASHED;
 		rc = 0;  /* unread, it is left to the diff like a changed file */
 	}
+	/* A hit's xattrs are as good as its hash (setting one moves ctime);
+	 * otherwise they are read again, as the walk reads a file's. */
+	void *blob = NULL;
+	size_t blob_len = 0;
+	bool reread = !hit && (w->mode->fields & LS_F_XATTRS);
+	if (reread) {
+		rc = ls_xattrs_read(dfd, slash ? slash + 1 : path, now.mode & LS_REC_MODE_MASK, w->o->xattrs, &blob,
+				    &blob_len);
+		if (rc) {
+			close(dfd);
+			return ls_fail_errno(err, -rc, "%s/%s: xattrs", w->root, path);
+		}
+	}
 	close(dfd);
 	*r = now;
-	return 0;
+	rc = reread ? ls_manifest_set_xattrs(w->out, i, blob, blob_len, err) : 0;
+	free(blob);
+	return rc;
 }
 
 /* After an --only walk: the base's other members of the hard-link groups of
@@ -1443,9 +1480,10 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *err)
 {
 	ls_manifest *m = w->out;
-	uint64_t *inos = NULL;
+	struct link_key *keys = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;
+	bool any_dev = w->p->remap_dev;
 	/* The groups of listed files now, and of what they were in the base (a
 	 * link removed moves the others' nlink and ctime too). */
 	for (int side = 0; side < 2; side++) {
@@ -1454,24 +1492,25 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 			const struct ls_rec *r = &from->recs[i];
 			if (S_ISDIR(r->mode) || r->nlink < 2 || !only_covers(&w->only, ls_rec_path(from, r), r->path_len))
 				continue;
-			if (ls_grow((void **)&inos, &cap, n + 1, sizeof(*inos)))
+			if (ls_grow((void **)&keys, &cap, n + 1, sizeof(*keys)))
 				rc = ls_fail(err, ENOMEM, "walker: out of memory");
 			else
-				inos[n++] = r->ino;
+				keys[n++] = (struct link_key){ r->ino, any_dev ? 0 : r->dev };
 		}
 	}
 	if (n)
-		qsort(inos, n, sizeof(*inos), cmp_u64);
+		qsort(keys, n, sizeof(*keys), cmp_link_key);
 	for (size_t i = 0; i < m->n && rc == 0 && n; i++) {
 		const struct ls_rec *r = &m->recs[i];
+		struct link_key k = { r->ino, any_dev ? 0 : r->dev };
 		/* Not by its own nlink: a new link to a file that had none
 		 * shows only on the listed side. */
-		if (S_ISDIR(r->mode) || !bsearch(&r->ino, inos, n, sizeof(*inos), cmp_u64) ||
+		if (S_ISDIR(r->mode) || !bsearch(&k, keys, n, sizeof(*keys), cmp_link_key) ||
 		    only_covers(&w->only, ls_rec_path(m, r), r->path_len))
 			continue;
 		rc = relink_entry(w, i, c, err);
 	}
-	free(inos);
+	free(keys);
 	return rc;
 }
 
@@ -1505,19 +1544,15 @@ static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 	if (!base_dev(b, true, &old_dir, &any_dir) || !base_dev(b, false, &old_other, &any_other))
 		return ls_fail(err, EINVAL, "--upper: the base manifest holds entries of several file systems: "
 			       "diff without --upper");
+	/* The device a carried non-directory shows now: overlay reports the
+	 * underlying file system's for non-directories, which for carried
+	 * entries (the lower layers) can differ from that of the files the
+	 * step wrote (the upper directory's). */
 	uint64_t now_other = 0;
 	bool have_other = false;
-	for (size_t i = 0; i < m->n && !have_other; i++) {
-		const struct ls_rec *r = &m->recs[i];
-		if (!S_ISDIR(r->mode) && only_covers(&w->only, ls_rec_path(m, r), r->path_len)) {
-			now_other = r->dev;
-			have_other = true;
-		}
-	}
 	for (size_t i = 0; i < m->n && any_other && !have_other; i++) {
-		/* Nothing but directories changed: ask a carried entry. */
 		const struct ls_rec *r = &m->recs[i];
-		if (S_ISDIR(r->mode))
+		if (S_ISDIR(r->mode) || r->dev != old_other || only_covers(&w->only, ls_rec_path(m, r), r->path_len))
 			continue;
 		const char *path = ls_rec_path(m, r);
 		const char *slash = memrchr(path, '/', r->path_len);
@@ -1527,7 +1562,8 @@ static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 		int dfd = ls_open_beneath(w->rootfd, dir, O_RDONLY | O_DIRECTORY);
 		free(dir);
 		struct statx stx;
-		if (dfd >= 0 && statx(dfd, slash ? slash + 1 : path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) == 0) {
+		if (dfd >= 0 && statx(dfd, slash ? slash + 1 : path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) == 0 &&
+		    !S_ISDIR(stx.stx_mode)) {
 			now_other = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 			have_other = true;
 		}
@@ -1764,7 +1800,8 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		rc = report(&w, true, err);
 	if (rc == 0 && atomic_load(&w.ring_failed) && o->io == LS_IO_URING)
 		rc = ls_fail(err, EIO, "--io uring: io_uring failed during the walk");
-	for (size_t i = 0; rc == 0 && i < ls_patterns_count(w.patterns); i++)
+	/* Under --only most of the tree is carried, not matched: say nothing. */
+	for (size_t i = 0; rc == 0 && !w.only_on && i < ls_patterns_count(w.patterns); i++)
 		if (!ls_patterns_used(w.patterns, i))
 			log_msg(&w, 1, "--exclude-pattern '%s' matched nothing", ls_patterns_text(w.patterns, i));
 

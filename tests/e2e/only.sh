@@ -133,6 +133,27 @@ cmp -s "$T/o.tar" "$T/o3.tar" || fail "--only-from -z and --only differ"
 "$L" diff -q --only . "$R" --base "$T/b.m" -o "$T/o4.tar" || fail "--only . failed"
 "$L" diff -q "$R" --base "$T/b.m" -o "$T/o5.tar" || fail "full diff failed"
 cmp -s "$T/o4.tar" "$T/o5.tar" || fail "--only . is not the full diff"
+# A listed hard link whose partner's xattrs changed: the partner is read
+# again, xattrs too, as the walk reads it.
+X=$T/x
+mkdir -p "$X/bin" "$X/app"
+echo tool >"$X/bin/tool"
+ln "$X/bin/tool" "$X/app/tool-link"
+if setfattr -n user.before -v 1 "$X/bin/tool" 2>/dev/null; then
+	"$L" scan --xattrs all "$X" -o "$T/x.m" || fail "scan --xattrs all failed"
+	setfattr -x user.before "$X/bin/tool"
+	setfattr -n user.after -v 2 "$X/bin/tool"
+	"$L" diff -q --xattrs all --only app/tool-link "$X" --base "$T/x.m" -o "$T/x-only.tar" --manifest-out "$T/x-only.m" ||
+		fail "diff --only of a hard link failed"
+	"$L" diff -q --xattrs all "$X" --base "$T/x.m" -o "$T/x-full.tar" --manifest-out "$T/x-full.m" || fail "full diff failed"
+	cmp -s "$T/x-only.tar" "$T/x-full.tar" || fail "a hard link's new xattrs: the --only layer differs"
+	"$L" compare "$T/x-full.m" "$T/x-only.m" || fail "a hard link's new xattrs: the manifests differ"
+	"$L" dump --format json "$T/x-only.m" | grep '"bin/tool"' | grep -q 'user.after' ||
+		fail "the partner kept its old xattrs: $("$L" dump --format json "$T/x-only.m" | grep '"bin/tool"')"
+else
+	partial_skip xattr "no user.* xattrs here: a hard link's xattrs under --only"
+fi
+
 # Refusals: no base, '..', an empty list.
 expect_error "$L" diff --only app "$R" -o "$T/x.tar"
 expect_error "$L" diff --only ../x "$R" --base "$T/b.m" -o "$T/x.tar"

@@ -12,8 +12,8 @@ L=$LAYERSNAP
 T=$LS_TMP
 is_root || skip root "not root: overlay mounts"
 command -v python3 >/dev/null || skip python3 "python3 is not installed: the random steps"
-SEQS=${LS_UPPER_SEQS:-12}
-STEPS=${LS_UPPER_STEPS:-4}
+SEQS=${LS_UPPER_SEQS:-200}
+STEPS=${LS_UPPER_STEPS:-2}
 
 M=$T/mnt
 mkdir -p "$M"
