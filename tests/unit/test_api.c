@@ -180,6 +180,21 @@ static void test_versioned_structs(void **state)
 	ls_manifest *m2 = NULL;
 	assert_refused(ls_scan(root, &big.o, NULL, &m2, &err), &err, E2BIG);
 	assert_null(m2);
+	/* A newer field can sit in this version's tail padding: also refused. */
+	size_t end = offsetof(struct ls_walk_options, default_excludes) + sizeof(enum ls_default_excludes);
+	if (end < sizeof(struct ls_walk_options)) {
+		struct ls_walk_options pad = LS_WALK_OPTIONS_INIT;
+		((unsigned char *)&pad)[end] = 1;
+		assert_refused(ls_scan(root, &pad, NULL, &m2, &err), &err, E2BIG);
+	}
+	/* Counted arrays must be there, without NULL elements. */
+	struct ls_walk_options arr = LS_WALK_OPTIONS_INIT;
+	arr.n_excludes = 2;
+	assert_refused(ls_scan(root, &arr, NULL, &m2, &err), &err, EINVAL);
+	const char *holes[] = { "a", NULL };
+	arr.excludes = holes;
+	assert_refused(ls_scan(root, &arr, NULL, &m2, &err), &err, EINVAL);
+	assert_non_null(strstr(err.msg, "excludes[1]"));
 
 	/* Results: the library fills what it knows and zeroes a newer tail. */
 	struct {
