@@ -245,6 +245,19 @@ static void stream_chunk(struct ls_layer *l, const struct slot *s)
 	}
 }
 
+/* The stream side of the next chunk, s, called and returning with the lock
+ * held (released meanwhile); the slot is free again afterwards. */
+static void consume_slot(struct ls_layer *l, struct slot *s)
+{
+	struct pipe *p = &l->pipe;
+	pthread_mutex_unlock(&p->lock);
+	if (!atomic_load(&l->discard))
+		stream_chunk(l, s);
+	pthread_mutex_lock(&p->lock);
+	s->done = false;
+	p->consumed++;
+}
+
 static void *stream_main(void *arg)
 {
 	struct ls_layer *l = arg;
@@ -263,12 +276,7 @@ static void *stream_main(void *arg)
 			pthread_cond_wait(&p->wake_stream, &p->lock);
 			continue;
 		}
-		pthread_mutex_unlock(&p->lock);
-		if (!atomic_load(&l->discard))
-			stream_chunk(l, s);
-		pthread_mutex_lock(&p->lock);
-		s->done = false;
-		p->consumed++;
+		consume_slot(l, s);
 		pthread_cond_signal(&p->wake_writer);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -320,12 +328,7 @@ static void stream_drain(struct ls_layer *l, bool all)
 			pthread_cond_wait(&p->wake_stream, &p->lock);
 			continue;
 		}
-		pthread_mutex_unlock(&p->lock);
-		if (!atomic_load(&l->discard))
-			stream_chunk(l, s);
-		pthread_mutex_lock(&p->lock);
-		s->done = false;
-		p->consumed++;
+		consume_slot(l, s);
 	}
 	pthread_mutex_unlock(&p->lock);
 }

@@ -1403,6 +1403,26 @@ static int cmp_link_key(const void *a, const void *b)
 	return (x->dev > y->dev) - (x->dev < y->dev);
 }
 
+/* statx of a recorded entry (path, len bytes, relative to ROOT) through its
+ * directory, opened beneath ROOT: *dfd is that directory (the caller closes
+ * it; -1 on failure) and *name the entry's name in it.  Returns 0 or -errno. */
+static int statx_beneath(struct walker *w, const char *path, size_t len, unsigned mask, struct statx *stx,
+			 int *dfd, const char **name)
+{
+	const char *slash = memrchr(path, '/', len);
+	*name = slash ? slash + 1 : path;
+	char *dir = strndup(path, slash ? (size_t)(slash - path) : 0);
+	if (!dir) {
+		*dfd = -1;
+		return -ENOMEM;
+	}
+	*dfd = ls_open_beneath(w->rootfd, dir, O_RDONLY | O_DIRECTORY);
+	free(dir);
+	if (*dfd < 0)
+		return *dfd;
+	return statx(*dfd, *name, AT_SYMLINK_NOFOLLOW, mask, stx) ? -errno : 0;
+}
+
 /* A carried entry of a hard-link group a listed file belongs to, statx'ed
  * again through its directory.  Its base hash stays when the stat cache
  * allows; it is read now when only its ctime, nlink or inode moved or the
@@ -1411,15 +1431,10 @@ static int cmp_link_key(const void *a, const void *b)
 static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct ls_error *err)
 {
 	struct ls_rec *r = &w->out->recs[i];
-	const char *path = ls_rec_path(w->out, r);
-	const char *slash = strrchr(path, '/');
-	char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
-	if (!dir)
-		return ls_fail(err, ENOMEM, "walker: out of memory");
-	int dfd = ls_open_beneath(w->rootfd, dir, O_RDONLY | O_DIRECTORY);
-	free(dir);
+	const char *path = ls_rec_path(w->out, r), *name;
+	int dfd;
 	struct statx stx;
-	int rc = dfd < 0 ? dfd : statx(dfd, slash ? slash + 1 : path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) ? -errno : 0;
+	int rc = statx_beneath(w, path, r->path_len, STATX_BASIC_STATS, &stx, &dfd, &name);
 	if (rc) {
 		if (dfd >= 0)
 			close(dfd);
@@ -1445,7 +1460,7 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 		memcpy(now.hash, r->hash, sizeof(now.hash));
 		now.mode |= LS_REC_HASHED;
 	} else if (same && (w->mode->fields & LS_F_HASH) && S_ISREG(now.mode)) {
-		int fd = openat(dfd, slash ? slash + 1 : path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		rc = fd < 0 ? -errno : ls_hash_fd(fd, c->read_buf, READ_BUF, c->xxh, now.hash);
 		if (fd >= 0)
 			close(fd);
@@ -1459,7 +1474,7 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 	size_t blob_len = 0;
 	bool reread = !hit && (w->mode->fields & LS_F_XATTRS);
 	if (reread) {
-		rc = ls_xattrs_read(dfd, slash ? slash + 1 : path, now.mode & LS_REC_MODE_MASK, w->o->xattrs, &blob,
+		rc = ls_xattrs_read(dfd, name, now.mode & LS_REC_MODE_MASK, w->o->xattrs, &blob,
 				    &blob_len);
 		if (rc) {
 			close(dfd);
@@ -1554,16 +1569,13 @@ static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 		const struct ls_rec *r = &m->recs[i];
 		if (S_ISDIR(r->mode) || r->dev != old_other || only_covers(&w->only, ls_rec_path(m, r), r->path_len))
 			continue;
-		const char *path = ls_rec_path(m, r);
-		const char *slash = memrchr(path, '/', r->path_len);
-		char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
-		if (!dir)
-			return ls_fail(err, ENOMEM, "walker: out of memory");
-		int dfd = ls_open_beneath(w->rootfd, dir, O_RDONLY | O_DIRECTORY);
-		free(dir);
+		const char *name;
+		int dfd;
 		struct statx stx;
-		if (dfd >= 0 && statx(dfd, slash ? slash + 1 : path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) == 0 &&
-		    !S_ISDIR(stx.stx_mode)) {
+		int rc = statx_beneath(w, ls_rec_path(m, r), r->path_len, STATX_TYPE, &stx, &dfd, &name);
+		if (rc == -ENOMEM)
+			return ls_fail(err, ENOMEM, "walker: out of memory");
+		if (rc == 0 && !S_ISDIR(stx.stx_mode)) {
 			now_other = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 			have_other = true;
 		}
