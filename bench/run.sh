@@ -31,7 +31,8 @@
 #
 # Reports the median wall time, median CPU time (user+sys), peak RSS, ratios against the
 # peers and a table of the targets (DESIGN.md "Performance", the performance issue), as
-# Markdown on stdout and in bench/results/YYYY-MM-DD-MODE.md (quick: under the cache).
+# Markdown on stdout and in bench/results/YYYY-MM-DD-MODE[-GROUP...].md (quick: under the
+# cache).
 # Trees are cached under ${LAYERSNAP_BENCH_CACHE:-/var/tmp/layersnap-bench}; scratch space
 # is a directory there, removed at the end.  Speed is never asserted: the run fails (exit
 # 1) only when a layersnap command or a floor loop fails, two runs of one diff disagree on
@@ -39,7 +40,18 @@
 # full layers disagree on the tar, or a full layer's entry count differs from the tree's.
 # A missing peer is noted and skipped.  Environment: LAYERSNAP_BENCH_RUNS=N overrides the
 # run count, LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES ... npm" the trees;
-# LAYERSNAP_BENCH_COLD=0 skips the cold rows, LAYERSNAP_BENCH_COLD_RUNS=N caps their runs.
+# LAYERSNAP_BENCH_COLD=0 skips the cold rows, LAYERSNAP_BENCH_COLD_RUNS=N caps their runs;
+# LAYERSNAP_BENCH_GROUPS="GROUP ..." (space- or comma-separated) runs only those scenario
+# groups on every tree (default: all of them), preparing what they need (the work tree,
+# the build step, their bases) and nothing else:
+#   scan     scan, metadata and full, of the cached tree (warm, cold) and of the
+#            just-written work tree;
+#   layer    the full layers, plain, gzip and zstd (warm, cold);
+#   diff     diff after the build step, vs tar --listed-incremental and umoci repack;
+#   copy     the COPY of 50 files: diff --only vs the full-walk diff;
+#   overlay  the build step in an overlay mount: diff --upper (also with --manifest-out)
+#            vs the walk diff (as root).
+# The report then holds only those groups' rows and targets, and names the groups.
 set -uo pipefail
 
 die() { echo "bench: $*" >&2; exit 2; }
@@ -47,6 +59,26 @@ die() { echo "bench: $*" >&2; exit 2; }
 MODE=$1
 BUILD=$(cd "$2" 2>/dev/null && pwd) || die "no build directory $2"
 case $MODE in quick|full) ;; *) die "MODE must be quick or full" ;; esac
+# LAYERSNAP_BENCH_GROUPS: want GROUP is true when GROUP runs
+ALL_GROUPS="scan layer diff copy overlay"
+declare -A WANT
+GROUPS_SEL=""   # the selected groups, when the variable is set
+if [ -n "${LAYERSNAP_BENCH_GROUPS:-}" ]; then
+	read -ra _gs <<<"${LAYERSNAP_BENCH_GROUPS//,/ }"
+	for _g in "${_gs[@]}"; do
+		case " $ALL_GROUPS " in
+		*" $_g "*) WANT[$_g]=1 ;;
+		*) die "LAYERSNAP_BENCH_GROUPS: unknown group '$_g' (groups: ${ALL_GROUPS// /, })" ;;
+		esac
+	done
+	for _g in $ALL_GROUPS; do [ -n "${WANT[$_g]:-}" ] && GROUPS_SEL+="${GROUPS_SEL:+, }$_g"; done
+	[ -n "$GROUPS_SEL" ] || die "LAYERSNAP_BENCH_GROUPS names no group (groups: ${ALL_GROUPS// /, })"
+else
+	for _g in $ALL_GROUPS; do WANT[$_g]=1; done
+fi
+want() { [ -n "${WANT[$1]:-}" ]; }
+[ -n "$GROUPS_SEL" ] && echo "bench: scenario groups: $GROUPS_SEL (LAYERSNAP_BENCH_GROUPS)" >&2
+
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LS=$BUILD/layersnap
@@ -294,7 +326,8 @@ COMMANDS=()
 bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	TREE_NAME=$1
 	local kind=$2 root=$3 runs=$4 seed=${5:-} entries=${6:-}
-	local t0 nent bytes shape W umoci=0 o=$WORK/o cruns=$runs
+	local t0 nent bytes shape W umoci=0 o=$WORK/o cruns=$runs m mut=
+	local meta_jw=() meta=() full_w=() full_c=() diff=() layer_w=() layer_c=()
 	[ "$COLD_RUNS" -lt "$cruns" ] && cruns=$COLD_RUNS
 	t0=$(date +%s)
 	IDS=()
@@ -305,188 +338,225 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	shape=$(tree_shape "$root")
 	echo "bench: === $TREE_NAME: $root, $nent entries, $bytes MB, $runs runs ($cruns cold)" >&2
 
-	# The work tree for the diff scenarios: same content, fresh inodes, written just
-	# before its base scans.  Inside an umoci bundle when umoci runs on this tree.
+	# fresh NAME...: the set-up step of a command writing $o/NAME...: remove the last
+	# run's output and sync
+	fresh() { local f a=; for f; do a+=$(q "$o/$f"); done; echo "rm -f $a; sync"; }
+
+	# The work tree for the diff scenarios (and the just-written scans, the COPY and
+	# the overlay steps): same content, fresh inodes, written just before its base
+	# scans.  Inside an umoci bundle when umoci runs on this tree.  Only the full
+	# layers (of the cached tree) go without it.
 	rm -rf "$WORK/w" "$WORK/oci" "$WORK/bundle" "$o"/*
-	if have umoci && [ "$nent" -le "$UMOCI_MAX_ENTRIES" ]; then
-		umoci=1
-		if ! { umoci init --layout "$WORK/oci" && umoci new --image "$WORK/oci:base" &&
-			umoci unpack --image "$WORK/oci:base" "$WORK/bundle"; } >"$WORK/log/umoci-setup" 2>&1; then
-			note "$TREE_NAME: umoci set-up failed, umoci skipped: $(tail -n 2 "$WORK/log/umoci-setup" | tr '\n' ' ')"
-			umoci=0
-			rm -rf "$WORK/oci" "$WORK/bundle"
+	if want scan || want diff || want copy || want overlay; then
+		if want diff && have umoci && [ "$nent" -le "$UMOCI_MAX_ENTRIES" ]; then
+			umoci=1
+			if ! { umoci init --layout "$WORK/oci" && umoci new --image "$WORK/oci:base" &&
+				umoci unpack --image "$WORK/oci:base" "$WORK/bundle"; } >"$WORK/log/umoci-setup" 2>&1; then
+				note "$TREE_NAME: umoci set-up failed, umoci skipped: $(tail -n 2 "$WORK/log/umoci-setup" | tr '\n' ' ')"
+				umoci=0
+				rm -rf "$WORK/oci" "$WORK/bundle"
+			fi
+		elif want diff && have umoci; then
+			note "$TREE_NAME: umoci repack skipped ($nent entries: a base repack and a diff repack would take too long)"
 		fi
-	elif have umoci; then
-		note "$TREE_NAME: umoci repack skipped ($nent entries: a base repack and a diff repack would take too long)"
-	fi
-	if [ $umoci = 1 ]; then
-		W=$WORK/bundle/rootfs
-	else
-		W=$WORK/w
-		mkdir -p "$W"
-	fi
-	sync
-	if [ "$kind" = synth ]; then
-		"$GEN" -q --seed "$seed" --entries "$entries" "$W" || { fail "$TREE_NAME: gen-tree failed"; return; }
-	else
-		cp -a "$root/." "$W/" || { fail "$TREE_NAME: copying the tree failed"; return; }
-	fi
-	# Right after the tree was written, as a build's base is: the last files written
-	# lie in this scan's racy window, and the diff must read them again.
-	"$LS" scan -q --mode full "$W" -o "$WORK/base.fresh.man" 2>"$WORK/log/base-scan" ||
-		{ fail "$TREE_NAME: base scan (full, right after writing) failed: $(tail -n 2 "$WORK/log/base-scan")"; return; }
+		if [ $umoci = 1 ]; then
+			W=$WORK/bundle/rootfs
+		else
+			W=$WORK/w
+			mkdir -p "$W"
+		fi
+		sync
+		if [ "$kind" = synth ]; then
+			"$GEN" -q --seed "$seed" --entries "$entries" "$W" || { fail "$TREE_NAME: gen-tree failed"; return; }
+		else
+			cp -a "$root/." "$W/" || { fail "$TREE_NAME: copying the tree failed"; return; }
+		fi
+		# Right after the tree was written, as a build's base is: the last files written
+		# lie in this scan's racy window, and the diff must read them again.  (The
+		# just-written scans run after it, as they always have.)
+		if want diff || want scan; then
+			"$LS" scan -q --mode full "$W" -o "$WORK/base.fresh.man" 2>"$WORK/log/base-scan" ||
+				{ fail "$TREE_NAME: base scan (full, right after writing) failed: $(tail -n 2 "$WORK/log/base-scan")"; return; }
+		fi
 
-	# fresh NAME: the set-up step of a command writing $o/NAME: remove the last run's
-	# output and sync
-	fresh() { echo "rm -f $(q "$o/$1"); sync"; }
+		# --- scans of the tree just written, as a build step leaves it: warm, its writeback
+		# pending or under way (so no sync before these runs, and no warm-up)
+		if want scan; then
+			IDS=()
+			def ls-redo-jw "scan, metadata, just-written tree" "layersnap scan --mode redo" "exec $(q "$LS" scan -q --mode redo "$W" -o "$o/jw-redo.man")" "rm -f $(q "$o/jw-redo.man")"
+			have bfs && def bfs-jw "scan, metadata, just-written tree" "bfs -printf '%p %s %T@ %m %U %G\\n' > FILE" "exec $(q bfs "$W" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/jw-bfs.out")" "rm -f $(q "$o/jw-bfs.out")"
+			have find && def find-jw "scan, metadata, just-written tree" "find -printf (same fields) > FILE" "exec $(q find "$W" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/jw-find.out")" "rm -f $(q "$o/jw-find.out")"
+			def ls-full-jw "scan, full, just-written tree" "layersnap scan --mode full" "exec $(q "$LS" scan -q --mode full "$W" -o "$o/jw-full.man")" "rm -f $(q "$o/jw-full.man")"
+			have xxh128sum && def xxh128sum-jw "scan, full, just-written tree" "find -type f -print0 \\| xargs -0 xxh128sum > FILE" "set -o pipefail; find $(q "$W") -type f -print0 | xargs -0 xxh128sum >$(q "$o/jw-xxh.out")" "rm -f $(q "$o/jw-xxh.out")"
+			meta_jw=("${IDS[@]}")
+			echo "bench: $TREE_NAME: scans of the just-written tree" >&2
+			run_group "$runs" 0 "${meta_jw[@]}"
+			rm -f "$o"/jw-*
+		fi
 
-	# --- scans of the tree just written, as a build step leaves it: warm, its writeback
-	# pending or under way (so no sync before these runs, and no warm-up)
-	IDS=()
-	def ls-redo-jw "scan, metadata, just-written tree" "layersnap scan --mode redo" "exec $(q "$LS" scan -q --mode redo "$W" -o "$o/jw-redo.man")" "rm -f $(q "$o/jw-redo.man")"
-	have bfs && def bfs-jw "scan, metadata, just-written tree" "bfs -printf '%p %s %T@ %m %U %G\\n' > FILE" "exec $(q bfs "$W" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/jw-bfs.out")" "rm -f $(q "$o/jw-bfs.out")"
-	have find && def find-jw "scan, metadata, just-written tree" "find -printf (same fields) > FILE" "exec $(q find "$W" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/jw-find.out")" "rm -f $(q "$o/jw-find.out")"
-	def ls-full-jw "scan, full, just-written tree" "layersnap scan --mode full" "exec $(q "$LS" scan -q --mode full "$W" -o "$o/jw-full.man")" "rm -f $(q "$o/jw-full.man")"
-	have xxh128sum && def xxh128sum-jw "scan, full, just-written tree" "find -type f -print0 \\| xargs -0 xxh128sum > FILE" "set -o pipefail; find $(q "$W") -type f -print0 | xargs -0 xxh128sum >$(q "$o/jw-xxh.out")" "rm -f $(q "$o/jw-xxh.out")"
-	local meta_jw=("${IDS[@]}")
-	echo "bench: $TREE_NAME: scans of the just-written tree" >&2
-	run_group "$runs" 0 "${meta_jw[@]}"
-	rm -f "$o"/jw-*
-
-	sleep 1.2   # nothing in these base scans is racy
-	local m
-	for m in full redo time; do
-		"$LS" scan -q --mode $m "$W" -o "$WORK/base.$m.man" 2>"$WORK/log/base-scan" ||
-			{ fail "$TREE_NAME: base scan ($m) failed: $(tail -n 2 "$WORK/log/base-scan")"; return; }
-	done
-	if have tar; then
-		tar --listed-incremental="$WORK/snar0" -cf /dev/null -C "$W" . 2>"$WORK/log/tar0" ||
-			note "$TREE_NAME: tar level 0 failed: $(tail -n 1 "$WORK/log/tar0")"
-	fi
-	if [ $umoci = 1 ]; then
-		umoci repack --refresh-bundle --image "$WORK/oci:base" "$WORK/bundle" >"$WORK/log/umoci-base" 2>&1 ||
-			{ note "$TREE_NAME: umoci base repack failed: $(tail -n 2 "$WORK/log/umoci-base" | tr '\n' ' ')"; umoci=0; }
-	fi
-	local mut
-	mut=$("$MUT" --seed "${seed:-1}" "$W") || { fail "$TREE_NAME: mutate failed"; return; }
-	mut=${mut#mutate: $W: }
+		# the bases of the diff group, then the build step (diff, copy and overlay)
+		if want diff; then
+			sleep 1.2   # nothing in these base scans is racy
+			for m in full redo time; do
+				"$LS" scan -q --mode $m "$W" -o "$WORK/base.$m.man" 2>"$WORK/log/base-scan" ||
+					{ fail "$TREE_NAME: base scan ($m) failed: $(tail -n 2 "$WORK/log/base-scan")"; return; }
+			done
+			if have tar; then
+				tar --listed-incremental="$WORK/snar0" -cf /dev/null -C "$W" . 2>"$WORK/log/tar0" ||
+					note "$TREE_NAME: tar level 0 failed: $(tail -n 1 "$WORK/log/tar0")"
+			fi
+			if [ $umoci = 1 ]; then
+				umoci repack --refresh-bundle --image "$WORK/oci:base" "$WORK/bundle" >"$WORK/log/umoci-base" 2>&1 ||
+					{ note "$TREE_NAME: umoci base repack failed: $(tail -n 2 "$WORK/log/umoci-base" | tr '\n' ' ')"; umoci=0; }
+			fi
+		fi   # diff
+		if want diff || want copy || want overlay; then
+			mut=$("$MUT" --seed "${seed:-1}" "$W") || { fail "$TREE_NAME: mutate failed"; return; }
+			mut=${mut#mutate: $W: }
+		fi
+	fi   # the work tree
 
 	# --- scan, metadata only (warm)
-	IDS=()
-	def ls-redo "scan, metadata" "layersnap scan --mode redo" "exec $(q "$LS" scan -q --mode redo "$root" -o "$o/s-redo.man")" "$(fresh s-redo.man)"
-	if [ $URING = 1 ]; then
-		def ls-redo-uring "scan, metadata" "layersnap scan --mode redo --io uring" "exec $(q "$LS" scan -q --mode redo --io uring "$root" -o "$o/s-redo-u.man")" "$(fresh s-redo-u.man)"
-	fi
-	def ls-redo-sync "scan, metadata" "layersnap scan --mode redo --io sync" "exec $(q "$LS" scan -q --mode redo --io sync "$root" -o "$o/s-redo-s.man")" "$(fresh s-redo-s.man)"
-	def ls-time "scan, metadata" "layersnap scan --mode time" "exec $(q "$LS" scan -q --mode time "$root" -o "$o/s-time.man")" "$(fresh s-time.man)"
-	have bfs && def bfs "scan, metadata" "bfs -printf '%p %s %T@ %m %U %G\\n' > FILE" "exec $(q bfs "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/bfs.out")" "$(fresh bfs.out)"
-	have find && def find "scan, metadata" "find -printf (same fields) > FILE" "exec $(q find "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/find.out")" "$(fresh find.out)"
-	def floor-stat1 "scan, metadata" "floor: getdents64 + statx loop, 1 thread" "exec $(q "$FLOOR" -s -t 1 "$root")" "sync"
-	[ "$NPROC" -gt 1 ] && def floor-statN "scan, metadata" "floor: getdents64 + statx loop, $NPROC threads" "exec $(q "$FLOOR" -s -t "$NPROC" "$root")" "sync"
-	local meta=("${IDS[@]}")
-	echo "bench: $TREE_NAME: scan, metadata only" >&2
-	run_group "$runs" 1 "${meta[@]}"
-
-	# --- scan, full (hash every byte): warm, then cold
-	# full_defs SUFFIX STATE-TEXT PRE-EXTRA
-	full_defs() {
-		local x=$1 st=$2 pre=$3
-		def ls-full$x "scan, full, $st" "layersnap scan --mode full" "exec $(q "$LS" scan -q --mode full "$root" -o "$o/s-full.man")" "$(fresh s-full.man)$pre"
-		if [ $URING = 1 ]; then
-			def ls-full-uring$x "scan, full, $st" "layersnap scan --mode full --io uring" "exec $(q "$LS" scan -q --mode full --io uring "$root" -o "$o/s-full-u.man")" "$(fresh s-full-u.man)$pre"
-		fi
-		def ls-full-sync$x "scan, full, $st" "layersnap scan --mode full --io sync" "exec $(q "$LS" scan -q --mode full --io sync "$root" -o "$o/s-full-s.man")" "$(fresh s-full-s.man)$pre"
-		have xxh128sum && def xxh128sum$x "scan, full, $st" "find -type f -print0 \\| xargs -0 xxh128sum > FILE" "set -o pipefail; find $(q "$root") -type f -print0 | xargs -0 xxh128sum >$(q "$o/xxh.out")" "$(fresh xxh.out)$pre"
-		have mtree && def mtree$x "scan, full, $st" "mtree -c -K sha256digest > FILE" "exec $(q mtree -c -K sha256digest -p "$root") >$(q "$o/mtree.out")" "$(fresh mtree.out)$pre"
-		def floor-hash1$x "scan, full, $st" "floor: open + read 256 KiB + XXH3-128 loop, 1 thread" "exec $(q "$FLOOR" -t 1 "$root")" "sync$pre"
-		[ "$NPROC" -gt 1 ] && def floor-hashN$x "scan, full, $st" "floor: the same, $NPROC threads" "exec $(q "$FLOOR" -t "$NPROC" "$root")" "sync$pre"
-	}
-	IDS=()
-	full_defs -w warm ""
-	local full_w=("${IDS[@]}") full_c=()
-	echo "bench: $TREE_NAME: scan, full, warm" >&2
-	run_group "$runs" 1 "${full_w[@]}"
-	if [ $COLD = 1 ]; then
+	if want scan; then
 		IDS=()
-		full_defs -c cold "; $DROP"
-		full_c=("${IDS[@]}")
-		echo "bench: $TREE_NAME: scan, full, cold" >&2
-		run_group "$cruns" 0 "${full_c[@]}"
-	fi
+		def ls-redo "scan, metadata" "layersnap scan --mode redo" "exec $(q "$LS" scan -q --mode redo "$root" -o "$o/s-redo.man")" "$(fresh s-redo.man)"
+		if [ $URING = 1 ]; then
+			def ls-redo-uring "scan, metadata" "layersnap scan --mode redo --io uring" "exec $(q "$LS" scan -q --mode redo --io uring "$root" -o "$o/s-redo-u.man")" "$(fresh s-redo-u.man)"
+		fi
+		def ls-redo-sync "scan, metadata" "layersnap scan --mode redo --io sync" "exec $(q "$LS" scan -q --mode redo --io sync "$root" -o "$o/s-redo-s.man")" "$(fresh s-redo-s.man)"
+		def ls-time "scan, metadata" "layersnap scan --mode time" "exec $(q "$LS" scan -q --mode time "$root" -o "$o/s-time.man")" "$(fresh s-time.man)"
+		have bfs && def bfs "scan, metadata" "bfs -printf '%p %s %T@ %m %U %G\\n' > FILE" "exec $(q bfs "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/bfs.out")" "$(fresh bfs.out)"
+		have find && def find "scan, metadata" "find -printf (same fields) > FILE" "exec $(q find "$root" -printf '%p %s %T@ %m %U %G\n') >$(q "$o/find.out")" "$(fresh find.out)"
+		def floor-stat1 "scan, metadata" "floor: getdents64 + statx loop, 1 thread" "exec $(q "$FLOOR" -s -t 1 "$root")" "sync"
+		[ "$NPROC" -gt 1 ] && def floor-statN "scan, metadata" "floor: getdents64 + statx loop, $NPROC threads" "exec $(q "$FLOOR" -s -t "$NPROC" "$root")" "sync"
+		meta=("${IDS[@]}")
+		echo "bench: $TREE_NAME: scan, metadata only" >&2
+		run_group "$runs" 1 "${meta[@]}"
+
+		# --- scan, full (hash every byte): warm, then cold
+		# full_defs SUFFIX STATE-TEXT PRE-EXTRA
+		full_defs() {
+			local x=$1 st=$2 pre=$3
+			def ls-full$x "scan, full, $st" "layersnap scan --mode full" "exec $(q "$LS" scan -q --mode full "$root" -o "$o/s-full.man")" "$(fresh s-full.man)$pre"
+			if [ $URING = 1 ]; then
+				def ls-full-uring$x "scan, full, $st" "layersnap scan --mode full --io uring" "exec $(q "$LS" scan -q --mode full --io uring "$root" -o "$o/s-full-u.man")" "$(fresh s-full-u.man)$pre"
+			fi
+			def ls-full-sync$x "scan, full, $st" "layersnap scan --mode full --io sync" "exec $(q "$LS" scan -q --mode full --io sync "$root" -o "$o/s-full-s.man")" "$(fresh s-full-s.man)$pre"
+			have xxh128sum && def xxh128sum$x "scan, full, $st" "find -type f -print0 \\| xargs -0 xxh128sum > FILE" "set -o pipefail; find $(q "$root") -type f -print0 | xargs -0 xxh128sum >$(q "$o/xxh.out")" "$(fresh xxh.out)$pre"
+			have mtree && def mtree$x "scan, full, $st" "mtree -c -K sha256digest > FILE" "exec $(q mtree -c -K sha256digest -p "$root") >$(q "$o/mtree.out")" "$(fresh mtree.out)$pre"
+			def floor-hash1$x "scan, full, $st" "floor: open + read 256 KiB + XXH3-128 loop, 1 thread" "exec $(q "$FLOOR" -t 1 "$root")" "sync$pre"
+			[ "$NPROC" -gt 1 ] && def floor-hashN$x "scan, full, $st" "floor: the same, $NPROC threads" "exec $(q "$FLOOR" -t "$NPROC" "$root")" "sync$pre"
+		}
+		IDS=()
+		full_defs -w warm ""
+		full_w=("${IDS[@]}")
+		echo "bench: $TREE_NAME: scan, full, warm" >&2
+		run_group "$runs" 1 "${full_w[@]}"
+		if [ $COLD = 1 ]; then
+			IDS=()
+			full_defs -c cold "; $DROP"
+			full_c=("${IDS[@]}")
+			echo "bench: $TREE_NAME: scan, full, cold" >&2
+			run_group "$cruns" 0 "${full_c[@]}"
+		fi
+	fi   # scan
 
 	# --- diff after a build step (warm)
-	IDS=()
-	for m in full redo time; do
-		def ls-diff-$m "diff after build step" "layersnap diff --mode $m --base" \
-			"exec $(q "$LS" diff --mode $m --json "$W" --base "$WORK/base.$m.man" -o "$o/d-$m.tar")" "$(fresh d-$m.tar)"
-		JSONCHK[ls-diff-$m]=1
-	done
-	def ls-diff-fresh "diff after build step" "layersnap diff --mode full --base (base scanned right after the tree was written)" \
-		"exec $(q "$LS" diff --mode full --json "$W" --base "$WORK/base.fresh.man" -o "$o/d-fresh.tar")" "$(fresh d-fresh.tar)"
-	JSONCHK[ls-diff-fresh]=1
-	if have tar && [ -s "$WORK/snar0" ]; then
-		def tar-inc "diff after build step" "tar --listed-incremental (level 1)" \
-			"exec $(q tar --listed-incremental="$o/snar1" -cf "$o/tar-inc.tar" -C "$W" .)" "$(fresh tar-inc.tar); $(q cp "$WORK/snar0" "$o/snar1")"
-	fi
-	if [ $umoci = 1 ]; then
-		def umoci "diff after build step" "umoci repack" "exec $(q umoci repack --image "$WORK/oci:next" "$WORK/bundle")"
-		CAP[umoci]=$UMOCI_RUNS
-	fi
-	local diff=("${IDS[@]}")
-	echo "bench: $TREE_NAME: diff after mutate" >&2
-	run_group "$runs" 1 "${diff[@]}"
+	if want diff; then
+		IDS=()
+		for m in full redo time; do
+			def ls-diff-$m "diff after build step" "layersnap diff --mode $m --base" \
+				"exec $(q "$LS" diff --mode $m --json "$W" --base "$WORK/base.$m.man" -o "$o/d-$m.tar")" "$(fresh d-$m.tar)"
+			JSONCHK[ls-diff-$m]=1
+		done
+		def ls-diff-fresh "diff after build step" "layersnap diff --mode full --base (base scanned right after the tree was written)" \
+			"exec $(q "$LS" diff --mode full --json "$W" --base "$WORK/base.fresh.man" -o "$o/d-fresh.tar")" "$(fresh d-fresh.tar)"
+		JSONCHK[ls-diff-fresh]=1
+		if have tar && [ -s "$WORK/snar0" ]; then
+			def tar-inc "diff after build step" "tar --listed-incremental (level 1)" \
+				"exec $(q tar --listed-incremental="$o/snar1" -cf "$o/tar-inc.tar" -C "$W" .)" "$(fresh tar-inc.tar); $(q cp "$WORK/snar0" "$o/snar1")"
+		fi
+		if [ $umoci = 1 ]; then
+			def umoci "diff after build step" "umoci repack" "exec $(q umoci repack --image "$WORK/oci:next" "$WORK/bundle")"
+			CAP[umoci]=$UMOCI_RUNS
+		fi
+		diff=("${IDS[@]}")
+		echo "bench: $TREE_NAME: diff after mutate" >&2
+		run_group "$runs" 1 "${diff[@]}"
+	fi   # diff
 
 	# --- a COPY step of 50 files into the tree: diff --only the copied
-	# directory against a full-walk diff of the same change (warm)
-	"$LS" scan -q --mode full "$W" -o "$WORK/base.copy.man" 2>"$WORK/log/copy-scan" ||
-		fail "$TREE_NAME: scan before the COPY step failed: $(tail -n 1 "$WORK/log/copy-scan")"
-	mkdir -p "$W/copy-step"
-	local i
-	for i in $(seq 1 50); do
-		head -c $((i * 997)) "$LS" >"$W/copy-step/file-$i"
-	done
-	IDS=()
-	def ls-copy-only "COPY of 50 files" "layersnap diff --only copy-step --base" \
-		"exec $(q "$LS" diff --json --only copy-step "$W" --base "$WORK/base.copy.man" -o "$o/c-only.tar")" "$(fresh c-only.tar)"
-	JSONCHK[ls-copy-only]=1
-	def ls-copy-full "COPY of 50 files" "layersnap diff --base (a full walk)" \
-		"exec $(q "$LS" diff --json "$W" --base "$WORK/base.copy.man" -o "$o/c-full.tar")" "$(fresh c-full.tar)"
-	JSONCHK[ls-copy-full]=1
-	echo "bench: $TREE_NAME: COPY step" >&2
-	run_group "$runs" 1 "${IDS[@]}"
-	if [ -s "$o/c-only.tar" ] && [ -s "$o/c-full.tar" ] && ! cmp -s "$o/c-only.tar" "$o/c-full.tar"; then
-		fail "$TREE_NAME: diff --only of the COPY step wrote another layer than the full diff"
+	# directory against a full-walk diff of the same change (warm).  The files are
+	# written for the overlay group too: its lower directory is the same as in a run
+	# of every group.  Without the diff group in between, the build step's last
+	# writes would lie in the racy window of the scan before the COPY step.
+	if want copy; then
+		want diff || sleep 1.2
+		"$LS" scan -q --mode full "$W" -o "$WORK/base.copy.man" 2>"$WORK/log/copy-scan" ||
+			fail "$TREE_NAME: scan before the COPY step failed: $(tail -n 1 "$WORK/log/copy-scan")"
 	fi
+	if want copy || want overlay; then
+		mkdir -p "$W/copy-step"
+		local i
+		for i in $(seq 1 50); do
+			head -c $((i * 997)) "$LS" >"$W/copy-step/file-$i"
+		done
+	fi
+	if want copy; then
+		IDS=()
+		def ls-copy-only "COPY of 50 files" "layersnap diff --only copy-step --base" \
+			"exec $(q "$LS" diff --json --only copy-step "$W" --base "$WORK/base.copy.man" -o "$o/c-only.tar")" "$(fresh c-only.tar)"
+		JSONCHK[ls-copy-only]=1
+		def ls-copy-full "COPY of 50 files" "layersnap diff --base (a full walk)" \
+			"exec $(q "$LS" diff --json "$W" --base "$WORK/base.copy.man" -o "$o/c-full.tar")" "$(fresh c-full.tar)"
+		JSONCHK[ls-copy-full]=1
+		echo "bench: $TREE_NAME: COPY step" >&2
+		run_group "$runs" 1 "${IDS[@]}"
+		if [ -s "$o/c-only.tar" ] && [ -s "$o/c-full.tar" ] && ! cmp -s "$o/c-only.tar" "$o/c-full.tar"; then
+			fail "$TREE_NAME: diff --only of the COPY step wrote another layer than the full diff"
+		fi
+	fi   # copy
 
 	# --- the build step (bench/mutate) in an overlay mount over the work tree:
-	# diff --upper against the walk diff of the same change (warm)
-	local OV=$WORK/ov
-	rm -rf "$OV"
-	mkdir -p "$OV/u" "$OV/w" "$OV/m"
-	if [ "$(id -u)" != 0 ]; then
-		note "$TREE_NAME: not root: the overlay step is skipped"
-	elif ! mount -t overlay overlay -o "lowerdir=$W,upperdir=$OV/u,workdir=$OV/w" "$OV/m" 2>"$WORK/log/ov"; then
-		note "$TREE_NAME: overlay mount failed, the overlay step is skipped: $(tail -n 1 "$WORK/log/ov")"
-	else
-		if "$LS" scan -q --mode full "$OV/m" -o "$WORK/base.ov.man" >"$WORK/log/ov-scan" 2>&1 && sleep 1.2 &&
-			"$MUT" --seed $((${seed:-1} + 1)) "$OV/m" >>"$WORK/log/ov-scan" 2>&1; then
-			IDS=()
-			def ls-upper "build step in an overlay" "layersnap diff --upper UPPERDIR --base" \
-				"exec $(q "$LS" diff --json --upper "$OV/u" "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-upper.tar")" "$(fresh u-upper.tar)"
-			JSONCHK[ls-upper]=1
-			def ls-upper-walk "build step in an overlay" "layersnap diff --base (a walk of the merged view)" \
-				"exec $(q "$LS" diff --json "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-walk.tar")" "$(fresh u-walk.tar)"
-			JSONCHK[ls-upper-walk]=1
-			echo "bench: $TREE_NAME: build step in an overlay" >&2
-			run_group "$runs" 1 "${IDS[@]}"
-			if [ -s "$o/u-upper.tar" ] && [ -s "$o/u-walk.tar" ] && ! cmp -s "$o/u-upper.tar" "$o/u-walk.tar"; then
-				fail "$TREE_NAME: diff --upper wrote another layer than the walk diff"
-			fi
+	# diff --upper, without and with --manifest-out, against the walk diff of the
+	# same change (warm)
+	if want overlay; then
+		local OV=$WORK/ov
+		rm -rf "$OV"
+		mkdir -p "$OV/u" "$OV/w" "$OV/m"
+		if [ "$(id -u)" != 0 ]; then
+			note "$TREE_NAME: not root: the overlay step is skipped"
+		elif ! mount -t overlay overlay -o "lowerdir=$W,upperdir=$OV/u,workdir=$OV/w" "$OV/m" 2>"$WORK/log/ov"; then
+			note "$TREE_NAME: overlay mount failed, the overlay step is skipped: $(tail -n 1 "$WORK/log/ov")"
 		else
-			note "$TREE_NAME: the overlay step's set-up failed: $(tail -n 2 "$WORK/log/ov-scan" | tr '\n' ' ')"
+			want copy || sleep 1.2   # the COPY step's files are not racy in this base
+			if "$LS" scan -q --mode full "$OV/m" -o "$WORK/base.ov.man" >"$WORK/log/ov-scan" 2>&1 && sleep 1.2 &&
+				"$MUT" --seed $((${seed:-1} + 1)) "$OV/m" >>"$WORK/log/ov-scan" 2>&1; then
+				IDS=()
+				def ls-upper "build step in an overlay" "layersnap diff --upper UPPERDIR --base" \
+					"exec $(q "$LS" diff --json --upper "$OV/u" "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-upper.tar")" "$(fresh u-upper.tar)"
+				JSONCHK[ls-upper]=1
+				def ls-upper-man "build step in an overlay" "layersnap diff --upper UPPERDIR --base --manifest-out FILE" \
+					"exec $(q "$LS" diff --json --upper "$OV/u" "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-upper-m.tar" --manifest-out "$o/u-upper-m.man")" \
+					"$(fresh u-upper-m.tar u-upper-m.man)"
+				JSONCHK[ls-upper-man]=1
+				def ls-upper-walk "build step in an overlay" "layersnap diff --base (a walk of the merged view)" \
+					"exec $(q "$LS" diff --json "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-walk.tar")" "$(fresh u-walk.tar)"
+				JSONCHK[ls-upper-walk]=1
+				echo "bench: $TREE_NAME: build step in an overlay" >&2
+				run_group "$runs" 1 "${IDS[@]}"
+				if [ -s "$o/u-upper.tar" ] && [ -s "$o/u-walk.tar" ] && ! cmp -s "$o/u-upper.tar" "$o/u-walk.tar"; then
+					fail "$TREE_NAME: diff --upper wrote another layer than the walk diff"
+				fi
+				if [ -s "$o/u-upper-m.tar" ] && [ -s "$o/u-walk.tar" ] && ! cmp -s "$o/u-upper-m.tar" "$o/u-walk.tar"; then
+					fail "$TREE_NAME: diff --upper --manifest-out wrote another layer than the walk diff"
+				fi
+			else
+				note "$TREE_NAME: the overlay step's set-up failed: $(tail -n 2 "$WORK/log/ov-scan" | tr '\n' ' ')"
+			fi
+			umount "$OV/m"
 		fi
-		umount "$OV/m"
-	fi
+	fi   # overlay
 
 	# --- full layer of the whole tree, plain, gzip and zstd: warm, then cold
 	# (Each run writes a new file, its predecessor removed and the disk synced
@@ -512,18 +582,20 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		have tar && have zstd && def tar-zstd$x "full layer, $st" "tar (same options) -cf - \\| zstd -3 -T0 > FILE" \
 			"set -o pipefail; $TAR_OPTS -cf - -C $(q "$root") . | zstd -q -3 -T0 >$(q "$o/tar-layer.tar.zst")" "$(fresh tar-layer.tar.zst)$pre"
 	}
-	IDS=()
-	layer_defs -w warm ""
-	local layer_w=("${IDS[@]}") layer_c=()
-	echo "bench: $TREE_NAME: full layer, warm" >&2
-	run_group "$runs" 1 "${layer_w[@]}"
-	if [ $COLD = 1 ]; then
+	if want layer; then
 		IDS=()
-		layer_defs -c cold "; $DROP"
-		layer_c=("${IDS[@]}")
-		echo "bench: $TREE_NAME: full layer, cold" >&2
-		run_group "$cruns" 0 "${layer_c[@]}"
-	fi
+		layer_defs -w warm ""
+		layer_w=("${IDS[@]}")
+		echo "bench: $TREE_NAME: full layer, warm" >&2
+		run_group "$runs" 1 "${layer_w[@]}"
+		if [ $COLD = 1 ]; then
+			IDS=()
+			layer_defs -c cold "; $DROP"
+			layer_c=("${IDS[@]}")
+			echo "bench: $TREE_NAME: full layer, cold" >&2
+			run_group "$cruns" 0 "${layer_c[@]}"
+		fi
+	fi   # layer
 
 	# --- checks
 	local e_full e_redo e_time e_fresh e_layer=() x id
@@ -575,6 +647,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	row ls-copy-only "ls-copy-full:full_walk"
 	row ls-copy-full ""
 	row ls-upper "ls-upper-walk:walk"
+	row ls-upper-man "ls-upper-walk:walk ls-upper:without_--manifest-out"
 	row ls-upper-walk ""
 	for id in tar-inc umoci; do [ -n "${SCEN[$id]:-}" ] && row "$id" ""; done
 	for id in "${layer_w[@]}" "${layer_c[@]}"; do
@@ -612,6 +685,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	trow "\`diff --mode full\` vs \`umoci repack\` of the same change" ls-diff-full umoci umoci 0.02
 	trow "COPY of 50 files: \`diff --only\` vs a full-walk \`diff\`" ls-copy-only ls-copy-full "full walk" ""
 	trow "build step in an overlay: \`diff --upper\` vs the walk \`diff\`" ls-upper ls-upper-walk "walk" 0.1
+	trow "the same, with \`--manifest-out\`" ls-upper-man ls-upper-walk "walk" ""
 	local rss_line=""
 	if [ -s "$WORK/m/ls-diff-full" ] && [ -s "$WORK/base.full.man" ]; then
 		local rss mans lim
@@ -632,16 +706,20 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		[ -s "$WORK/m/ls-full-c" ] && io+=", cold $(ratio "$(wall_of ls-full-c)" "$(peer_wall "ls-full-sync-c|ls-full-uring-c")")"
 		io+="."
 	fi
-	local t
-	t="### $TREE_NAME"$'\n\n'
-	t+="$nent entries, $bytes MB ($root). Shape: $shape."$'\n'
-	t+="Build step: $mut."$'\n'
-	t+="Diff layer entries: full ${e_full:-?} (base scanned right after writing: ${e_fresh:-?}), redo ${e_redo:-?}, time ${e_time:-?}; full layers: ${e_layer[*]:-?} entries."
-	[ -n "$io" ] && t+=$'\n'"$io"
-	[ -n "$rss_line" ] && t+=$'\n'"$rss_line"
+	local t r info=() ent=
+	info+=("$nent entries, $bytes MB ($root). Shape: $shape.")
+	[ -n "$mut" ] && info+=("Build step: $mut.")
+	want diff && ent="Diff layer entries: full ${e_full:-?} (base scanned right after writing: ${e_fresh:-?}), redo ${e_redo:-?}, time ${e_time:-?}"
+	if want layer; then
+		if [ -n "$ent" ]; then ent+="; full layers: ${e_layer[*]:-?} entries"; else ent="Full layer entries: ${e_layer[*]:-?}"; fi
+	fi
+	[ -n "$ent" ] && info+=("$ent.")
+	[ -n "$io" ] && info+=("$io")
+	[ -n "$rss_line" ] && info+=("$rss_line")
+	t="### $TREE_NAME"$'\n'
+	for r in "${info[@]}"; do t+=$'\n'"$r"; done
 	t+=$'\n\n'"| scenario | command | runs | wall s (median) | CPU s (median) | peak RSS MB | wall vs peers |"
 	t+=$'\n'"|---|---|---|---|---|---|---|"
-	local r
 	for r in "${ROWS[@]}"; do t+=$'\n'"$r"; done
 	if [ ${#TROWS[@]} -gt 0 ]; then
 		t+=$'\n\n'"Targets (median wall times; the ratio is layersnap over the peer):"$'\n\n'
@@ -695,15 +773,18 @@ cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 fs=$(df -T "$CACHE" | awk 'NR == 2 { print $2 }')
 ver=$("$LS" --version 2>&1 | head -1)
 out="# layersnap benchmark, $MODE, $(date -u +%Y-%m-%d)"$'\n\n'
+[ -n "$GROUPS_SEL" ] && out+="- scenario groups: $GROUPS_SEL only (LAYERSNAP_BENCH_GROUPS; the other groups were not run, their rows and targets are left out)"$'\n'
 out+="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ver ($(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"$'\n'
 out+="- machine: $(nproc) CPUs ($cpu), $mem memory, kernel $(uname -r), trees on $fs"$'\n'
-out+="- page cache: warm (a warm-up run first; the just-written rows: the tree written just before, no warm-up, writeback pending)$([ $COLD = 1 ] && echo "; the 'cold' rows: caches dropped before each run, no warm-up, $([ "$COLD_RUNS" -lt 999 ] && echo "at most $COLD_RUNS run(s)" || echo "as many runs")")"$'\n'
+out+="- page cache: warm (a warm-up run first$(want scan && echo "; the just-written rows: the tree written just before, no warm-up, writeback pending"))$([ $COLD = 1 ] && { want scan || want layer; } && echo "; the 'cold' rows: caches dropped before each run, no warm-up, $([ "$COLD_RUNS" -lt 999 ] && echo "at most $COLD_RUNS run(s)" || echo "as many runs")")"$'\n'
 out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(pigz --version 2>&1 | head -1), $(zstd --version 2>/dev/null | head -1 | sed 's/^\*\** *//; s/ *\**$//'), $(umoci --version 2>/dev/null); floor loops: bench/floor-hash"$'\n'
 out+="- wall and CPU (user+sys of the command and its children) are medians; peak RSS is the largest of the runs; ratios are layersnap's median wall time over the peer's (below 1 is faster)"$'\n'
 for n in "${NOTES[@]}"; do out+="- note: $n"$'\n'; done
 for t in "${TABLES[@]}"; do out+=$'\n'"$t"; done
-out+=$'\n'"### Commands"$'\n\n'
-for c in "${COMMANDS[@]}"; do out+="$c"$'\n'; done
+if [ ${#COMMANDS[@]} -gt 0 ]; then
+	out+=$'\n'"### Commands"$'\n\n'
+	for c in "${COMMANDS[@]}"; do out+="$c"$'\n'; done
+fi
 if [ ${#FAILS[@]} -gt 0 ]; then
 	out+=$'\n'"### Failures"$'\n\n'
 	for f in "${FAILS[@]}"; do out+="- $f"$'\n'; done
@@ -713,7 +794,8 @@ out+=$'\n'"Total: $(($(date +%s) - START)) s."$'\n'
 resdir=$HERE/results
 [ "$MODE" = quick ] && resdir=$CACHE/results
 mkdir -p "$resdir"
-res=$resdir/$(date -u +%Y-%m-%d)-$MODE.md
+# A run of some groups is named after them: it does not replace the day's whole run.
+res=$resdir/$(date -u +%Y-%m-%d)-$MODE${GROUPS_SEL:+-${GROUPS_SEL//, /-}}.md
 printf '%s' "$out" >"$res.tmp" && mv "$res.tmp" "$res"
 echo
 echo "bench: results in ${res#"$REPO"/}"

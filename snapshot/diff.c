@@ -5,6 +5,7 @@
  * whether it goes in the layer, its parent) plus a list of whiteouts keyed by
  * the directory they belong to; the writer then makes one pass in walk order.
  */
+#include "carry.h"
 #include "content.h"
 #include "error.h"
 #include "ioq.h"
@@ -46,7 +47,8 @@ struct plan {
 	const ls_manifest *base;
 	const char *const *skip;  /* the run's own outputs: absent on both sides */
 	size_t n_skip;
-	ls_manifest *cur;
+	ls_manifest *cur;             /* what the walk recorded, */
+	struct ls_carry *carry;       /* and the runs of base it carried over, or NULL */
 	uint8_t *status;
 	uint8_t *flags;
 	ssize_t *parent;
@@ -125,19 +127,35 @@ static int join(struct plan *p, const struct ls_mode_ops *ops)
 {
 	const ls_manifest *b = p->base, *c = p->cur;
 	size_t i = 0, j = 0, nb = b ? b->n : 0;
+	const struct ls_carry_run *runs = p->carry ? p->carry->runs : NULL;
+	size_t k = 0, n_runs = p->carry ? p->carry->n : 0;
 	/* A whited-out base directory covers its whole subtree. */
 	const char *gone = NULL;
 	size_t gone_len = 0;
 	while (i < nb || j < c->n) {
 		const struct ls_rec *rb = i < nb ? &b->recs[i] : NULL;
 		const struct ls_rec *rc = j < c->n ? &c->recs[j] : NULL;
+		/* A carried run comes next on the new side: it is the base's
+		 * records [from, to), the same by construction, skipped in one
+		 * step once the base entries before it are matched. */
+		const struct ls_carry_run *run = k < n_runs && runs[k].at <= j ? &runs[k] : NULL;
+		if (run && i == run->from) {
+			i = run->to;
+			k++;
+			continue;
+		}
+		if (run) {
+			if (i > run->from)
+				return -EIO;  /* runs out of walk order: a walker bug */
+			rc = &b->recs[run->from];
+		}
 		/* A layer cannot carry sockets: for the diff they do not exist
 		 * (dropping them from both sides keeps the walk order). */
 		if (rb && S_ISSOCK(rb->mode)) {
 			i++;
 			continue;
 		}
-		if (rc && S_ISSOCK(rc->mode)) {
+		if (!run && rc && S_ISSOCK(rc->mode)) {
 			j++;
 			continue;
 		}
@@ -150,7 +168,10 @@ static int join(struct plan *p, const struct ls_mode_ops *ops)
 			i++;  /* an output of this run: never whited out */
 			continue;
 		}
-		int cmp = !rb ? 1 : !rc ? -1 : ls_path_cmp(ls_rec_path(b, rb), rb->path_len, ls_rec_path(c, rc), rc->path_len);
+		const ls_manifest *rcm = run ? b : c;
+		int cmp = !rb ? 1 : !rc ? -1 : ls_path_cmp(ls_rec_path(b, rb), rb->path_len, ls_rec_path(rcm, rc), rc->path_len);
+		if (run && cmp >= 0)
+			return -EIO;  /* i < run->from, so base[i] sorts before base[from] */
 		if (cmp > 0) {
 			p->status[j++] = ST_ADDED;
 			p->added++;
@@ -300,8 +321,11 @@ static int make_plan(struct plan *p, enum ls_mode mode, bool opaque, struct ls_e
 	p->link_first = malloc((n + 1) * sizeof(*p->link_first));
 	if (!p->status || !p->flags || !p->parent || !p->link_first)
 		return ls_fail(err, ENOMEM, "diff: out of memory");
-	if (compute_parents(p) || join(p, ls_mode_ops_of(mode)))
+	if (compute_parents(p))
 		return ls_fail(err, ENOMEM, "diff: out of memory");
+	int rc = join(p, ls_mode_ops_of(mode));
+	if (rc)
+		return ls_fail(err, -rc, rc == -ENOMEM ? "diff: out of memory" : "diff: carried runs out of walk order");
 	for (size_t i = 0; i < n; i++)
 		if (p->status[i] != ST_SAME)
 			p->flags[i] |= IN_LAYER;
@@ -395,18 +419,6 @@ static bool is_vanished(int rc)
 	return rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP || rc == -ENXIO;
 }
 
-/* The part of a record an fd's metadata replaces: what the header says. */
-static void rec_take_stat(struct ls_rec *r, const struct stat *st)
-{
-	r->size = (uint64_t)st->st_size;
-	r->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-	r->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
-	r->mode = (r->mode & LS_REC_FLAGS_MASK) | (uint32_t)st->st_mode;
-	r->uid = st->st_uid;
-	r->gid = st->st_gid;
-	r->nlink = (uint32_t)st->st_nlink;
-}
-
 /* Reads fd again from the start: true when its bytes hash to want. */
 static int reread_matches(struct writer *w, int fd, const uint8_t want[16], bool *same)
 {
@@ -426,7 +438,7 @@ static int reread_matches(struct writer *w, int fd, const uint8_t want[16], bool
 static bool rec_differs(const struct ls_rec *r, const struct stat *st)
 {
 	struct ls_rec now = *r;
-	rec_take_stat(&now, st);
+	ls_rec_take_stat(&now, st);
 	return now.size != r->size || now.mtime_ns != r->mtime_ns || now.ctime_ns != r->ctime_ns;
 }
 
@@ -463,7 +475,7 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 		}
 		if (!ls_same_inode(r, &st))
 			return VANISHED;
-		rec_take_stat(r, &st);
+		ls_rec_take_stat(r, &st);
 	}
 
 	/* A hard link names the first member of its group written; when that
@@ -511,7 +523,7 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 		goto out;
 	}
 	if (read_content) {
-		rec_take_stat(r, &before);
+		ls_rec_take_stat(r, &before);
 	} else if (first >= 0) {
 		struct stat st;
 		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !ls_same_inode(r, &st)) {
@@ -732,9 +744,19 @@ static int drop_vanished_dir(struct writer *w, size_t i, size_t *k, size_t *end,
 		p->flags[e] |= GONE;
 		forget_status(p, e);  /* deleted, as the join counts a deleted subtree */
 	}
+	*end = e;
+	/* Carried entries inside it go too: the base's subtree, out of the
+	 * runs placed among the walked entries below it. */
+	ssize_t bd = p->carry ? ls_manifest_find(p->base, dp, d->path_len) : -1;
+	if (bd >= 0 && S_ISDIR(p->base->recs[bd].mode)) {
+		size_t dropped;
+		if (ls_carry_cut(p->carry, i + 1, e, (size_t)bd + 1, ls_manifest_subtree_end(p->base, (size_t)bd),
+				 p->base, &dropped))
+			return ls_fail(err, ENOMEM, "diff: out of memory");
+		p->deleted += dropped;
+	}
 	while (*k < p->n_wh && p->wh[*k].parent >= 0 && (size_t)p->wh[*k].parent < e)
 		(*k)++;
-	*end = e;
 	return drop_vanished(w, i, err);
 }
 
@@ -772,15 +794,23 @@ static int keep_unreadable(struct writer *w, size_t i, struct ls_error *err)
 	return ls_manifest_set_from(p->cur, i, p->base, (size_t)bi, err);
 }
 
-/* Takes the vanished entries out of the new manifest. */
-static void compact_manifest(struct plan *p)
+/* The new manifest: what was walked less what vanished, with the carried
+ * runs put in (their places move with the records dropped). */
+static int finish_manifest(struct plan *p, struct ls_error *err)
 {
 	ls_manifest *c = p->cur;
-	size_t o = 0;
-	for (size_t i = 0; i < c->n; i++)
+	struct ls_carry *cr = p->carry;
+	size_t o = 0, k = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		for (; cr && k < cr->n && cr->runs[k].at <= i; k++)
+			cr->runs[k].at = o;
 		if (!(p->flags[i] & GONE))
 			c->recs[o++] = c->recs[i];
+	}
+	for (; cr && k < cr->n; k++)
+		cr->runs[k].at = o;
 	c->n = o;
+	return cr ? ls_carry_merge(c, cr, p->base, p->skip, p->n_skip, err) : 0;
 }
 
 static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_error *err)
@@ -802,14 +832,14 @@ static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_e
 	return 0;
 }
 
-/* Regular files the walk left unhashed and the layer did not carry. */
-static int hash_leftovers(struct writer *w, struct ls_error *err)
+/* Regular files of the finished manifest c that the walk left unhashed and
+ * the layer did not carry. */
+static int hash_leftovers(struct writer *w, ls_manifest *c, struct ls_error *err)
 {
-	ls_manifest *c = w->p->cur;
 	int rc = 0;
 	for (size_t i = 0; i < c->n && rc == 0; i++) {
 		struct ls_rec *r = &c->recs[i];
-		if (!S_ISREG(r->mode) || (r->mode & LS_REC_HASHED) || (w->p->flags[i] & GONE))
+		if (!S_ISREG(r->mode) || (r->mode & LS_REC_HASHED))
 			continue;
 		if (!w->buf && !(w->buf = malloc(REREAD_BUF)))
 			return ls_fail(err, ENOMEM, "diff: out of memory");
@@ -939,9 +969,10 @@ static int write_layer(struct writer *w, struct ls_layer_result *lres, struct ls
 	return rc;
 }
 
-static int check_names(const ls_manifest *c, const char *root, struct ls_error *err)
+/* Records [from, to) of c: none may be named .wh.* */
+static int check_names(const ls_manifest *c, size_t from, size_t to, const char *root, struct ls_error *err)
 {
-	for (size_t i = 0; i < c->n; i++) {
+	for (size_t i = from; i < to; i++) {
 		const struct ls_rec *r = &c->recs[i];
 		const char *path = ls_rec_path(c, r);
 		const char *slash = memrchr(path, '/', r->path_len);
@@ -1014,13 +1045,20 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 		wp.only_always = true;
 		wp.remap_dev = true;
 	}
-	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip };
+	struct ls_carry carried = { 0 };
+	wp.carry = base ? &carried : NULL;
+	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip, .carry = wp.carry };
 	struct writer w = { .o = &walk, .root = root, .rootfd = -1, .p = &p };
 	rc = ls_walk(root, &wp, &p.cur, err);
 	ls_upper_free(&up);
-	if (rc)
+	if (rc) {
+		ls_carry_free(&carried);
 		return rc;
-	rc = check_names(p.cur, root, err);
+	}
+	/* What is carried is checked too, as a walk would see it. */
+	rc = check_names(p.cur, 0, p.cur->n, root, err);
+	for (size_t k = 0; rc == 0 && k < carried.n; k++)
+		rc = check_names(base, carried.runs[k].from, carried.runs[k].to, root, err);
 	if (rc == 0)
 		rc = make_plan(&p, walk.mode, o.opaque, err);
 	if (rc)
@@ -1053,8 +1091,10 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	rc = write_layer(&w, &lres, err);
 	ls_readahead_free(w.ra);
 	w.ra = NULL;
+	if (rc == 0 && new_manifest)
+		rc = finish_manifest(&p, err);
 	if (rc == 0 && new_manifest && walk.mode == LS_MODE_FULL)
-		rc = hash_leftovers(&w, err);
+		rc = hash_leftovers(&w, p.cur, err);
 	if (rc)
 		goto done;
 
@@ -1071,7 +1111,6 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	out.elapsed_ms = now_ms() - t0;
 	ls_sized_out(res, &out, sizeof(out));
 	if (new_manifest) {
-		compact_manifest(&p);
 		*new_manifest = p.cur;
 		p.cur = NULL;
 	}
@@ -1089,6 +1128,7 @@ done:
 	if (w.rootfd >= 0)
 		close(w.rootfd);
 	ls_manifest_free(p.cur);
+	ls_carry_free(&carried);
 	plan_free(&p);
 	return rc;
 }

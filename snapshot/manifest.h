@@ -39,6 +39,7 @@
 #include "xattr.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define LS_MANIFEST_MAGIC   "LAYRSNAP"
@@ -141,6 +142,20 @@ int ls_manifest_set_xattrs(ls_manifest *m, size_t i, const void *xattrs, size_t 
 /** Appends a copy of record i of src (used to carry base entries over). */
 int ls_manifest_append_from(ls_manifest *m, const ls_manifest *src, size_t i, struct ls_error *err);
 
+/** The part of a record an fstat of the entry's fd replaces (what a layer
+ *  header says of it): size, timestamps, mode (r's flags kept), owner and
+ *  link count. */
+static inline void ls_rec_take_stat(struct ls_rec *r, const struct stat *st)
+{
+	r->size = (uint64_t)st->st_size;
+	r->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	r->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+	r->mode = (r->mode & LS_REC_FLAGS_MASK) | (uint32_t)st->st_mode;
+	r->uid = st->st_uid;
+	r->gid = st->st_gid;
+	r->nlink = (uint32_t)st->st_nlink;
+}
+
 /** Whole seconds of a nanosecond timestamp, rounded down (also before 1970):
  *  what a layer keeps of an mtime. */
 static inline int64_t ls_ns_to_sec(int64_t ns)
@@ -177,7 +192,7 @@ static inline bool ls_path_is_under(const char *path, size_t len, const char *di
 }
 
 /** Grows an array of elem-byte items to hold at least need (doubling, from
- *  1024).  Returns 0 or -ENOMEM, leaving the array as it was. */
+ *  16).  Returns 0 or -ENOMEM, leaving the array as it was. */
 int ls_grow(void **buf, size_t *cap, size_t need, size_t elem);
 
 /** Walk order: bytewise, with '/' before every other byte.  Returns <0, 0, >0. */
@@ -185,6 +200,10 @@ int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
 /** Index of the record with exactly this path, or -1. */
 ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
+
+/** Index just past record i and, for a directory, its subtree (which
+ *  follows it directly in walk order). */
+size_t ls_manifest_subtree_end(const ls_manifest *m, size_t i);
 
 /** Index of the first record whose path is >= path in walk order (n if none). */
 size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t len);

@@ -124,24 +124,20 @@ struct reader {
 	struct ls_upper *u;
 	const char *upper;
 	const char *opaque[2], *redirect[2];   /* the xattr names in force (one, or both) */
+	char *names;                          /* an entry's attribute names */
+	size_t names_cap;
 	char path[PATH_MAX];
 	struct ls_error *err;
 };
 
-/* The value in blob of the xattr names[0] or names[1] (either may be
- * NULL), or NULL. */
-static const struct ls_xattr_view *find_xattr(const void *blob, size_t len, const char *const names[2],
-					      struct ls_xattr_view *v)
+/* Whether the name list (len bytes) holds names[0] or names[1] (either may
+ * be NULL): the one it holds, or NULL. */
+static const char *has_name(const char *list, size_t len, const char *const names[2])
 {
-	for (int k = 0; k < 2; k++) {
-		if (!names[k])
-			continue;
-		struct ls_xattr_it it = ls_xattr_iter(blob, len);
-		size_t nl = strlen(names[k]);
-		while (ls_xattr_next(&it, v) > 0)
-			if (v->name_len == nl && memcmp(v->name, names[k], nl) == 0)
-				return v;
-	}
+	for (const char *s = list; s < list + len; s += strlen(s) + 1)
+		for (int k = 0; k < 2; k++)
+			if (names[k] && strcmp(s, names[k]) == 0)
+				return names[k];
 	return NULL;
 }
 
@@ -154,36 +150,38 @@ static int refuse(struct reader *r, size_t len, const char *why)
 static int read_dir(struct reader *r, int dfd, size_t len);
 
 /* One entry of the upper directory, path r->path[0..len). */
-static int read_entry(struct reader *r, int dfd, const char *name, size_t len)
+static int read_entry(struct reader *r, int dfd, const char *name, size_t len, unsigned char d_type)
 {
-	struct stat st;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return ls_fail_errno(r->err, errno, "%s/%s", r->upper, r->path);
-	void *blob = NULL;
-	size_t blob_len = 0;
-	int rc = ls_xattrs_read(dfd, name, st.st_mode, LS_XATTRS_ALL, &blob, &blob_len);
-	if (rc == -ENOTSUP || rc == -EOPNOTSUPP)
-		rc = 0;
-	if (rc) {
-		free(blob);
-		return ls_fail_errno(r->err, -rc, "%s/%s: xattrs", r->upper, r->path);
+	/* Only directory or not matters here: getdents64 says which, on the
+	 * file systems an upper directory lives on (DT_UNKNOWN: ask). */
+	bool dir = d_type == DT_DIR;
+	if (d_type == DT_UNKNOWN) {
+		struct stat st;
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			return ls_fail_errno(r->err, errno, "%s/%s", r->upper, r->path);
+		dir = S_ISDIR(st.st_mode);
 	}
-	struct ls_xattr_view v;
+	/* The markers are found by listing the names, one call, and only an
+	 * opaque one is read. */
+	ssize_t n = ls_xattr_list(dfd, name, &r->names, &r->names_cap);
+	if (n < 0)
+		return ls_fail_errno(r->err, (int)-n, "%s/%s: xattrs", r->upper, r->path);
+	const char *marker = NULL;
+	if (n && has_name(r->names, (size_t)n, r->redirect))
+		return refuse(r, len, "a lower directory renamed here (overlay redirect_dir)");
+	if (n && (marker = has_name(r->names, (size_t)n, r->opaque)) && !dir)
+		return refuse(r, len, "an opaque marker on an entry that is not a directory");
 	bool opaque = false;
-	if (find_xattr(blob, blob_len, r->redirect, &v))
-		rc = refuse(r, len, "a lower directory renamed here (overlay redirect_dir)");
-	else if (find_xattr(blob, blob_len, r->opaque, &v)) {
-		if (!S_ISDIR(st.st_mode))
-			rc = refuse(r, len, "an opaque marker on an entry that is not a directory");
-		else if (v.value_len != 1 || *(const char *)v.value != 'y')
-			rc = refuse(r, len, "an opaque directory with whiteouts kept in xattrs");
-		else
-			opaque = true;
+	if (marker) {
+		char val[2];
+		ssize_t v = ls_xattr_get(dfd, name, marker, val, sizeof(val));
+		if (v < 0 && v != -ENODATA && v != -ERANGE)
+			return ls_fail_errno(r->err, (int)-v, "%s/%s: xattrs", r->upper, r->path);
+		if (v != -ENODATA && (v != 1 || val[0] != 'y'))
+			return refuse(r, len, "an opaque directory with whiteouts kept in xattrs");
+		opaque = v == 1;
 	}
-	free(blob);
-	if (rc)
-		return rc;
-	if (!S_ISDIR(st.st_mode) || opaque) {
+	if (!dir || opaque) {
 		/* A whiteout (0/0) is listed too: the merged view has nothing
 		 * there, so the base's entry is whited out. */
 		return add(&r->u->listed, &r->u->n_listed, &r->u->cap_listed, r->path) ? ls_fail(r->err, ENOMEM, "--upper: out of memory") : 0;
@@ -219,7 +217,7 @@ static int read_dir(struct reader *r, int dfd, size_t len)
 		if (len)
 			r->path[len] = '/';
 		memcpy(r->path + at, name, nl + 1);
-		rc = read_entry(r, dirfd(d), name, at + nl);
+		rc = read_entry(r, dirfd(d), name, at + nl, de->d_type);
 		r->path[len] = '\0';
 	}
 	if (rc == 0 && errno)
@@ -249,22 +247,19 @@ int ls_upper_read(const char *upper, enum ls_upper_xattrs which, struct ls_upper
 	if (dfd < 0)
 		return ls_fail_errno(err, errno, "--upper %s", upper);
 	/* ROOT itself: an opaque upper root replaces everything. */
-	void *blob = NULL;
-	size_t blob_len = 0;
-	struct ls_xattr_view v;
-	int rc = ls_xattrs_read(dfd, ".", S_IFDIR, LS_XATTRS_ALL, &blob, &blob_len);
-	if (rc == 0 && (find_xattr(blob, blob_len, r.opaque, &v) || find_xattr(blob, blob_len, r.redirect, &v)))
+	ssize_t n = ls_xattr_list(dfd, ".", &r.names, &r.names_cap);
+	int rc = 0;
+	if (n > 0 && (has_name(r.names, (size_t)n, r.opaque) || has_name(r.names, (size_t)n, r.redirect)))
 		rc = ls_fail(err, EINVAL, "--upper %s: the upper directory itself is opaque or redirected: "
 			     "diff without --upper", upper);
-	else if (rc == -ENOTSUP || rc == -EOPNOTSUPP)
-		rc = 0;
-	else if (rc < 0)
-		rc = ls_fail_errno(err, -rc, "--upper %s: xattrs", upper);
-	free(blob);
+	else if (n < 0)
+		rc = ls_fail_errno(err, (int)-n, "--upper %s: xattrs", upper);
 	if (rc) {
 		close(dfd);
-		return rc;
+	} else {
+		r.path[0] = '\0';
+		rc = read_dir(&r, dfd, 0);  /* closes dfd */
 	}
-	r.path[0] = '\0';
-	return read_dir(&r, dfd, 0);
+	free(r.names);
+	return rc;
 }

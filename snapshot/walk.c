@@ -1,4 +1,5 @@
 #include "walk.h"
+#include "carry.h"
 #include "error.h"
 #include "ioq.h"
 #include "modes.h"
@@ -50,7 +51,8 @@ struct child {
 	bool ignored;           /* on Kaniko's ignore list (default excludes) */
 	uint32_t only;          /* in an --only job: its node among the job's node's kids */
 	uint8_t hash[16];
-	struct statx stx;
+	bool mount_root;        /* statx: the root of a mount */
+	struct ls_rec st;       /* its statx, as a manifest record keeps it (no hash) */
 	int fd;                 /* directories: opened by the parent's job, or -1 */
 	struct dir_job *sub;    /* directories to descend into */
 };
@@ -95,6 +97,7 @@ struct walker {
 	struct only_node only;  /* --only: ROOT's node */
 	bool only_on;           /* --only or --upper: the walk is ROOT's only job */
 	size_t reported;        /* entries at the last progress report */
+	size_t base_at;         /* a plain walk with carry: the base's first entry not yet passed */
 	bool use_pool;          /* plain engine for metadata */
 	bool ring_meta;         /* io_uring for metadata (--io uring) */
 	bool ring_hash;         /* io_uring for file contents */
@@ -226,6 +229,14 @@ static void rec_from_statx(struct ls_rec *r, const struct statx *s)
 	r->uid = s->stx_uid;
 	r->gid = s->stx_gid;
 	r->nlink = s->stx_nlink;
+}
+
+/* A child's statx, kept in the form it is recorded in (a third of the size:
+ * a directory job holds one per child). */
+static void kid_take_statx(struct child *k, const struct statx *s)
+{
+	rec_from_statx(&k->st, s);
+	k->mount_root = (s->stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (s->stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
 /* ---- dir jobs ------------------------------------------------------------ */
@@ -424,7 +435,8 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t fr
 			rc = ls_ring_statx(c->ring, dfd, names, stx, res, n);
 		}
 		for (size_t i = 0; !rc && i < n; i++) {
-			j->kids[from + i].stx = stx[i];
+			if (res[i] == 0)  /* a failed statx left its buffer as it was */
+				kid_take_statx(&j->kids[from + i], &stx[i]);
 			j->kids[from + i].err = res[i];
 		}
 		free(names);
@@ -440,8 +452,11 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t fr
 	}
 	for (size_t i = from; i < to; i++) {
 		struct child *k = &j->kids[i];
-		if (statx(dfd, kid_name(j, k), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &k->stx) != 0)
+		struct statx stx;
+		if (statx(dfd, kid_name(j, k), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &stx) != 0)
 			k->err = -errno;
+		else
+			kid_take_statx(k, &stx);
 	}
 	return 0;
 }
@@ -478,7 +493,7 @@ static bool take_from_cache(struct dir_job *j, struct arena *a, struct child *k,
 {
 	const ls_manifest *base = j->w->p->base;
 	struct ls_rec cur;
-	rec_from_statx(&cur, &k->stx);
+	cur = k->st;
 	if (j->w->o->rehash || !ls_stat_cache_hit(b, &cur, j->racy_from_ns))
 		return false;
 	if (b->xattr_len) {
@@ -505,7 +520,7 @@ static bool needs_hash_now(struct dir_job *j, const struct arena *a, struct chil
 		return false;
 	const ls_manifest *base = j->w->p->base;
 	struct ls_rec cur;
-	rec_from_statx(&cur, &k->stx);
+	cur = k->st;
 	bool meta_differs = b->mtime_ns != cur.mtime_ns || b->size != cur.size ||
 			    (b->mode & 07777) != (cur.mode & 07777) || b->uid != cur.uid || b->gid != cur.gid ||
 			    b->xattr_len != k->xattr_len ||
@@ -517,7 +532,7 @@ static int read_kid_xattrs(struct dir_job *j, struct arena *a, struct child *k, 
 {
 	void *blob;
 	size_t blen;
-	int rc = ls_xattrs_read(dfd, kid_name(j, k), k->stx.stx_mode, j->w->o->xattrs, &blob, &blen);
+	int rc = ls_xattrs_read(dfd, kid_name(j, k), k->st.mode, j->w->o->xattrs, &blob, &blen);
 	if (rc == 0 && blen)
 		rc = arena_add(a, blob, blen, &k->xattr_off);
 	if (rc == 0)
@@ -543,28 +558,9 @@ static bool fd_backoff(int *tries)
 	return true;
 }
 
-static int64_t stx_ns(const struct statx_timestamp *t)
-{
-	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
-}
-
 static int64_t st_ns(const struct timespec *t)
 {
 	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
-}
-
-/* What a record keeps of an fstat of the file, into the child's statx. */
-static void stx_take_stat(struct statx *x, const struct stat *st)
-{
-	x->stx_size = (uint64_t)st->st_size;
-	x->stx_mtime.tv_sec = st->st_mtim.tv_sec;
-	x->stx_mtime.tv_nsec = (uint32_t)st->st_mtim.tv_nsec;
-	x->stx_ctime.tv_sec = st->st_ctim.tv_sec;
-	x->stx_ctime.tv_nsec = (uint32_t)st->st_ctim.tv_nsec;
-	x->stx_mode = (uint16_t)st->st_mode;
-	x->stx_uid = st->st_uid;
-	x->stx_gid = st->st_gid;
-	x->stx_nlink = (uint32_t)st->st_nlink;
 }
 
 static bool same_stamps(const struct stat *a, const struct stat *b)
@@ -589,7 +585,7 @@ static int confirm_hash(struct dir_job *j, struct child *k, int dfd, struct thre
 		struct stat before, after;
 		uint8_t again[16];
 		int rc = fstat(fd, &before) == 0 ? 0 : -errno;
-		if (rc == 0 && (before.st_ino != k->stx.stx_ino || !S_ISREG(before.st_mode)))
+		if (rc == 0 && (before.st_ino != k->st.ino || !S_ISREG(before.st_mode)))
 			rc = -ENOENT;
 		if (rc == 0)
 			rc = ls_hash_fd(fd, c->read_buf, READ_BUF, c->xxh, again);
@@ -601,7 +597,7 @@ static int confirm_hash(struct dir_job *j, struct child *k, int dfd, struct thre
 		bool same = same_stamps(&before, &after) && memcmp(again, k->hash, sizeof(again)) == 0;
 		memcpy(k->hash, again, sizeof(again));
 		if (same) {
-			stx_take_stat(&k->stx, &after);
+			ls_rec_take_stat(&k->st, &after);
 			return 0;
 		}
 	}
@@ -617,7 +613,7 @@ static int hash_one(struct dir_job *j, struct child *k, int dfd, struct thread_c
 		;
 	if (fd < 0)
 		return fd;
-	int rc = ls_hash_fd_cached(fd, c->read_buf, READ_BUF, c->xxh, k->hash, cached_only, k->stx.stx_size);
+	int rc = ls_hash_fd_cached(fd, c->read_buf, READ_BUF, c->xxh, k->hash, cached_only, k->st.size);
 	close(fd);
 	if (rc == 0)
 		k->hashed = true;
@@ -680,7 +676,7 @@ static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct child *k = &j->kids[idx[i]];
-		if (k->hashed && ls_stamped_recently(stx_ns(&k->stx.stx_ctime))) {
+		if (k->hashed && ls_stamped_recently(k->st.ctime_ns)) {
 			int rc = confirm_hash(j, k, dfd, c);
 			if (rc) {
 				k->hashed = false;
@@ -711,7 +707,7 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 		}
 		if (k->err)
 			continue;
-		uint32_t mode = k->stx.stx_mode;
+		uint32_t mode = k->st.mode;
 		if (S_ISLNK(mode)) {
 			char target[PATH_MAX + 1];
 			ssize_t n = readlinkat(dfd, kid_name(j, k), target, sizeof(target));
@@ -751,9 +747,8 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 			}
 		}
 		if (S_ISDIR(mode) && w->o->one_file_system) {
-			uint64_t dev = makedev(k->stx.stx_dev_major, k->stx.stx_dev_minor);
-			bool mnt_root = (k->stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-					(k->stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+			uint64_t dev = k->st.dev;
+			bool mnt_root = k->mount_root;
 			if (dev != j->dev || mnt_root)
 				k->mountpoint = true;
 		}
@@ -788,7 +783,7 @@ static void open_subdirs(struct dir_job *j, int dfd)
 	struct walker *w = j->w;
 	for (size_t i = 0; i < j->n; i++) {
 		struct child *k = &j->kids[i];
-		if (k->gone || k->err || k->mountpoint || !S_ISDIR(k->stx.stx_mode))
+		if (k->gone || k->err || k->mountpoint || !S_ISDIR(k->st.mode))
 			continue;
 		if (atomic_fetch_add(&w->open_fds, 1) >= w->held_budget) {
 			atomic_fetch_sub(&w->open_fds, 1);
@@ -1003,26 +998,36 @@ static ssize_t base_index(const struct walker *w, const char *path, size_t len)
 	return w->p->base ? ls_manifest_find(w->p->base, path, len) : -1;
 }
 
+/* Entries recorded so far, carried runs included. */
+static size_t walked(const struct walker *w)
+{
+	return w->out->n + (w->p->carry ? w->p->carry->entries : 0);
+}
+
+/* The one way base entries are carried over unchanged: base records
+ * [from, to) go next in the new manifest, as a run when the caller keeps
+ * runs (see carry.h), as copies otherwise. */
+static int carry_range(struct walker *w, size_t from, size_t to, struct ls_error *err)
+{
+	if (w->p->carry)
+		return ls_carry_add(w->p->carry, w->out->n, from, to) ? ls_fail(err, ENOMEM, "walker: out of memory")
+									: 0;
+	int rc = 0;
+	for (size_t i = from; i < to && rc == 0; i++)
+		rc = ls_manifest_append_from(w->out, w->p->base, i, err);
+	return rc;
+}
+
 /* The splice: the base's entry at path and, for a directory, its whole
  * subtree (which follows it directly in walk order), carried into the new
  * manifest unchanged, so that the diff sees them as they were.  Nothing when
  * the base has no such path. */
 static int splice_base(struct walker *w, const char *path, size_t len, struct ls_error *err)
 {
-	const ls_manifest *base = w->p->base;
 	ssize_t bi = base_index(w, path, len);
 	if (bi < 0)
 		return 0;
-	int rc = ls_manifest_append_from(w->out, base, (size_t)bi, err);
-	if (!S_ISDIR(base->recs[bi].mode))
-		return rc;
-	for (size_t i = (size_t)bi + 1; i < base->n && rc == 0; i++) {
-		const struct ls_rec *r = &base->recs[i];
-		if (!ls_path_is_under(ls_rec_path(base, r), r->path_len, path, len))
-			break;
-		rc = ls_manifest_append_from(w->out, base, i, err);
-	}
-	return rc;
+	return carry_range(w, (size_t)bi, ls_manifest_subtree_end(w->p->base, (size_t)bi), err);
 }
 
 /* A directory that became a mount point (--one-file-system) keeps its base
@@ -1043,7 +1048,7 @@ static int splice_mount_point(struct walker *w, const char *path, size_t len, st
 /* The walk's progress, to the caller's callback; a non-zero return cancels. */
 static int report(struct walker *w, bool done, struct ls_error *err)
 {
-	struct ls_progress p = { .struct_size = sizeof(p), .phase = LS_PHASE_WALK, .done = done, .entries = w->out->n };
+	struct ls_progress p = { .struct_size = sizeof(p), .phase = LS_PHASE_WALK, .done = done, .entries = walked(w) };
 	if (w->o->progress(w->o->log_ctx, &p) != 0)
 		return ls_fail(err, ECANCELED, "cancelled");
 	return 0;
@@ -1055,10 +1060,42 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
  * subtree). */
 static int report_every(struct walker *w, struct ls_error *err)
 {
-	if (!w->o->progress || w->out->n / 4096 == w->reported / 4096)
+	if (!w->o->progress || walked(w) / 4096 == w->reported / 4096)
 		return 0;
-	w->reported = w->out->n;
+	w->reported = walked(w);
 	return report(w, false, err);
+}
+
+/* A plain walk that keeps runs (walk.h: carry): true when the base has the
+ * entry about to be recorded exactly as r, its target and xattrs say, so
+ * that it goes in as a run of the base, not a copy (*bi: its index).  The
+ * consumer appends in walk order, so the base is passed once, in order.
+ * Directories are always recorded (the diff finds an entry's parents among
+ * the recorded ones), and so are hard links (grouped among them). */
+static bool same_as_base(struct walker *w, const struct ls_rec *r, const char *path, size_t len, const char *link,
+			 size_t link_len, const void *xattrs, size_t xattr_len, size_t *bi)
+{
+	const ls_manifest *b = w->p->base;
+	while (w->base_at < b->n &&
+	       ls_path_cmp(ls_rec_path(b, &b->recs[w->base_at]), b->recs[w->base_at].path_len, path, len) < 0)
+		w->base_at++;
+	if (S_ISDIR(r->mode) || r->nlink > 1 || w->base_at == b->n)
+		return false;
+	const struct ls_rec *o = &b->recs[w->base_at];
+	if (o->path_len != len || memcmp(ls_rec_path(b, o), path, len) != 0)
+		return false;
+	if (o->size != r->size || o->mtime_ns != r->mtime_ns || o->ctime_ns != r->ctime_ns || o->dev != r->dev ||
+	    o->ino != r->ino || o->rdev != r->rdev || o->mode != r->mode || o->uid != r->uid || o->gid != r->gid ||
+	    o->nlink != r->nlink || o->xattr_len != xattr_len)
+		return false;
+	if ((r->mode & LS_REC_HASHED) && memcmp(o->hash, r->hash, sizeof(r->hash)) != 0)
+		return false;
+	if (ls_rec_link_len(b, o) != link_len || memcmp(ls_rec_link(b, o), link, link_len) != 0)
+		return false;
+	if (xattr_len && memcmp(ls_rec_xattrs(b, o), xattrs, xattr_len) != 0)
+		return false;
+	*bi = w->base_at;
+	return true;
 }
 
 /* Appends child k of job j (examined) and, for a directory it descends, its
@@ -1087,7 +1124,7 @@ static int take_child(struct walker *w, struct dir_job *j, struct child *k, stru
 			is_default_dir(path) ? "a default exclude" : "a mount point in /proc/self/mountinfo");
 		/* Kept from the base as it was; a directory new since then is
 		 * recorded, its contents not. */
-		if (!S_ISDIR(k->stx.stx_mode) || base_index(w, path, len) >= 0)
+		if (!S_ISDIR(k->st.mode) || base_index(w, path, len) >= 0)
 			return splice_base(w, path, len, err);
 	} else if (k->mountpoint) {
 		int rc = splice_mount_point(w, path, len, err);
@@ -1095,15 +1132,20 @@ static int take_child(struct walker *w, struct dir_job *j, struct child *k, stru
 			return rc < 0 ? rc : 0;
 	}
 	struct ls_rec r;
-	rec_from_statx(&r, &k->stx);
+	r = k->st;
 	if (k->hashed) {
 		memcpy(r.hash, k->hash, sizeof(r.hash));
 		r.mode |= LS_REC_HASHED;
 	}
 	if (k->mountpoint)
 		r.mode |= LS_REC_MOUNTPOINT;
-	int rc = ls_manifest_append(w->out, &r, path, len, j->arena.buf + k->link_off, k->link_len,
-				    j->arena.buf + k->xattr_off, k->xattr_len, err);
+	const char *link = j->arena.buf + k->link_off, *xattrs = j->arena.buf + k->xattr_off;
+	size_t bi;
+	int rc;
+	if (w->p->carry && !w->only_on && same_as_base(w, &r, path, len, link, k->link_len, xattrs, k->xattr_len, &bi))
+		rc = carry_range(w, bi, bi + 1, err);
+	else
+		rc = ls_manifest_append(w->out, &r, path, len, link, k->link_len, xattrs, k->xattr_len, err);
 	if (rc == 0)
 		rc = report_every(w, err);
 	if (rc == 0 && k->sub) {
@@ -1119,18 +1161,6 @@ static int take_child(struct walker *w, struct dir_job *j, struct child *k, stru
 }
 
 /* ---- --only: known paths, the rest of the base carried over ------------------- */
-
-/* Index just past base entry i and its subtree. */
-static size_t subtree_end(const ls_manifest *b, size_t i)
-{
-	const struct ls_rec *r = &b->recs[i];
-	const char *p = ls_rec_path(b, r);
-	size_t len = r->path_len, e = i + 1;
-	if (S_ISDIR(r->mode))
-		while (e < b->n && ls_path_is_under(ls_rec_path(b, &b->recs[e]), b->recs[e].path_len, p, len))
-			e++;
-	return e;
-}
 
 /* An --only job's children and the base's other children of its directory,
  * merged in walk order: the base's are carried over with their subtrees, the
@@ -1160,9 +1190,9 @@ static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *
 			int cmp = name ? ls_path_cmp(bn, bl, name, nlen) : -1;
 			if (cmp > 0)
 				break;
-			size_t end = subtree_end(b, at);
-			for (size_t e = at; cmp < 0 && e < end && rc == 0; e++)
-				rc = ls_manifest_append_from(w->out, b, e, err);
+			size_t end = ls_manifest_subtree_end(b, at);
+			if (cmp < 0)
+				rc = carry_range(w, at, end, err);
 			if (rc == 0)
 				rc = report_every(w, err);
 			at = end;
@@ -1204,15 +1234,14 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 	 * to listed paths is another --only job. */
 	for (size_t i = j->n; i-- > 0;) {
 		struct child *k = &j->kids[i];
-		if (k->gone || k->err || !S_ISDIR(k->stx.stx_mode) || k->mountpoint)
+		if (k->gone || k->err || !S_ISDIR(k->st.mode) || k->mountpoint)
 			continue;
 		const struct only_node *node = j->only ? &j->only->kids[k->only] : NULL;
 		if (node && node->listed)
 			node = NULL;
 		size_t len;
 		const char *path = kid_path(c, j, k, &len);
-		k->sub = path ? new_job(w, path, len, makedev(k->stx.stx_dev_major, k->stx.stx_dev_minor),
-					k->stx.stx_ino) : NULL;
+		k->sub = path ? new_job(w, path, len, k->st.dev, k->st.ino) : NULL;
 		if (!k->sub)
 			return ls_fail(err, ENOMEM, "walker: out of memory");
 		k->sub->only = node;
@@ -1515,6 +1544,20 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 	}
 	if (n)
 		qsort(keys, n, sizeof(*keys), cmp_link_key);
+	/* A group that reaches into carried runs: they are copied in, so
+	 * that its members there can be statx'ed in place (rare: most trees
+	 * have few links). */
+	struct ls_carry *cr = w->p->carry;
+	bool reaches = false;
+	for (size_t k = 0; cr && n && rc == 0 && !reaches && k < cr->n; k++) {
+		for (size_t i = cr->runs[k].from; i < cr->runs[k].to && !reaches; i++) {
+			const struct ls_rec *r = &w->p->base->recs[i];
+			struct link_key key = { r->ino, any_dev ? 0 : r->dev };
+			reaches = !S_ISDIR(r->mode) && bsearch(&key, keys, n, sizeof(*keys), cmp_link_key);
+		}
+	}
+	if (reaches)
+		rc = ls_carry_merge(m, cr, w->p->base, w->p->skip_paths, w->p->n_skip, err);
 	for (size_t i = 0; i < m->n && rc == 0 && n; i++) {
 		const struct ls_rec *r = &m->recs[i];
 		struct link_key k = { r->ino, any_dev ? 0 : r->dev };
@@ -1546,14 +1589,38 @@ static bool base_dev(const ls_manifest *b, bool dirs, uint64_t *dev, bool *any)
 	return true;
 }
 
+/* For remap_devs: when r (a record of src) is a carried non-directory of
+ * device old, its device now through ROOT.  Returns 1 when found, 0 when r
+ * tells nothing, -ENOMEM. */
+static int device_now(struct walker *w, const ls_manifest *src, const struct ls_rec *r, uint64_t old,
+		      uint64_t *now)
+{
+	if (S_ISDIR(r->mode) || r->dev != old || only_covers(&w->only, ls_rec_path(src, r), r->path_len))
+		return 0;
+	const char *name;
+	int dfd;
+	struct statx stx;
+	int rc = statx_beneath(w, ls_rec_path(src, r), r->path_len, STATX_TYPE, &stx, &dfd, &name);
+	if (dfd >= 0)
+		close(dfd);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc || S_ISDIR(stx.stx_mode))
+		return 0;
+	*now = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	return 1;
+}
+
 /* remap_dev: the carried entries' devices, the base's mount's, become the
  * ones this mount shows (overlay numbers them per mount), so that hard-link
  * groups and the next diff see one tree.  Directories take ROOT's device;
- * the others that of a non-directory the walk saw now. */
+ * the others that of a non-directory the walk saw now.  Copied entries are
+ * changed here, runs when they are merged (carry.h). */
 static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 {
 	const ls_manifest *b = w->p->base;
 	ls_manifest *m = w->out;
+	struct ls_carry *cr = w->p->carry;
 	uint64_t old_dir = 0, old_other = 0;
 	bool any_dir, any_other;
 	if (!base_dev(b, true, &old_dir, &any_dir) || !base_dev(b, false, &old_other, &any_other))
@@ -1564,28 +1631,27 @@ static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 	 * entries (the lower layers) can differ from that of the files the
 	 * step wrote (the upper directory's). */
 	uint64_t now_other = 0;
-	bool have_other = false;
-	for (size_t i = 0; i < m->n && any_other && !have_other; i++) {
-		const struct ls_rec *r = &m->recs[i];
-		if (S_ISDIR(r->mode) || r->dev != old_other || only_covers(&w->only, ls_rec_path(m, r), r->path_len))
-			continue;
-		const char *name;
-		int dfd;
-		struct statx stx;
-		int rc = statx_beneath(w, ls_rec_path(m, r), r->path_len, STATX_TYPE, &stx, &dfd, &name);
-		if (rc == -ENOMEM)
-			return ls_fail(err, ENOMEM, "walker: out of memory");
-		if (rc == 0 && !S_ISDIR(stx.stx_mode)) {
-			now_other = makedev(stx.stx_dev_major, stx.stx_dev_minor);
-			have_other = true;
-		}
-		if (dfd >= 0)
-			close(dfd);
-	}
+	int found = 0;
+	for (size_t i = 0; i < m->n && any_other && found == 0; i++)
+		found = device_now(w, m, &m->recs[i], old_other, &now_other);
+	for (size_t k = 0; cr && k < cr->n && any_other && found == 0; k++)
+		for (size_t i = cr->runs[k].from; i < cr->runs[k].to && found == 0; i++)
+			found = device_now(w, b, &b->recs[i], old_other, &now_other);
+	if (found < 0)
+		return ls_fail(err, ENOMEM, "walker: out of memory");
+	bool have_other = found > 0;
 	for (size_t i = 0; i < m->n; i++) {
 		struct ls_rec *r = &m->recs[i];
 		if (S_ISDIR(r->mode) ? any_dir && r->dev == old_dir : have_other && r->dev == old_other)
 			r->dev = S_ISDIR(r->mode) ? root_dev : now_other;
+	}
+	if (cr) {
+		cr->remap_dirs = any_dir;
+		cr->dir_from = old_dir;
+		cr->dir_to = root_dev;
+		cr->remap_others = have_other;
+		cr->other_from = old_other;
+		cr->other_to = now_other;
 	}
 	return 0;
 }

@@ -15,6 +15,8 @@
 
 #include "manifest.h"
 
+struct ls_carry;
+
 struct ls_walk_params {
 	const struct ls_walk_options *opts;
 	const ls_manifest *base;          /* stat cache and --ignore-errors carry-over; may be NULL */
@@ -38,6 +40,12 @@ struct ls_walk_params {
 	 * walk sees now, one for directories and one for the rest; a base
 	 * with several of either is refused. */
 	bool remap_dev;
+	/* Needs base: when set, base entries carried over unchanged (--only,
+	 * --upper, --ignore-errors, the ignore list) are recorded here as runs
+	 * instead of copied into the new manifest, which then holds only what
+	 * was walked; ls_carry_merge puts them together (carry.h).  The
+	 * caller frees it, also on failure. */
+	struct ls_carry *carry;
 };
 
 /** Walks root.  Returns 0 and *out (a new manifest whose settings are taken

@@ -52,6 +52,12 @@ static ssize_t get_at(int dirfd, const char *name, const char *attr, void *val, 
 	return n < 0 ? -errno : n;
 }
 
+ssize_t ls_xattr_get(int dirfd, const char *name, const char *attr, void *val, size_t size)
+{
+	ssize_t n = get_at(dirfd, name, attr, val, size);
+	return n == -ENOTSUP ? -ENODATA : n;
+}
+
 static ssize_t list_at(int dirfd, const char *name, char *list, size_t size)
 {
 	long n = syscall(SYS_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, list, size);
@@ -65,6 +71,31 @@ static ssize_t list_at(int dirfd, const char *name, char *list, size_t size)
 		return rc;
 	n = llistxattr(p, list, size);
 	return n < 0 ? -errno : n;
+}
+
+ssize_t ls_xattr_list(int dirfd, const char *name, char **buf, size_t *cap)
+{
+	/* A size of 0 would only ask for the length: start with a buffer. */
+	if (!*cap) {
+		if (!(*buf = malloc(256)))
+			return -ENOMEM;
+		*cap = 256;
+	}
+	for (int tries = 0;; tries++) {
+		ssize_t n = list_at(dirfd, name, *buf, *cap);
+		if (n == -ENOTSUP)
+			return 0;
+		if (n != -ERANGE || tries == 8)
+			return n;  /* past 8: an attribute is added each time */
+		ssize_t need = list_at(dirfd, name, NULL, 0);
+		if (need < 0)
+			return need == -ENOTSUP ? 0 : need;
+		char *nb = realloc(*buf, (size_t)need + 256);
+		if (!nb)
+			return -ENOMEM;
+		*buf = nb;
+		*cap = (size_t)need + 256;
+	}
 }
 
 /* One value into a growing buffer; returns its length or -errno. */
@@ -130,39 +161,29 @@ static int list_names(int dirfd, const char *name, char **names, const char ***l
 	*names = NULL;
 	*list = NULL;
 	*count = 0;
-	for (int tries = 0;; tries++) {
-		ssize_t ln = list_at(dirfd, name, NULL, 0);
-		if (ln <= 0)
-			return (ln == 0 || ln == -ENOTSUP) ? 0 : (int)ln;
-		char *buf = malloc((size_t)ln + 1);
-		if (!buf)
-			return -ENOMEM;
-		ssize_t got = list_at(dirfd, name, buf, (size_t)ln);
-		if (got == -ERANGE && tries < 8) {
-			free(buf);  /* an attribute was added in between */
-			continue;
-		}
-		if (got < 0) {
-			free(buf);
-			return (int)got;
-		}
-		size_t n = 0;
-		for (ssize_t i = 0; i < got; i++)
-			n += buf[i] == '\0';
-		const char **l = calloc(n ? n : 1, sizeof(*l));
-		if (!l) {
-			free(buf);
-			return -ENOMEM;
-		}
-		size_t k = 0;
-		for (char *s = buf; s < buf + got && k < n; s += strlen(s) + 1)
-			l[k++] = s;
-		qsort(l, k, sizeof(*l), cmp_cstr);
-		*names = buf;
-		*list = l;
-		*count = k;
-		return 0;
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t got = ls_xattr_list(dirfd, name, &buf, &cap);
+	if (got <= 0) {
+		free(buf);
+		return (int)got;
 	}
+	size_t n = 0;
+	for (ssize_t i = 0; i < got; i++)
+		n += buf[i] == '\0';
+	const char **l = calloc(n ? n : 1, sizeof(*l));
+	if (!l) {
+		free(buf);
+		return -ENOMEM;
+	}
+	size_t k = 0;
+	for (char *p = buf; p < buf + got && k < n; p += strlen(p) + 1)
+		l[k++] = p;
+	qsort(l, k, sizeof(*l), cmp_cstr);
+	*names = buf;
+	*list = l;
+	*count = k;
+	return 0;
 }
 
 int ls_xattrs_read(int dirfd, const char *name, uint32_t mode, enum ls_xattrs policy, void **out,
