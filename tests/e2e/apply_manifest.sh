@@ -52,7 +52,15 @@ if command -v strace >/dev/null; then
 	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -e trace=openat -o "$T/strace" \
 		"$L" apply --jobs 1 --io sync "$T/l1.tar" "$T/l2.tar.gz" "$T/l3.tar.zst" "$O" --manifest-out "$T/traced" ||
 		fail "apply under strace failed"
-	grep -q 'openat([0-9]*, "f4", O_RDONLY' "$T/strace" && fail "the scan read f4 again: $(grep '"f4"' "$T/strace")"
+	# A fast apply ends within the stat cache's in-flight window (walk.h:
+	# LS_WRITE_IN_FLIGHT_NS) of its own writes: then every file is read
+	# twice to confirm it, f4 with the others, and the check says nothing.
+	if [ "$(grep -c 'openat([0-9]*, "f4", O_RDONLY' "$T/strace")" = 2 ] &&
+		[ "$(grep -c 'openat([0-9]*, "z", O_RDONLY' "$T/strace")" = 2 ]; then
+		partial_skip timing "the apply ended within a second of its writes: the reuse of its hashes was not checked"
+	else
+		grep -q 'openat([0-9]*, "f4", O_RDONLY' "$T/strace" && fail "the scan read f4 again: $(grep '"f4"' "$T/strace")"
+	fi
 	"$L" compare "$T/traced" "$T/scanned-full" || fail "the traced apply's manifest differs"
 else
 	partial_skip strace "strace is not installed: the check that apply's hashes are reused"
