@@ -24,6 +24,7 @@ echo changed >"$S/f3"
 "$L" diff -q "$S" --base "$T/m1" --compress gzip -o "$T/l2.tar.gz" --manifest-out "$T/m2" || fail "diff 2 failed"
 rm -r "$S/d/e"
 echo z >"$S/z"
+head -c 64M /dev/urandom >"$S/big"   # its write puts f4 out of the racy window
 "$L" diff -q "$S" --base "$T/m2" --compress zstd -o "$T/l3.tar.zst" || fail "diff 3 failed"
 
 for mode in full redo time; do
@@ -52,12 +53,20 @@ if command -v strace >/dev/null; then
 	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -e trace=openat -o "$T/strace" \
 		"$L" apply --jobs 1 --io sync "$T/l1.tar" "$T/l2.tar.gz" "$T/l3.tar.zst" "$O" --manifest-out "$T/traced" ||
 		fail "apply under strace failed"
-	# A fast apply ends within the stat cache's in-flight window (walk.h:
-	# LS_WRITE_IN_FLIGHT_NS) of its own writes: then every file is read
-	# twice to confirm it, f4 with the others, and the check says nothing.
-	if [ "$(grep -c 'openat([0-9]*, "f4", O_RDONLY' "$T/strace")" = 2 ] &&
-		[ "$(grep -c 'openat([0-9]*, "z", O_RDONLY' "$T/strace")" = 2 ]; then
-		partial_skip timing "the apply ended within a second of its writes: the reuse of its hashes was not checked"
+	# f4 comes from the first layer; the last one's 64 MiB file is written
+	# after it, but the layers after f4 could still take less than the racy
+	# window (walk.h: a few ticks of the coarse clock),
+	# and then f4 is racy against the manifest's scan start and rightly
+	# read again: the check holds for an f4 written well before the start.
+	racy=$(python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+start = round(m["scan_start"] * 1e9)
+f4 = [e for e in m["entries"] if e["path"] == "f4"][0]
+print(1 if f4["ctime_ns"] >= start - 10_000_000 else 0)' < <("$L" dump --format json "$T/traced")) ||
+		fail "dump of the traced manifest failed"
+	if [ "$racy" = 1 ]; then
+		partial_skip timing "f4 was written within 10 ms of the apply's scan start (racy): its reuse was not checked"
 	else
 		grep -q 'openat([0-9]*, "f4", O_RDONLY' "$T/strace" && fail "the scan read f4 again: $(grep '"f4"' "$T/strace")"
 	fi
