@@ -172,6 +172,26 @@ synth_tree() {
 	mv "$d.tmp" "$d" && echo "$gen_key" >"$d.stamp" && echo "$d"
 }
 
+# warm_cold WHAT DEFS WARM COLD: the scenarios DEFS defines (called with -w warm "" and
+# -c cold "; $DROP"), run warm and, unless LAYERSNAP_BENCH_COLD=0, cold; their ids go into
+# the arrays named WARM and COLD.
+warm_cold() {
+	local what=$1 defs=$2
+	local -n warm_ids=$3 cold_ids=$4
+	IDS=()
+	"$defs" -w warm ""
+	warm_ids=("${IDS[@]}")
+	echo "bench: $TREE_NAME: $what, warm" >&2
+	run_group "$runs" 1 "${warm_ids[@]}"
+	if [ $COLD = 1 ]; then
+		IDS=()
+		"$defs" -c cold "; $DROP"
+		cold_ids=("${IDS[@]}")
+		echo "bench: $TREE_NAME: $what, cold" >&2
+		run_group "$cruns" 0 "${cold_ids[@]}"
+	fi
+}
+
 # tree_shape ROOT -> one line: what a tree is made of (entry types, fan-out, depth)
 tree_shape() {
 	find "$1" -mindepth 1 -printf '%y %d %n %h\n' | awk -v sum="$WORK/shape.sum" '
@@ -447,18 +467,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 			def floor-hash1$x "scan, full, $st" "floor: open + read 256 KiB + XXH3-128 loop, 1 thread" "exec $(q "$FLOOR" -t 1 "$root")" "sync$pre"
 			[ "$NPROC" -gt 1 ] && def floor-hashN$x "scan, full, $st" "floor: the same, $NPROC threads" "exec $(q "$FLOOR" -t "$NPROC" "$root")" "sync$pre"
 		}
-		IDS=()
-		full_defs -w warm ""
-		full_w=("${IDS[@]}")
-		echo "bench: $TREE_NAME: scan, full, warm" >&2
-		run_group "$runs" 1 "${full_w[@]}"
-		if [ $COLD = 1 ]; then
-			IDS=()
-			full_defs -c cold "; $DROP"
-			full_c=("${IDS[@]}")
-			echo "bench: $TREE_NAME: scan, full, cold" >&2
-			run_group "$cruns" 0 "${full_c[@]}"
-		fi
+		warm_cold "scan, full" full_defs full_w full_c
 	fi   # scan
 
 	# --- diff after a build step (warm)
@@ -583,18 +592,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 			"set -o pipefail; $TAR_OPTS -cf - -C $(q "$root") . | zstd -q -3 -T0 >$(q "$o/tar-layer.tar.zst")" "$(fresh tar-layer.tar.zst)$pre"
 	}
 	if want layer; then
-		IDS=()
-		layer_defs -w warm ""
-		layer_w=("${IDS[@]}")
-		echo "bench: $TREE_NAME: full layer, warm" >&2
-		run_group "$runs" 1 "${layer_w[@]}"
-		if [ $COLD = 1 ]; then
-			IDS=()
-			layer_defs -c cold "; $DROP"
-			layer_c=("${IDS[@]}")
-			echo "bench: $TREE_NAME: full layer, cold" >&2
-			run_group "$cruns" 0 "${layer_c[@]}"
-		fi
+		warm_cold "full layer" layer_defs layer_w layer_c
 	fi   # layer
 
 	# --- checks
