@@ -275,15 +275,42 @@ int ls_manifest_set_patterns(ls_manifest *m, const char *const *patterns, size_t
 	return 0;
 }
 
+/* Whether record e of m lies beneath directory path p. */
+static bool rec_under(const ls_manifest *m, size_t e, const char *p, size_t len)
+{
+	return ls_path_is_under(ls_rec_path(m, &m->recs[e]), m->recs[e].path_len, p, len);
+}
+
 size_t ls_manifest_subtree_end(const ls_manifest *m, size_t i)
 {
 	const struct ls_rec *r = &m->recs[i];
+	if (!S_ISDIR(r->mode))
+		return i + 1;
+	/* The subtree is contiguous: "beneath p" holds for a run of records
+	 * right after i and for none after it.  Galloping, then bisecting,
+	 * costs the logarithm of the subtree's size: callers that carry a
+	 * tree over subtree by subtree pass the whole base once in all. */
 	const char *p = ls_rec_path(m, r);
-	size_t len = r->path_len, e = i + 1;
-	if (S_ISDIR(r->mode))
-		while (e < m->n && ls_path_is_under(ls_rec_path(m, &m->recs[e]), m->recs[e].path_len, p, len))
-			e++;
-	return e;
+	size_t len = r->path_len;
+	size_t lo = i + 1, step = 1; /* everything before lo is beneath p */
+	while (lo < m->n && rec_under(m, lo, p, len)) {
+		size_t probe = lo + step;
+		if (probe >= m->n || !rec_under(m, probe, p, len)) {
+			size_t hi = probe < m->n ? probe : m->n; /* first not beneath, or n */
+			lo++;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (rec_under(m, mid, p, len))
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			return lo;
+		}
+		lo = probe + 1;
+		step *= 2;
+	}
+	return lo;
 }
 
 int ls_grow(void **buf, size_t *cap, size_t need, size_t elem)

@@ -1164,41 +1164,47 @@ static int take_child(struct walker *w, struct dir_job *j, struct child *k, stru
 
 /* An --only job's children and the base's other children of its directory,
  * merged in walk order: the base's are carried over with their subtrees, the
- * job's (listed paths, and directories on the way to them) replace theirs. */
+ * job's (listed paths, and directories on the way to them) replace theirs.
+ * The base records between two of the job's children are found by bisection
+ * and carried as one range: the cost is the job's children, not the base's
+ * (a changed file in node_modules/x does not pass node_modules' thousands of
+ * other packages one by one). */
 static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *c, struct ls_error *err)
 {
 	const ls_manifest *b = w->p->base;
-	size_t at;
+	size_t at = 0, dir_end = b->n;
 	if (j->path_len) {
 		ssize_t bi = base_index(w, j->path, j->path_len);
-		at = bi < 0 || !S_ISDIR(b->recs[bi].mode) ? b->n : (size_t)bi + 1;
-	} else {
-		at = 0;
+		bool dir = bi >= 0 && S_ISDIR(b->recs[bi].mode);
+		at = dir ? (size_t)bi + 1 : b->n;
+		dir_end = dir ? ls_manifest_subtree_end(b, (size_t)bi) : b->n;
 	}
 	int rc = 0;
 	for (size_t i = 0; i <= j->n && rc == 0; i++) {
-		const char *name = i < j->n ? kid_name(j, &j->kids[i]) : NULL;
-		size_t nlen = i < j->n ? j->kids[i].name_len : 0;
 		/* The base's children before this one, and this one's own. */
-		while (at < b->n && rc == 0) {
-			const struct ls_rec *r = &b->recs[at];
-			const char *p = ls_rec_path(b, r);
-			if (j->path_len && !ls_path_is_under(p, r->path_len, j->path, j->path_len))
-				break;
-			const char *bn = j->path_len ? p + j->path_len + 1 : p;
-			size_t bl = r->path_len - (size_t)(bn - p);
-			int cmp = name ? ls_path_cmp(bn, bl, name, nlen) : -1;
-			if (cmp > 0)
-				break;
-			size_t end = ls_manifest_subtree_end(b, at);
-			if (cmp < 0)
-				rc = carry_range(w, at, end, err);
+		size_t next = dir_end, own_end = dir_end;
+		if (i < j->n && at < dir_end) {
+			size_t len;
+			const char *path = kid_path(c, j, &j->kids[i], &len);
+			if (!path)
+				return ls_fail(err, ENOMEM, "walker: out of memory");
+			next = ls_manifest_lower_bound(b, path, len);
+			if (next < at)
+				next = at;
+			if (next > dir_end)
+				next = dir_end;
+			own_end = next;
+			if (next < dir_end && b->recs[next].path_len == len &&
+			    memcmp(ls_rec_path(b, &b->recs[next]), path, len) == 0)
+				own_end = ls_manifest_subtree_end(b, next);
+		}
+		if (next > at) {
+			rc = carry_range(w, at, next, err);
 			if (rc == 0)
 				rc = report_every(w, err);
-			at = end;
-			if (cmp == 0)
-				break;
 		}
+		if (own_end > at)
+			at = own_end;
 		if (rc == 0 && i < j->n)
 			rc = take_child(w, j, &j->kids[i], c, err);
 	}
@@ -1572,15 +1578,17 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 	return rc;
 }
 
-/* The one device of the base's directories (dirs) or other entries, in
- * *dev; false when there are several. */
-static bool base_dev(const ls_manifest *b, bool dirs, uint64_t *dev, bool *any)
+/* The one device of the base's directories and the one of its other
+ * entries (*any_*: whether there are such entries), in one pass; false when
+ * either kind holds several. */
+static bool base_devs(const ls_manifest *b, uint64_t *dir, bool *any_dir, uint64_t *other, bool *any_other)
 {
-	*any = false;
+	*any_dir = *any_other = false;
 	for (size_t i = 0; i < b->n; i++) {
 		const struct ls_rec *r = &b->recs[i];
-		if (S_ISDIR(r->mode) != dirs)
-			continue;
+		bool d = S_ISDIR(r->mode);
+		uint64_t *dev = d ? dir : other;
+		bool *any = d ? any_dir : any_other;
 		if (*any && r->dev != *dev)
 			return false;
 		*dev = r->dev;
@@ -1623,7 +1631,7 @@ static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 	struct ls_carry *cr = w->p->carry;
 	uint64_t old_dir = 0, old_other = 0;
 	bool any_dir, any_other;
-	if (!base_dev(b, true, &old_dir, &any_dir) || !base_dev(b, false, &old_other, &any_other))
+	if (!base_devs(b, &old_dir, &any_dir, &old_other, &any_other))
 		return ls_fail(err, EINVAL, "--upper: the base manifest holds entries of several file systems: "
 			       "diff without --upper");
 	/* The device a carried non-directory shows now: overlay reports the

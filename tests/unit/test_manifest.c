@@ -1309,6 +1309,47 @@ static void test_find(void **state)
 	free(b.p);
 }
 
+/* Appends a directory at path with `width` children, of which every third
+ * is a directory again, down to depth levels: subtrees of many sizes. */
+static void append_tree(ls_manifest *m, char *path, size_t len, unsigned width, unsigned depth)
+{
+	struct ls_error err = { 0 };
+	for (unsigned i = 0; i < width; i++) {
+		int n = snprintf(path + len, 4096 - len, "%s%04u%c", len ? "/" : "", i, depth && i % 3 == 0 ? 'd' : 'f');
+		struct ls_rec r = { .mode = (depth && i % 3 == 0) ? S_IFDIR | 0755 : S_IFREG | 0644, .nlink = 1 };
+		assert_int_equal(ls_manifest_append(m, &r, path, len + (size_t)n, NULL, 0, NULL, 0, &err), 0);
+		if (depth && i % 3 == 0)
+			append_tree(m, path, len + (size_t)n, width / 2 + i, depth - 1);
+	}
+	path[len] = '\0';
+}
+
+/* ls_manifest_subtree_end gallops and bisects: the same answers as a plain
+ * scan, for every record of a tree with subtrees of every size. */
+static void test_subtree_end(void **state)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
+	char path[4096] = "";
+	append_tree(m, path, 0, 12, 4);
+	assert_true(m->n > 1000);
+	size_t dirs = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct ls_rec *r = &m->recs[i];
+		size_t e = i + 1;
+		if (S_ISDIR(r->mode)) {
+			dirs++;
+			while (e < m->n && ls_path_is_under(ls_rec_path(m, &m->recs[e]), m->recs[e].path_len,
+							     ls_rec_path(m, r), r->path_len))
+				e++;
+		}
+		assert_int_equal(ls_manifest_subtree_end(m, i), e);
+	}
+	assert_true(dirs > 100);
+	ls_manifest_free(m);
+}
+
 static void test_append_limits(void **state)
 {
 	struct ls_error err = { 0 };
@@ -1586,6 +1627,7 @@ int main(void)
 		cmocka_unit_test(test_normalize),
 		cmocka_unit_test(test_create_excludes),
 		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_subtree_end),
 		cmocka_unit_test(test_append_limits),
 		cmocka_unit_test(test_long_paths),
 		cmocka_unit_test(test_patterns),
