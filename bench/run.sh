@@ -539,6 +539,14 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 			note "$TREE_NAME: overlay mount failed, the overlay step is skipped: $(tail -n 1 "$WORK/log/ov")"
 		else
 			want copy || sleep 1.2   # the COPY step's files are not racy in this base
+			# GNU tar's level 0 of the merged view, for its level 1 beside --upper
+			# (no contents are read: tar skips them when writing to /dev/null)
+			rm -f "$WORK/snar.ov0" "$WORK/m/tar-upper-inc"
+			unset 'SCEN[tar-upper-inc]'
+			if have tar && ! tar --listed-incremental="$WORK/snar.ov0" -cf /dev/null -C "$OV/m" . 2>"$WORK/log/ov-tar0"; then
+				note "$TREE_NAME: tar level 0 of the overlay failed, its peer row is skipped: $(tail -n 1 "$WORK/log/ov-tar0")"
+				rm -f "$WORK/snar.ov0"
+			fi
 			if "$LS" scan -q --mode full "$OV/m" -o "$WORK/base.ov.man" >"$WORK/log/ov-scan" 2>&1 && sleep 1.2 &&
 				"$MUT" --seed $((${seed:-1} + 1)) "$OV/m" >>"$WORK/log/ov-scan" 2>&1; then
 				IDS=()
@@ -552,6 +560,11 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 				def ls-upper-walk "build step in an overlay" "layersnap diff --base (a walk of the merged view)" \
 					"exec $(q "$LS" diff --json "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-walk.tar")" "$(fresh u-walk.tar)"
 				JSONCHK[ls-upper-walk]=1
+				if [ -s "$WORK/snar.ov0" ]; then
+					def tar-upper-inc "build step in an overlay" "tar --listed-incremental (level 1) of the merged view" \
+						"exec $(q tar --listed-incremental="$o/snar.ov1" -cf "$o/u-tar-inc.tar" -C "$OV/m" .)" \
+						"$(fresh u-tar-inc.tar); $(q cp "$WORK/snar.ov0" "$o/snar.ov1")"
+				fi
 				echo "bench: $TREE_NAME: build step in an overlay" >&2
 				run_group "$runs" 1 "${IDS[@]}"
 				if [ -s "$o/u-upper.tar" ] && [ -s "$o/u-walk.tar" ] && ! cmp -s "$o/u-upper.tar" "$o/u-walk.tar"; then
@@ -644,9 +657,10 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	row ls-diff-time "tar-inc:tar umoci:umoci ls-diff-redo:redo"
 	row ls-copy-only "ls-copy-full:full_walk"
 	row ls-copy-full ""
-	row ls-upper "ls-upper-walk:walk"
-	row ls-upper-man "ls-upper-walk:walk ls-upper:without_--manifest-out"
-	row ls-upper-walk ""
+	row ls-upper "ls-upper-walk:walk tar-upper-inc:tar"
+	row ls-upper-man "ls-upper-walk:walk tar-upper-inc:tar ls-upper:without_--manifest-out"
+	row ls-upper-walk "tar-upper-inc:tar"
+	[ -n "${SCEN[tar-upper-inc]:-}" ] && row tar-upper-inc ""
 	for id in tar-inc umoci; do [ -n "${SCEN[$id]:-}" ] && row "$id" ""; done
 	for id in "${layer_w[@]}" "${layer_c[@]}"; do
 		x=${id: -2}
@@ -734,7 +748,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		local c=${CMD[$id]#exec } p=${PRE[$id]}
 		COMMANDS+=("- \`${c% }\`${p:+ (before each run: \`${p% }\`)}")
 	done
-	rm -rf "$WORK/w" "$WORK/bundle" "$WORK/oci" "$o"/* "$WORK"/base.*.man "$WORK/snar0"
+	rm -rf "$WORK/w" "$WORK/bundle" "$WORK/oci" "$o"/* "$WORK"/base.*.man "$WORK/snar0" "$WORK/snar.ov0"
 }
 
 # ---------------------------------------------------------------- main
