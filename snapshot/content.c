@@ -81,7 +81,7 @@ struct ls_readahead {
 	size_t head, tail;
 	bool stop, done;
 	bool reader_waits, writer_waits;
-	uint64_t want_end;          /* the reader waits for rpos to reach this */
+	uint64_t want_end;          /* where the bytes the reader waits to write end */
 	/* Whole files' bytes, laid out in order in one buffer used as a ring
 	 * (no allocation per file, none freed on another thread).  Positions
 	 * only grow: the reader writes at wpos, the oldest data held starts at
