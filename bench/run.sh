@@ -481,6 +481,10 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		def ls-diff-fresh "diff after build step" "layersnap diff --mode full --base (base scanned right after the tree was written)" \
 			"exec $(q "$LS" diff --mode full --json "$W" --base "$WORK/base.fresh.man" -o "$o/d-fresh.tar")" "$(fresh d-fresh.tar)"
 		JSONCHK[ls-diff-fresh]=1
+		# What a builder chains: the layer and the manifest of the step.
+		def ls-diff-full-mo "diff after build step" "layersnap diff --mode full --base --manifest-out FILE" \
+			"exec $(q "$LS" diff --mode full --json "$W" --base "$WORK/base.full.man" -o "$o/d-full-mo.tar" --manifest-out "$o/d-full-mo.man")" "$(fresh d-full-mo.tar d-full-mo.man)"
+		JSONCHK[ls-diff-full-mo]=1
 		if have tar && [ -s "$WORK/snar0" ]; then
 			def tar-inc "diff after build step" "tar --listed-incremental (level 1)" \
 				"exec $(q tar --listed-incremental="$o/snar1" -cf "$o/tar-inc.tar" -C "$W" .)" "$(fresh tar-inc.tar); $(q cp "$WORK/snar0" "$o/snar1")"
@@ -614,6 +618,11 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	consistent ls-diff-redo; e_redo=$ENTRIES
 	consistent ls-diff-time; e_time=$ENTRIES
 	consistent ls-diff-fresh; e_fresh=$ENTRIES
+	consistent ls-diff-full-mo
+	if [ -s "$WORK/m/ls-diff-full.json" ] && [ -s "$WORK/m/ls-diff-full-mo.json" ] &&
+		[ "$(head -1 "$WORK/m/ls-diff-full.json")" != "$(head -1 "$WORK/m/ls-diff-full-mo.json")" ]; then
+		fail "$TREE_NAME: diff --mode full --manifest-out wrote another layer ($(head -1 "$WORK/m/ls-diff-full-mo.json")) than without it ($(head -1 "$WORK/m/ls-diff-full.json"))"
+	fi
 	if [ -s "$WORK/m/ls-diff-full.json" ] && [ -s "$WORK/m/ls-diff-fresh.json" ] &&
 		[ "$(head -1 "$WORK/m/ls-diff-full.json")" != "$(head -1 "$WORK/m/ls-diff-fresh.json")" ]; then
 		fail "$TREE_NAME: diff --mode full against the base scanned right after writing wrote another layer ($(head -1 "$WORK/m/ls-diff-fresh.json")) than against the settled base ($(head -1 "$WORK/m/ls-diff-full.json"))"
@@ -653,6 +662,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	done
 	row ls-diff-full "tar-inc:tar umoci:umoci ls-diff-redo:redo"
 	row ls-diff-fresh "tar-inc:tar umoci:umoci ls-diff-redo:redo ls-diff-full:full,_settled_base"
+	row ls-diff-full-mo "tar-inc:tar ls-diff-full:without_--manifest-out"
 	row ls-diff-redo "tar-inc:tar umoci:umoci"
 	row ls-diff-time "tar-inc:tar umoci:umoci ls-diff-redo:redo"
 	row ls-copy-only "ls-copy-full:full_walk"
@@ -701,17 +711,21 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	[ "$nent" -ge "$BIG_ENTRIES" ] && upper_lim=0.05
 	trow "build step in an overlay: \`diff --upper\` vs the walk \`diff\`" ls-upper ls-upper-walk "walk" "$upper_lim"
 	trow "the same, with \`--manifest-out\`" ls-upper-man ls-upper-walk "walk" ""
-	local rss_line=""
-	if [ -s "$WORK/m/ls-diff-full" ] && [ -s "$WORK/base.full.man" ]; then
+	trow "\`diff --mode full --manifest-out\` (the chain a builder keeps) vs \`tar --listed-incremental\` (which writes its snapshot file too)" ls-diff-full-mo tar-inc tar ""
+	local rss_line="" rid rtext
+	for rid in ls-diff-full ls-diff-full-mo; do
+		[ -s "$WORK/m/$rid" ] && [ -s "$WORK/base.full.man" ] || continue
+		rtext="\`diff --mode full\`"
+		[ "$rid" = ls-diff-full-mo ] && rtext="\`diff --mode full --manifest-out\`"
 		local rss mans lim
-		rss=$(stats ls-diff-full | awk '{print $4}')
+		rss=$(stats "$rid" | awk '{print $4}')
 		mans=$(stat -c %s "$WORK/base.full.man")
 		lim=$(awk -v m="$mans" 'BEGIN { printf "%.1f", 1.2 * m / 1048576 + 16 }')
 		local rr
 		rr=$(awk -v r="$rss" -v l="$lim" 'BEGIN { printf "%.2f", r / l }')
-		TROWS+=("| peak RSS of \`diff --mode full\` (base manifest $(awk -v m="$mans" 'BEGIN { printf "%.1f", m / 1048576 }') MiB) vs 1.2 × manifest + 16 MiB | $rss MiB | $lim MiB | ${rr}× | ≤ 1× | $(awk -v r="$rr" 'BEGIN { print (r <= 1.0) ? "yes" : "no" }') |")
-		rss_line="Peak RSS of \`diff --mode full\`: $rss MiB; base manifest $mans bytes; RSS / (1.2 × manifest + 16 MiB) = ${rr}."
-	fi
+		TROWS+=("| peak RSS of $rtext (base manifest $(awk -v m="$mans" 'BEGIN { printf "%.1f", m / 1048576 }') MiB) vs 1.2 × manifest + 16 MiB | $rss MiB | $lim MiB | ${rr}× | ≤ 1× | $(awk -v r="$rr" 'BEGIN { print (r <= 1.0) ? "yes" : "no" }') |")
+		rss_line+="${rss_line:+ }Peak RSS of $rtext: $rss MiB; base manifest $mans bytes; RSS / (1.2 × manifest + 16 MiB) = ${rr}."
+	done
 
 	local io=""
 	if [ $URING = 1 ] && [ -s "$WORK/m/ls-redo-uring" ] && [ -s "$WORK/m/ls-redo-sync" ]; then

@@ -80,19 +80,70 @@ static bool is_skipped(const ls_manifest *b, const struct ls_rec *r, const char 
 	return false;
 }
 
+/* The lengths of skip[0..n): NULL when n is 0; *ok false when out of memory. */
+static size_t *skip_lengths(const char *const *skip, size_t n_skip, bool *ok)
+{
+	size_t *len = n_skip ? malloc(n_skip * sizeof(*len)) : NULL;
+	*ok = !n_skip || len;
+	for (size_t k = 0; len && k < n_skip; k++)
+		len[k] = strlen(skip[k]);
+	return len;
+}
+
+/* The device a carried record goes in with (see struct ls_carry). */
+static uint64_t carried_dev(const struct ls_carry *c, const struct ls_rec *r)
+{
+	if (S_ISDIR(r->mode))
+		return c->remap_dirs && r->dev == c->dir_from ? c->dir_to : r->dev;
+	return c->remap_others && r->dev == c->other_from ? c->other_to : r->dev;
+}
+
+/* Called for each record of the merged manifest in walk order: r of src
+ * (m or the base), to go in with device dev.  Non-zero stops the pass. */
+typedef int merged_fn(void *ctx, const ls_manifest *src, const struct ls_rec *r, uint64_t dev);
+
+/* The one order of a merge, for ls_carry_merge and ls_carry_write_fd alike:
+ * each run before the record of m at its `at`, the base's records that are
+ * the run's outputs left out. */
+static int each_merged(const ls_manifest *m, const struct ls_carry *c, const ls_manifest *base,
+		       const char *const *skip, const size_t *skip_len, size_t n_skip, merged_fn *fn, void *ctx)
+{
+	size_t k = 0;
+	for (size_t i = 0; i <= m->n; i++) {
+		for (; k < c->n && c->runs[k].at <= i; k++) {
+			for (size_t b = c->runs[k].from; b < c->runs[k].to; b++) {
+				const struct ls_rec *r = &base->recs[b];
+				if (n_skip && is_skipped(base, r, skip, skip_len, n_skip))
+					continue;
+				int rc = fn(ctx, base, r, carried_dev(c, r));
+				if (rc)
+					return rc;
+			}
+		}
+		int rc = i < m->n ? fn(ctx, m, &m->recs[i], m->recs[i].dev) : 0;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 struct merge {
 	struct ls_rec *recs;
 	char *pool;
 	size_t n, pool_len;
 };
 
-static void put(struct merge *o, const ls_manifest *src, const struct ls_rec *r, size_t aux)
+static int put(void *ctx, const ls_manifest *src, const struct ls_rec *r, uint64_t dev)
 {
+	struct merge *o = ctx;
+	size_t aux = aux_size(src, r);
 	struct ls_rec *d = &o->recs[o->n++];
 	*d = *r;
+	d->dev = dev;
 	d->aux_off = o->pool_len;
 	memcpy(o->pool + o->pool_len, src->pool + r->aux_off, aux);
 	o->pool_len += aux;
+	return 0;
 }
 
 int ls_carry_merge(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, const char *const *skip,
@@ -111,32 +162,15 @@ int ls_carry_merge(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, 
 		for (size_t b = c->runs[k].from; b < c->runs[k].to; b++)
 			pool += aux_size(base, &base->recs[b]);
 	struct merge o = { .recs = malloc((n ? n : 1) * sizeof(*o.recs)), .pool = malloc(pool ? pool : 1) };
-	size_t *skip_len = n_skip ? malloc(n_skip * sizeof(*skip_len)) : NULL;
-	if (!o.recs || !o.pool || (n_skip && !skip_len)) {
+	bool ok;
+	size_t *skip_len = skip_lengths(skip, n_skip, &ok);
+	if (!o.recs || !o.pool || !ok) {
 		free(o.recs);
 		free(o.pool);
 		free(skip_len);
 		return ls_fail(err, ENOMEM, "manifest: out of memory");
 	}
-	for (size_t k = 0; k < n_skip; k++)
-		skip_len[k] = strlen(skip[k]);
-	size_t k = 0;
-	for (size_t i = 0; i <= m->n; i++) {
-		for (; k < c->n && c->runs[k].at <= i; k++) {
-			for (size_t b = c->runs[k].from; b < c->runs[k].to; b++) {
-				const struct ls_rec *r = &base->recs[b];
-				if (n_skip && is_skipped(base, r, skip, skip_len, n_skip))
-					continue;
-				put(&o, base, r, aux_size(base, r));
-				struct ls_rec *d = &o.recs[o.n - 1];
-				if (S_ISDIR(d->mode) ? c->remap_dirs && d->dev == c->dir_from
-						     : c->remap_others && d->dev == c->other_from)
-					d->dev = S_ISDIR(d->mode) ? c->dir_to : c->other_to;
-			}
-		}
-		if (i < m->n)
-			put(&o, m, &m->recs[i], aux_size(m, &m->recs[i]));
-	}
+	each_merged(m, c, base, skip, skip_len, n_skip, put, &o);
 	free(skip_len);
 	free(m->recs);
 	free(m->pool);
@@ -148,4 +182,79 @@ int ls_carry_merge(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, 
 	m->pool_cap = pool ? pool : 1;
 	ls_carry_free(c);
 	return 0;
+}
+
+/* ls_carry_write_fd's two passes: the records with their new pool offsets,
+ * then the pool, whose pieces are written as one where they lie end to end
+ * in their manifest (a carried run of a written base does). */
+struct stream {
+	struct ls_manifest_writer w;
+	bool full;                     /* a full manifest: every regular file hashed */
+	const struct ls_rec *unhashed; /* ...and the carried one that is not */
+	const ls_manifest *unhashed_in;
+	uint64_t n, pool_len;
+	const char *piece;             /* pool bytes not yet put */
+	size_t piece_len;
+};
+
+static int stream_rec(void *ctx, const ls_manifest *src, const struct ls_rec *r, uint64_t dev)
+{
+	struct stream *s = ctx;
+	if (s->full && S_ISREG(r->mode) && !(r->mode & LS_REC_HASHED)) {
+		s->unhashed = r;
+		s->unhashed_in = src;
+		return -EINVAL;
+	}
+	struct ls_rec d = *r;
+	d.dev = dev;
+	d.aux_off = s->pool_len;
+	s->pool_len += aux_size(src, r);
+	s->n++;
+	return ls_manifest_writer_put(&s->w, &d, sizeof(d));
+}
+
+static int stream_pool(void *ctx, const ls_manifest *src, const struct ls_rec *r, uint64_t dev)
+{
+	(void)dev;
+	struct stream *s = ctx;
+	const char *p = src->pool + r->aux_off;
+	size_t len = aux_size(src, r);
+	if (s->piece && s->piece + s->piece_len == p) {
+		s->piece_len += len;
+		return 0;
+	}
+	int rc = s->piece ? ls_manifest_writer_put(&s->w, s->piece, s->piece_len) : 0;
+	s->piece = p;
+	s->piece_len = len;
+	return rc;
+}
+
+int ls_carry_write_fd(const ls_manifest *m, const struct ls_carry *c, const ls_manifest *base,
+		      const char *const *skip, size_t n_skip, int fd, struct ls_error *err)
+{
+	bool ok;
+	size_t *skip_len = skip_lengths(skip, n_skip, &ok);
+	if (!ok)
+		return ls_fail(err, ENOMEM, "manifest: out of memory");
+	struct stream s = { .full = m->mode == LS_MODE_FULL };
+	int rc = ls_manifest_writer_begin(&s.w, m, fd, err);
+	if (rc) {
+		free(skip_len);
+		return rc;
+	}
+	rc = each_merged(m, c, base, skip, skip_len, n_skip, stream_rec, &s);
+	uint64_t pool_len = s.pool_len;
+	if (rc == 0)
+		rc = each_merged(m, c, base, skip, skip_len, n_skip, stream_pool, &s);
+	if (rc == 0 && s.piece)
+		rc = ls_manifest_writer_put(&s.w, s.piece, s.piece_len);
+	free(skip_len);
+	if (rc) {
+		ls_manifest_writer_free(&s.w);
+		if (s.unhashed)
+			return ls_fail(err, EINVAL, "manifest: %s: a regular file without a content hash in a "
+				       "full manifest", ls_rec_path(s.unhashed_in, s.unhashed));
+		return ls_fail_errno(err, -rc, "manifest: write");
+	}
+	return ls_manifest_writer_end(&s.w, s.n, pool_len, err);
 }

@@ -58,6 +58,15 @@ int ls_carry_cut(struct ls_carry *c, size_t at_from, size_t at_to, size_t lo, si
 int ls_carry_merge(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, const char *const *skip,
 		   size_t n_skip, struct ls_error *err);
 
+/** Writes to fd the manifest that ls_carry_merge(m, c, base, skip, n_skip)
+ *  would make of m, as a stream: nothing of it is held but a buffer, and m,
+ *  c and base are not changed.  A regular file without a hash in a full m
+ *  (a carried one: the base must be a full manifest) is refused with
+ *  -EINVAL.  Returns 0 or negative; what was written to fd is then not a
+ *  manifest. */
+int ls_carry_write_fd(const ls_manifest *m, const struct ls_carry *c, const ls_manifest *base,
+		      const char *const *skip, size_t n_skip, int fd, struct ls_error *err);
+
 /** Frees the runs (c itself is the caller's) and zeroes c. */
 void ls_carry_free(struct ls_carry *c);
 

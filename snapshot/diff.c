@@ -7,6 +7,7 @@
  */
 #include "carry.h"
 #include "content.h"
+#include "diff.h"
 #include "error.h"
 #include "ioq.h"
 #include "layer.h"
@@ -794,9 +795,9 @@ static int keep_unreadable(struct writer *w, size_t i, struct ls_error *err)
 	return ls_manifest_set_from(p->cur, i, p->base, (size_t)bi, err);
 }
 
-/* The new manifest: what was walked less what vanished, with the carried
- * runs put in (their places move with the records dropped). */
-static int finish_manifest(struct plan *p, struct ls_error *err)
+/* The walk's part of the new manifest: what was walked less what vanished,
+ * the carried runs' places moved with the records dropped. */
+static void compact_walked(struct plan *p)
 {
 	ls_manifest *c = p->cur;
 	struct ls_carry *cr = p->carry;
@@ -810,7 +811,6 @@ static int finish_manifest(struct plan *p, struct ls_error *err)
 	for (; cr && k < cr->n; k++)
 		cr->runs[k].at = o;
 	c->n = o;
-	return cr ? ls_carry_merge(c, cr, p->base, p->skip, p->n_skip, err) : 0;
 }
 
 static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_error *err)
@@ -832,8 +832,9 @@ static int write_whiteouts(struct writer *w, ssize_t dir, size_t *k, struct ls_e
 	return 0;
 }
 
-/* Regular files of the finished manifest c that the walk left unhashed and
- * the layer did not carry. */
+/* Regular files of c, the walk's part of the new manifest, that the walk
+ * left unhashed and the layer did not carry (the carried runs come from a
+ * full base: hashed). */
 static int hash_leftovers(struct writer *w, ls_manifest *c, struct ls_error *err)
 {
 	int rc = 0;
@@ -991,13 +992,12 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
-	    int layer_fd, struct ls_diff_result *res, ls_manifest **new_manifest,
-	    struct ls_error *err)
+int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls_manifest *base, int layer_fd,
+		  struct ls_diff_result *res, struct ls_diff_manifest *nm, struct ls_error *err)
 {
 	double t0 = now_ms();
-	if (new_manifest)
-		*new_manifest = NULL;
+	if (nm)
+		memset(nm, 0, sizeof(*nm));
 	struct ls_diff_result out = { .struct_size = sizeof(out) };
 	int rc = ls_sized_check_out(res, LS_SIZE_TO(struct ls_diff_result, elapsed_ms), "diff: result", err);
 	if (rc)
@@ -1082,7 +1082,7 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	rc = ls_layer_open(&w.layer, layer_fd, &lo, err);
 	if (rc)
 		goto done;
-	w.want_hash = new_manifest != NULL;
+	w.want_hash = nm != NULL;
 	w.on_change = o.on_change;
 	w.change_ctx = o.change_ctx;
 	start_readahead(&w);
@@ -1091,9 +1091,9 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	rc = write_layer(&w, &lres, err);
 	ls_readahead_free(w.ra);
 	w.ra = NULL;
-	if (rc == 0 && new_manifest)
-		rc = finish_manifest(&p, err);
-	if (rc == 0 && new_manifest && walk.mode == LS_MODE_FULL)
+	if (rc == 0 && nm)
+		compact_walked(&p);
+	if (rc == 0 && nm && walk.mode == LS_MODE_FULL)
 		rc = hash_leftovers(&w, p.cur, err);
 	if (rc)
 		goto done;
@@ -1110,9 +1110,11 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	out.media_type = lres.media_type;
 	out.elapsed_ms = now_ms() - t0;
 	ls_sized_out(res, &out, sizeof(out));
-	if (new_manifest) {
-		*new_manifest = p.cur;
+	if (nm) {
+		*nm = (struct ls_diff_manifest){ .walked = p.cur, .carried = carried, .base = base,
+						 .skip = walk.skip_paths, .n_skip = walk.n_skip };
 		p.cur = NULL;
+		memset(&carried, 0, sizeof(carried));
 	}
 done:
 	ls_readahead_free(w.ra);
@@ -1130,5 +1132,39 @@ done:
 	ls_manifest_free(p.cur);
 	ls_carry_free(&carried);
 	plan_free(&p);
+	return rc;
+}
+
+int ls_diff_manifest_write_fd(const struct ls_diff_manifest *nm, int fd, struct ls_error *err)
+{
+	return ls_carry_write_fd(nm->walked, &nm->carried, nm->base, nm->skip, nm->n_skip, fd, err);
+}
+
+void ls_diff_manifest_free(struct ls_diff_manifest *nm)
+{
+	ls_manifest_free(nm->walked);
+	ls_carry_free(&nm->carried);
+	memset(nm, 0, sizeof(*nm));
+}
+
+int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
+	    int layer_fd, struct ls_diff_result *res, ls_manifest **new_manifest,
+	    struct ls_error *err)
+{
+	if (new_manifest)
+		*new_manifest = NULL;
+	struct ls_diff_manifest nm;
+	int rc = ls_diff_parts(root, opts, base, layer_fd, res, new_manifest ? &nm : NULL, err);
+	if (rc || !new_manifest)
+		return rc;
+	rc = ls_carry_merge(nm.walked, &nm.carried, nm.base, nm.skip, nm.n_skip, err);
+	if (rc == 0) {
+		*new_manifest = nm.walked;
+		nm.walked = NULL;
+	} else if (res) {
+		struct ls_diff_result none = { .struct_size = sizeof(none) };
+		ls_sized_out(res, &none, sizeof(none));
+	}
+	ls_diff_manifest_free(&nm);
 	return rc;
 }

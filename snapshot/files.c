@@ -1,5 +1,6 @@
 /* Scans and diffs into files, committed as the command line does: see files.h. */
 #include "files.h"
+#include "diff.h"
 #include "error.h"
 #include "manifest.h"
 #include "oci.h"
@@ -219,10 +220,14 @@ static int skip_outputs(struct run *r, const char *root, const char *dir, const 
 
 /* ---- scan -------------------------------------------------------------------- */
 
-static int write_manifest(struct run *r, const ls_manifest *m, struct ls_error *err)
+/* The manifest output: m, or a diff's *nm (written as a stream) when m is
+ * NULL. */
+static int write_manifest(struct run *r, const ls_manifest *m, const struct ls_diff_manifest *nm,
+			  struct ls_error *err)
 {
 	struct ls_error e = { 0 };
-	int rc = ls_manifest_write_fd(m, r->out[OUT_MANIFEST].fd, &e);
+	int fd = r->out[OUT_MANIFEST].fd;
+	int rc = m ? ls_manifest_write_fd(m, fd, &e) : ls_diff_manifest_write_fd(nm, fd, &e);
 	if (rc)
 		return ls_fail(err, -rc, "%s: %s", r->out[OUT_MANIFEST].path, e.msg);
 	return 0;
@@ -250,7 +255,7 @@ int ls_scan_files(const char *root, const struct ls_walk_options *opts, const ls
 		goto done;
 	w.skip_paths = r.skip_all;
 	w.n_skip = r.n_skip;
-	if ((rc = ls_scan(root, &w, base, &m, err)) || (rc = write_manifest(&r, m, err)) ||
+	if ((rc = ls_scan(root, &w, base, &m, err)) || (rc = write_manifest(&r, m, NULL, err)) ||
 	    (rc = commit_out(&r, OUT_MANIFEST, err)))
 		goto done;
 	if (entries)
@@ -406,7 +411,7 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 	struct ls_walk_options w;
 	struct ls_oci oci;
 	memset(&oci, 0, sizeof(oci));
-	ls_manifest *m = NULL;
+	struct ls_diff_manifest nm = { 0 };
 	rc = run_init(&r, files, err);
 	if (rc == 0)
 		rc = ls_diff_options_in(&d, opts, "diff: options", err);
@@ -444,8 +449,8 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 		d.write = tap_write;
 		d.write_ctx = &tap;
 	}
-	rc = ls_diff(root, &d, base, d.write ? -1 : r.out[with_oci ? OUT_BLOB : OUT_LAYER].fd, &out,
-		     r.f.manifest ? &m : NULL, err);
+	rc = ls_diff_parts(root, &d, base, d.write ? -1 : r.out[with_oci ? OUT_BLOB : OUT_LAYER].fd, &out,
+			   r.f.manifest ? &nm : NULL, err);
 	if (rc && tap.cancelled)
 		rc = ls_fail(err, ECANCELED, "cancelled at write");
 	if (rc)
@@ -457,7 +462,7 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 	 * file untouched; in an OCI layout, blobs (content-addressed, unused
 	 * until index.json names them) come first, index.json last of it. */
 	if ((with_oci && (rc = write_image(&r, &oci, &d, &out, empty, &w, err))) ||
-	    (r.f.descriptor && (rc = write_descriptor(&r, &out, err))) || (m && (rc = write_manifest(&r, m, err))))
+	    (r.f.descriptor && (rc = write_descriptor(&r, &out, err))) || (r.f.manifest && (rc = write_manifest(&r, NULL, &nm, err))))
 		goto done;
 	if (empty)
 		abort_out(&r, OUT_BLOB);
@@ -471,7 +476,7 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 		memcpy(out.image_digest, oci.manifest_digest, sizeof(out.image_digest));
 	ls_sized_out(res, &out, sizeof(out));
 done:
-	ls_manifest_free(m);
+	ls_diff_manifest_free(&nm);
 	ls_oci_free(&oci);
 	run_free(&r);
 	return rc;

@@ -463,21 +463,50 @@ enum ls_mode ls_manifest_mode(const ls_manifest *m)
 
 /* ---- writing ------------------------------------------------------------ */
 
-struct hashed_writer {
-	int fd;
-	XXH3_state_t *st;
-};
+/* Bytes gathered before a write: records and pool pieces come in small. */
+#define WRITER_BUF (256u * 1024)
 
-static int hw_write(struct hashed_writer *w, const void *buf, size_t len)
+static int writer_flush(struct ls_manifest_writer *w)
 {
-	if (len == 0)
+	if (w->len == 0)
 		return 0;
-	XXH3_64bits_update(w->st, buf, len);
-	return ls_write_all(w->fd, buf, len);
+	XXH3_64bits_update(w->st, w->buf, w->len);
+	int rc = ls_write_all(w->fd, w->buf, w->len);
+	w->len = 0;
+	return rc;
 }
 
-int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err)
+int ls_manifest_writer_put(struct ls_manifest_writer *w, const void *p, size_t len)
 {
+	if (len == 0)
+		return 0;  /* p may be NULL then */
+	if (len > WRITER_BUF - w->len) {
+		int rc = writer_flush(w);
+		if (rc)
+			return rc;
+		if (len >= WRITER_BUF) {
+			XXH3_64bits_update(w->st, p, len);
+			return ls_write_all(w->fd, p, len);
+		}
+	}
+	memcpy(w->buf + w->len, p, len);
+	w->len += len;
+	return 0;
+}
+
+void ls_manifest_writer_free(struct ls_manifest_writer *w)
+{
+	if (w->st)
+		XXH3_freeState(w->st);
+	free(w->buf);
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+}
+
+int ls_manifest_writer_begin(struct ls_manifest_writer *w, const ls_manifest *m, int fd, struct ls_error *err)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
 	struct header h;
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, LS_MANIFEST_MAGIC, 8);
@@ -499,38 +528,58 @@ int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err)
 		.n_patterns = (uint32_t)m->n_patterns,
 		.patterns_len = (uint32_t)m->patterns_len,
 	};
-	struct trailer t = { .n_entries = m->n, .pool_len = m->pool_len };
-
-	XXH3_state_t *st = XXH3_createState();
-	if (!st)
+	w->st = XXH3_createState();
+	w->buf = malloc(WRITER_BUF);
+	if (!w->st || !w->buf) {
+		ls_manifest_writer_free(w);
 		return ls_fail(err, ENOMEM, "manifest: out of memory");
-	XXH3_64bits_reset(st);
-	struct hashed_writer w = { fd, st };
-	static const char zeros[8];
-	/* In file order; only the trailer depends on what came before. */
-	int rc = hw_write(&w, &h, sizeof(h));
-	if (!rc)
-		rc = hw_write(&w, &oh, sizeof(oh));
-	if (!rc)
-		rc = hw_write(&w, m->options, m->options_len);
-	if (!rc)
-		rc = hw_write(&w, m->patterns, m->patterns_len);
-	if (!rc)
-		rc = hw_write(&w, zeros, h.header_len - HEADER_FIXED - opts_len);
-	if (!rc)
-		rc = hw_write(&w, m->recs, m->n * sizeof(*m->recs));
-	if (!rc)
-		rc = hw_write(&w, m->pool, m->pool_len);
-	if (!rc)
-		rc = hw_write(&w, &t, offsetof(struct trailer, checksum));
-	if (!rc) {
-		t.checksum = XXH3_64bits_digest(st);
-		rc = ls_write_all(fd, &t.checksum, sizeof(t.checksum));
 	}
-	XXH3_freeState(st);
-	if (rc)
+	XXH3_64bits_reset(w->st);
+	static const char zeros[8];
+	/* In file order; only the trailer depends on what comes after. */
+	int rc = ls_manifest_writer_put(w, &h, sizeof(h));
+	if (!rc)
+		rc = ls_manifest_writer_put(w, &oh, sizeof(oh));
+	if (!rc)
+		rc = ls_manifest_writer_put(w, m->options, m->options_len);
+	if (!rc)
+		rc = ls_manifest_writer_put(w, m->patterns, m->patterns_len);
+	if (!rc)
+		rc = ls_manifest_writer_put(w, zeros, h.header_len - HEADER_FIXED - opts_len);
+	if (rc) {
+		ls_manifest_writer_free(w);
 		return ls_fail_errno(err, -rc, "manifest: write");
+	}
 	return 0;
+}
+
+int ls_manifest_writer_end(struct ls_manifest_writer *w, uint64_t n_entries, uint64_t pool_len,
+			   struct ls_error *err)
+{
+	struct trailer t = { .n_entries = n_entries, .pool_len = pool_len };
+	int rc = ls_manifest_writer_put(w, &t, offsetof(struct trailer, checksum));
+	if (!rc)
+		rc = writer_flush(w);
+	if (!rc) {
+		t.checksum = XXH3_64bits_digest(w->st);
+		rc = ls_write_all(w->fd, &t.checksum, sizeof(t.checksum));
+	}
+	ls_manifest_writer_free(w);
+	return rc ? ls_fail_errno(err, -rc, "manifest: write") : 0;
+}
+
+int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err)
+{
+	struct ls_manifest_writer w;
+	int rc = ls_manifest_writer_begin(&w, m, fd, err);
+	if (rc)
+		return rc;
+	if ((rc = ls_manifest_writer_put(&w, m->recs, m->n * sizeof(*m->recs))) ||
+	    (rc = ls_manifest_writer_put(&w, m->pool, m->pool_len))) {
+		ls_manifest_writer_free(&w);
+		return ls_fail_errno(err, -rc, "manifest: write");
+	}
+	return ls_manifest_writer_end(&w, m->n, m->pool_len, err);
 }
 
 int ls_manifest_save(const ls_manifest *m, const char *path, bool do_fsync, struct ls_error *err)

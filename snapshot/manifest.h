@@ -211,6 +211,34 @@ size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t le
 /** Serialises to fd (for tests and ls_manifest_save).  Returns 0 or negative. */
 int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err);
 
+/* A manifest written as a stream, for one put together while it is written
+ * (see ls_carry_write_fd): the header, then the records and the pool in file
+ * order, then the trailer, with the checksum taken on the way.  The writer
+ * owns a buffer; fd stays the caller's. */
+struct ls_manifest_writer {
+	int fd;
+	struct XXH3_state_s *st;
+	char *buf;
+	size_t len;
+};
+
+/** Starts w on fd and writes the header of m's settings (mode, xattrs
+ *  policy, start time, options; not its records).  Returns 0 or negative,
+ *  with w freed. */
+int ls_manifest_writer_begin(struct ls_manifest_writer *w, const ls_manifest *m, int fd, struct ls_error *err);
+
+/** Appends len bytes (records, then pool bytes).  Returns 0 or -errno of the
+ *  write; w must then be freed. */
+int ls_manifest_writer_put(struct ls_manifest_writer *w, const void *p, size_t len);
+
+/** Writes the trailer for n_entries records and pool_len pool bytes (what
+ *  was put) and frees w, on every path.  Returns 0 or negative. */
+int ls_manifest_writer_end(struct ls_manifest_writer *w, uint64_t n_entries, uint64_t pool_len,
+			   struct ls_error *err);
+
+/** Frees w without finishing it (after a failure). */
+void ls_manifest_writer_free(struct ls_manifest_writer *w);
+
 /** Parses and verifies a manifest held in memory (buf, len); on success the
  *  manifest borrows buf (caller keeps it alive; free with ls_manifest_free,
  *  which does not free buf).  `name` is used in messages. */

@@ -1,18 +1,24 @@
 /* Unit tests for carried runs (snapshot/carry.c): runs join when they touch,
  * the merge puts them at their places in walk order with their bytes
  * (path, target, xattrs), leaves the run's outputs out, remaps devices of
- * carried entries only, gives the same manifest as copying each entry, and
- * a vanished subtree is cut out of the runs. */
+ * carried entries only, gives the same manifest as copying each entry, a
+ * vanished subtree is cut out of the runs, and the streamed write is the
+ * merged manifest's file byte for byte (refusing an unhashed file in a full
+ * manifest, failing cleanly on a full disk). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "carry.h"
 #include "manifest.h"
@@ -222,6 +228,148 @@ static void test_cut_takes_a_subtree_out(void **state)
 	ls_manifest_free(b);
 }
 
+/* The bytes a write into a fresh memfd left there (*len of them). */
+static char *written(int fd, size_t *len)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+	assert_true(end >= 0);
+	char *buf = malloc((size_t)end + 1);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, (size_t)end, 0), end);
+	*len = (size_t)end;
+	close(fd);
+	return buf;
+}
+
+/* One case of the streamed write: walked records and runs over base_tree(). */
+struct write_case {
+	int shape;
+	ls_manifest *m, *b;
+	struct ls_carry c;
+	const char *const *skip;
+	size_t n_skip;
+};
+
+static void build_case(struct write_case *k, int shape)
+{
+	static const unsigned char xa[] = { 6, 0, 3, 0, 0, 0, 'u', 's', 'e', 'r', '.', 'w', 'v', 'a', 'l' };
+	static const char *const skip[] = { "b/z", "a/y" };
+	memset(k, 0, sizeof(*k));
+	k->shape = shape;
+	k->b = base_tree();
+	k->m = new_manifest();
+	switch (shape) {
+	case 0:  /* runs between walked records and after the last */
+		add(k->m, "a", S_IFDIR | 0700, 7, 1, NULL, NULL, 0);
+		add(k->m, "a/w", S_IFREG | 0644, 9, 20, NULL, xa, sizeof(xa));
+		assert_int_equal(ls_carry_add(&k->c, 2, 1, 2), 0);
+		add(k->m, "a/y", S_IFREG | 0600, 9, 3, NULL, NULL, 0);
+		assert_int_equal(ls_carry_add(&k->c, 3, 3, 7), 0);
+		break;
+	case 1:  /* outputs skipped, devices remapped */
+		add(k->m, "0new", S_IFREG | 0644, 9, 30, NULL, NULL, 0);
+		assert_int_equal(ls_carry_add(&k->c, 1, 0, 7), 0);
+		k->c.remap_dirs = k->c.remap_others = true;
+		k->c.dir_from = 7;
+		k->c.dir_to = 70;
+		k->c.other_from = 9;
+		k->c.other_to = 90;
+		k->skip = skip;
+		k->n_skip = 2;
+		break;
+	case 2:  /* no runs at all */
+		add(k->m, "a", S_IFDIR | 0755, 7, 1, NULL, NULL, 0);
+		add(k->m, "a/l", S_IFLNK | 0777, 9, 2, "target", NULL, 0);
+		break;
+	case 3:  /* a built base whose pool is not in record order: b/l's bytes
+		  * moved to the end, so a run's pieces are not one piece */
+		assert_int_equal(ls_manifest_set_xattrs(k->b, 4, xa, sizeof(xa), NULL), 0);
+		assert_int_equal(ls_carry_add(&k->c, 0, 0, 7), 0);
+		break;
+	case 4:  /* nothing walked, nothing carried */
+		break;
+	}
+}
+
+static void free_case(struct write_case *k)
+{
+	ls_carry_free(&k->c);
+	ls_manifest_free(k->m);
+	ls_manifest_free(k->b);
+}
+
+static void test_write_equals_merge(void **state)
+{
+	(void)state;
+	for (int shape = 0; shape <= 4; shape++) {
+		struct write_case streamed, merged;
+		build_case(&streamed, shape);
+		build_case(&merged, shape);
+		size_t runs = streamed.c.n, entries = streamed.c.entries;
+		int fd = memfd_create("streamed", 0);
+		assert_true(fd >= 0);
+		assert_int_equal(ls_carry_write_fd(streamed.m, &streamed.c, streamed.b, streamed.skip, streamed.n_skip,
+						   fd, NULL),
+				 0);
+		size_t slen, mlen;
+		char *sbuf = written(fd, &slen);
+		assert_int_equal(ls_carry_merge(merged.m, &merged.c, merged.b, merged.skip, merged.n_skip, NULL), 0);
+		fd = memfd_create("merged", 0);
+		assert_true(fd >= 0);
+		assert_int_equal(ls_manifest_write_fd(merged.m, fd, NULL), 0);
+		char *mbuf = written(fd, &mlen);
+		assert_int_equal(slen, mlen);
+		assert_memory_equal(sbuf, mbuf, slen);
+		/* and it loads, with every entry */
+		ls_manifest *back = NULL;
+		assert_int_equal(ls_manifest_parse(sbuf, slen, "streamed", &back, NULL), 0);
+		assert_int_equal(back->n, merged.m->n);
+		ls_manifest_free(back);
+		assert_int_equal(streamed.c.n, runs);  /* the runs are left as they were */
+		assert_int_equal(streamed.c.entries, entries);
+		free(sbuf);
+		free(mbuf);
+		free_case(&streamed);
+		free_case(&merged);
+	}
+}
+
+/* A carried regular file without a hash cannot go into a full manifest. */
+static void test_write_refuses_unhashed_in_full(void **state)
+{
+	(void)state;
+	ls_manifest *b = base_tree();
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_FULL, LS_XATTRS_ALL, false, NULL, 0, NULL), 0);
+	struct ls_carry c = { 0 };
+	assert_int_equal(ls_carry_add(&c, 0, 0, 2), 0);  /* a, a/x (unhashed) */
+	int fd = memfd_create("full", 0);
+	assert_true(fd >= 0);
+	struct ls_error err = { 0 };
+	assert_int_equal(ls_carry_write_fd(m, &c, b, NULL, 0, fd, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "a/x"));
+	close(fd);
+	ls_carry_free(&c);
+	ls_manifest_free(m);
+	ls_manifest_free(b);
+}
+
+/* A write that fails (a full disk) is an error, with nothing leaked. */
+static void test_write_fails_cleanly(void **state)
+{
+	(void)state;
+	int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		skip();
+	struct write_case k;
+	build_case(&k, 0);
+	struct ls_error err = { 0 };
+	assert_int_equal(ls_carry_write_fd(k.m, &k.c, k.b, NULL, 0, fd, &err), -ENOSPC);
+	assert_non_null(strstr(err.msg, "write"));
+	close(fd);
+	free_case(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +379,9 @@ int main(void)
 		cmocka_unit_test(test_merge_skips_outputs_and_remaps),
 		cmocka_unit_test(test_merge_without_runs_changes_nothing),
 		cmocka_unit_test(test_cut_takes_a_subtree_out),
+		cmocka_unit_test(test_write_equals_merge),
+		cmocka_unit_test(test_write_refuses_unhashed_in_full),
+		cmocka_unit_test(test_write_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
