@@ -184,6 +184,56 @@ int ls_carry_merge(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, 
 	return 0;
 }
 
+int ls_carry_take(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, size_t b, const char *const *skip,
+		  size_t n_skip, struct ls_error *err)
+{
+	size_t k = 0;
+	while (k < c->n && !(c->runs[k].from <= b && b < c->runs[k].to))
+		k++;
+	if (k == c->n)
+		return 0;
+	/* Room for the split first, so that a failure changes nothing. */
+	if (ls_grow((void **)&c->runs, &c->cap, c->n + 1, sizeof(*c->runs)))
+		return ls_fail(err, ENOMEM, "manifest: out of memory");
+	struct ls_carry_run *r = &c->runs[k];
+	size_t at = r->at;
+	bool ok;
+	size_t *skip_len = skip_lengths(skip, n_skip, &ok);
+	if (!ok)
+		return ls_fail(err, ENOMEM, "manifest: out of memory");
+	bool skipped = n_skip && is_skipped(base, &base->recs[b], skip, skip_len, n_skip);
+	free(skip_len);
+	if (!skipped) {
+		int rc = ls_manifest_append_from(m, base, b, err);
+		if (rc)
+			return rc;
+		/* Into its place in walk order: before record `at`. */
+		struct ls_rec taken = m->recs[m->n - 1];
+		taken.dev = carried_dev(c, &taken);
+		memmove(&m->recs[at + 1], &m->recs[at], (m->n - 1 - at) * sizeof(*m->recs));
+		m->recs[at] = taken;
+	}
+	/* The run's records before b stay before it, the rest (and every
+	 * later run placed here) come after it. */
+	size_t shift = skipped ? 0 : 1;
+	struct ls_carry_run left = { at, r->from, b }, right = { at + shift, b + 1, r->to };
+	memmove(r + 1, r, (c->n - k) * sizeof(*r));
+	c->n++;
+	r[0] = left;
+	r[1] = right;
+	for (size_t j = k + 2; j < c->n; j++)
+		c->runs[j].at += shift;
+	/* Empty halves go. */
+	for (size_t j = k + 2; j-- > k;) {
+		if (c->runs[j].from < c->runs[j].to)
+			continue;
+		memmove(&c->runs[j], &c->runs[j + 1], (c->n - j - 1) * sizeof(*c->runs));
+		c->n--;
+	}
+	c->entries--;
+	return 0;
+}
+
 /* ls_carry_write_fd's two passes: the records with their new pool offsets,
  * then the pool, whose pieces are written as one where they lie end to end
  * in their manifest (a carried run of a written base does). */

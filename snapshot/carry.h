@@ -58,6 +58,15 @@ int ls_carry_cut(struct ls_carry *c, size_t at_from, size_t at_to, size_t lo, si
 int ls_carry_merge(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, const char *const *skip,
 		   size_t n_skip, struct ls_error *err);
 
+/** Takes base record b out of the runs and puts a copy of it (its device
+ *  remapped as a merge would) into m at its place in walk order, so that it
+ *  can be changed there; nothing when no run holds b.  A record whose path is
+ *  one of skip[0..n_skip) (the run's outputs, which a merge leaves out) only
+ *  leaves the runs.  Pointers into m are invalid afterwards.  Returns 0, or
+ *  -ENOMEM leaving m and c as they were. */
+int ls_carry_take(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, size_t b, const char *const *skip,
+		  size_t n_skip, struct ls_error *err);
+
 /** Writes to fd the manifest that ls_carry_merge(m, c, base, skip, n_skip)
  *  would make of m, as a stream: nothing of it is held but a buffer, and m,
  *  c and base are not changed.  A regular file without a hash in a full m

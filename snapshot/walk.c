@@ -1523,6 +1523,23 @@ static int relink_entry(struct walker *w, size_t i, struct thread_ctx *c, struct
 	return rc;
 }
 
+/* Base record b out of the carried runs into the walk's manifest, and first
+ * its carried parent directories: the diff finds an entry's parents among
+ * the recorded ones. */
+static int take_carried(struct walker *w, size_t b, struct ls_error *err)
+{
+	const ls_manifest *base = w->p->base;
+	const char *path = ls_rec_path(base, &base->recs[b]);
+	size_t len = base->recs[b].path_len;
+	int rc = 0;
+	for (const char *s = memchr(path, '/', len); s && rc == 0; s = memchr(s + 1, '/', len - (size_t)(s + 1 - path))) {
+		ssize_t d = ls_manifest_find(base, path, (size_t)(s - path));
+		if (d >= 0)
+			rc = ls_carry_take(w->out, w->p->carry, base, (size_t)d, w->p->skip_paths, w->p->n_skip, err);
+	}
+	return rc ? rc : ls_carry_take(w->out, w->p->carry, base, b, w->p->skip_paths, w->p->n_skip, err);
+}
+
 /* After an --only walk: the base's other members of the hard-link groups of
  * listed files, carried over as they were, are statx'ed again, so that a
  * group stays whole (a new link changes every member's nlink and ctime).
@@ -1550,20 +1567,27 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 	}
 	if (n)
 		qsort(keys, n, sizeof(*keys), cmp_link_key);
-	/* A group that reaches into carried runs: they are copied in, so
-	 * that its members there can be statx'ed in place (rare: most trees
-	 * have few links). */
+	/* Members of those groups among the carried runs are taken out of
+	 * them into the manifest, so that they can be statx'ed in place; the
+	 * rest of the runs stay runs.  Their base indices first: a take
+	 * splits the runs being passed. */
 	struct ls_carry *cr = w->p->carry;
-	bool reaches = false;
-	for (size_t k = 0; cr && n && rc == 0 && !reaches && k < cr->n; k++) {
-		for (size_t i = cr->runs[k].from; i < cr->runs[k].to && !reaches; i++) {
+	size_t *members = NULL, n_members = 0, cap_members = 0;
+	for (size_t k = 0; cr && n && rc == 0 && k < cr->n; k++) {
+		for (size_t i = cr->runs[k].from; i < cr->runs[k].to && rc == 0; i++) {
 			const struct ls_rec *r = &w->p->base->recs[i];
 			struct link_key key = { r->ino, any_dev ? 0 : r->dev };
-			reaches = !S_ISDIR(r->mode) && bsearch(&key, keys, n, sizeof(*keys), cmp_link_key);
+			if (S_ISDIR(r->mode) || !bsearch(&key, keys, n, sizeof(*keys), cmp_link_key))
+				continue;
+			if (ls_grow((void **)&members, &cap_members, n_members + 1, sizeof(*members)))
+				rc = ls_fail(err, ENOMEM, "walker: out of memory");
+			else
+				members[n_members++] = i;
 		}
 	}
-	if (reaches)
-		rc = ls_carry_merge(m, cr, w->p->base, w->p->skip_paths, w->p->n_skip, err);
+	for (size_t k = 0; k < n_members && rc == 0; k++)
+		rc = take_carried(w, members[k], err);
+	free(members);
 	for (size_t i = 0; i < m->n && rc == 0 && n; i++) {
 		const struct ls_rec *r = &m->recs[i];
 		struct link_key k = { r->ino, any_dev ? 0 : r->dev };

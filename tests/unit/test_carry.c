@@ -2,7 +2,8 @@
  * the merge puts them at their places in walk order with their bytes
  * (path, target, xattrs), leaves the run's outputs out, remaps devices of
  * carried entries only, gives the same manifest as copying each entry, a
- * vanished subtree is cut out of the runs, and the streamed write is the
+ * vanished subtree is cut out of the runs, a record taken out of the runs
+ * lands at its place (the merge is unchanged by it), and the streamed write is the
  * merged manifest's file byte for byte (refusing an unhashed file in a full
  * manifest, failing cleanly on a full disk). */
 #include <stdarg.h>
@@ -288,6 +289,12 @@ static void build_case(struct write_case *k, int shape)
 		break;
 	case 4:  /* nothing walked, nothing carried */
 		break;
+	case 5:  /* two runs placed before the same walked record */
+		assert_int_equal(ls_carry_add(&k->c, 0, 0, 2), 0);  /* a, a/x */
+		assert_int_equal(ls_carry_add(&k->c, 0, 3, 5), 0);  /* b, b/l */
+		add(k->m, "b/zz", S_IFREG | 0644, 9, 40, NULL, NULL, 0);
+		assert_int_equal(ls_carry_add(&k->c, 1, 6, 7), 0);  /* c */
+		break;
 	}
 }
 
@@ -301,7 +308,7 @@ static void free_case(struct write_case *k)
 static void test_write_equals_merge(void **state)
 {
 	(void)state;
-	for (int shape = 0; shape <= 4; shape++) {
+	for (int shape = 0; shape <= 5; shape++) {
 		struct write_case streamed, merged;
 		build_case(&streamed, shape);
 		build_case(&merged, shape);
@@ -370,6 +377,47 @@ static void test_write_fails_cleanly(void **state)
 	free_case(&k);
 }
 
+/* Taking any carried record out of the runs into the walked manifest
+ * changes nothing of the merged manifest: same entries, same order, same
+ * devices; the runs lose exactly that record. */
+static void test_take_keeps_the_merge(void **state)
+{
+	(void)state;
+	static const int shapes[] = { 0, 1, 3, 5 };
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		for (size_t b = 0; b < 7; b++) {
+			struct write_case whole, taken;
+			build_case(&whole, shapes[s]);
+			build_case(&taken, shapes[s]);
+			bool carried = false;
+			for (size_t k = 0; k < taken.c.n; k++)
+				carried |= taken.c.runs[k].from <= b && b < taken.c.runs[k].to;
+			size_t entries = taken.c.entries, walked = taken.m->n;
+			bool skipped = false;
+			for (size_t k = 0; k < taken.n_skip; k++)
+				skipped |= strlen(taken.skip[k]) == taken.b->recs[b].path_len &&
+					   memcmp(taken.skip[k], ls_rec_path(taken.b, &taken.b->recs[b]),
+						  taken.b->recs[b].path_len) == 0;
+			assert_int_equal(ls_carry_take(taken.m, &taken.c, taken.b, b, taken.skip, taken.n_skip, NULL), 0);
+			assert_int_equal(taken.c.entries, entries - carried);
+			assert_int_equal(taken.m->n, walked + (carried && !skipped));
+			for (size_t k = 0; k < taken.c.n; k++) {
+				assert_true(taken.c.runs[k].from < taken.c.runs[k].to);  /* no empty run left */
+				assert_false(taken.c.runs[k].from <= b && b < taken.c.runs[k].to);
+				if (k)
+					assert_true(taken.c.runs[k - 1].at <= taken.c.runs[k].at);
+			}
+			assert_int_equal(ls_carry_merge(whole.m, &whole.c, whole.b, whole.skip, whole.n_skip, NULL), 0);
+			assert_int_equal(ls_carry_merge(taken.m, &taken.c, taken.b, taken.skip, taken.n_skip, NULL), 0);
+			assert_int_equal(taken.m->n, whole.m->n);
+			for (size_t i = 0; i < whole.m->n; i++)
+				assert_same_entry(taken.m, i, whole.m, i);
+			free_case(&whole);
+			free_case(&taken);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_write_equals_merge),
 		cmocka_unit_test(test_write_refuses_unhashed_in_full),
 		cmocka_unit_test(test_write_fails_cleanly),
+		cmocka_unit_test(test_take_keeps_the_merge),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
