@@ -71,11 +71,13 @@ static size_t aux_size(const ls_manifest *m, const struct ls_rec *r)
 	return (size_t)r->path_len + 1 + ls_rec_link_len(m, r) + 1 + r->xattr_len;
 }
 
+/* skip_len: the lengths of skip[], or NULL to take them here (one record). */
 static bool is_skipped(const ls_manifest *b, const struct ls_rec *r, const char *const *skip,
 		       const size_t *skip_len, size_t n_skip)
 {
 	for (size_t k = 0; k < n_skip; k++)
-		if (skip_len[k] == r->path_len && memcmp(skip[k], ls_rec_path(b, r), r->path_len) == 0)
+		if ((skip_len ? skip_len[k] : strlen(skip[k])) == r->path_len &&
+		    memcmp(skip[k], ls_rec_path(b, r), r->path_len) == 0)
 			return true;
 	return false;
 }
@@ -187,22 +189,25 @@ int ls_carry_merge(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, 
 int ls_carry_take(ls_manifest *m, struct ls_carry *c, const ls_manifest *base, size_t b, const char *const *skip,
 		  size_t n_skip, struct ls_error *err)
 {
-	size_t k = 0;
-	while (k < c->n && !(c->runs[k].from <= b && b < c->runs[k].to))
-		k++;
-	if (k == c->n)
+	/* The runs' `from` never decreases and runs do not overlap: the last
+	 * run starting at or before b is the only one that can hold it. */
+	size_t lo = 0, hi = c->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->runs[mid].from <= b)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0 || b >= c->runs[lo - 1].to)
 		return 0;
+	size_t k = lo - 1;
 	/* Room for the split first, so that a failure changes nothing. */
 	if (ls_grow((void **)&c->runs, &c->cap, c->n + 1, sizeof(*c->runs)))
 		return ls_fail(err, ENOMEM, "manifest: out of memory");
 	struct ls_carry_run *r = &c->runs[k];
 	size_t at = r->at;
-	bool ok;
-	size_t *skip_len = skip_lengths(skip, n_skip, &ok);
-	if (!ok)
-		return ls_fail(err, ENOMEM, "manifest: out of memory");
-	bool skipped = n_skip && is_skipped(base, &base->recs[b], skip, skip_len, n_skip);
-	free(skip_len);
+	bool skipped = is_skipped(base, &base->recs[b], skip, NULL, n_skip);
 	if (!skipped) {
 		int rc = ls_manifest_append_from(m, base, b, err);
 		if (rc)

@@ -121,7 +121,11 @@ int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
 
 size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t len)
 {
-	size_t lo = 0, hi = m->n;
+	return ls_manifest_lower_bound_in(m, 0, m->n, path, len);
+}
+
+size_t ls_manifest_lower_bound_in(const ls_manifest *m, size_t lo, size_t hi, const char *path, size_t len)
+{
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct ls_rec *r = &m->recs[mid];

@@ -208,6 +208,10 @@ size_t ls_manifest_subtree_end(const ls_manifest *m, size_t i);
 /** Index of the first record whose path is >= path in walk order (n if none). */
 size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t len);
 
+/** The same among records [lo, hi) (hi <= n): the first there whose path is
+ *  >= path, hi if none. */
+size_t ls_manifest_lower_bound_in(const ls_manifest *m, size_t lo, size_t hi, const char *path, size_t len);
+
 /** Serialises to fd (for tests and ls_manifest_save).  Returns 0 or negative. */
 int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err);
 

@@ -627,10 +627,12 @@ static int hash_one(struct dir_job *j, struct child *k, int dfd, struct thread_c
 static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *idx, size_t n)
 {
 	struct walker *w = j->w;
-	struct ls_ring *ring = content_ring(c);
 	size_t *cold = idx, n_cold = n;
 	size_t *cold_buf = NULL;
-	if (ring && !w->ring_meta && (cold_buf = malloc(n * sizeof(*cold_buf)))) {
+	/* --io auto: a warm tree never needs the ring, so it is set up only
+	 * once a file turns out cold. */
+	if (w->ring_hash && !w->ring_meta && !atomic_load(&w->ring_failed) &&
+	    (cold_buf = malloc(n * sizeof(*cold_buf)))) {
 		cold = cold_buf;
 		n_cold = 0;
 		for (size_t i = 0; i < n; i++) {
@@ -642,7 +644,8 @@ static void hash_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t *
 				k->err = rc;
 		}
 	}
-	if (ring && n_cold) {
+	struct ls_ring *ring = n_cold ? content_ring(c) : NULL;
+	if (ring) {
 		struct ls_hash_req *reqs = malloc(n_cold * sizeof(*reqs));
 		if (reqs) {
 			for (size_t i = 0; i < n_cold; i++)
@@ -1188,11 +1191,7 @@ static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *
 			const char *path = kid_path(c, j, &j->kids[i], &len);
 			if (!path)
 				return ls_fail(err, ENOMEM, "walker: out of memory");
-			next = ls_manifest_lower_bound(b, path, len);
-			if (next < at)
-				next = at;
-			if (next > dir_end)
-				next = dir_end;
+			next = ls_manifest_lower_bound_in(b, at, dir_end, path, len);
 			own_end = next;
 			if (next < dir_end && b->recs[next].path_len == len &&
 			    memcmp(ls_rec_path(b, &b->recs[next]), path, len) == 0)
@@ -1878,8 +1877,9 @@ int ls_walk(const char *root, const struct ls_walk_params *params, ls_manifest *
 		break;
 	case LS_IO_AUTO:
 		/* Measured: statx on threads beats IORING_OP_STATX (always punted
-		 * to io-wq); batched opens/reads/closes of contents go to a ring. */
-		w.ring_hash = true;
+		 * to io-wq); batched opens/reads/closes of contents go to a ring.
+		 * A mode that reads no contents is then --io sync exactly. */
+		w.ring_hash = (w.mode->fields & LS_F_HASH) != 0;
 		break;
 	case LS_IO_SYNC:
 		break;

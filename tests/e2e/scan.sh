@@ -9,7 +9,8 @@
 L=$LAYERSNAP
 T=$LS_TMP
 NO_URING=$LS_BUILD/tools/no-uring
-[ -x "$NO_URING" ] || fail "$NO_URING is not built"
+EVICT=$LS_BUILD/tools/evict
+[ -x "$NO_URING" ] && [ -x "$EVICT" ] || fail "$NO_URING or $EVICT is not built"
 command -v xxh128sum >/dev/null && command -v xxhsum >/dev/null ||
 	fail "xxh128sum and xxhsum are needed (Debian package xxhash; see make deps)"
 
@@ -287,16 +288,31 @@ done
 if "$NO_URING" true 2>"$T/nu.err"; then
 	for mode in full redo time; do
 		scan --mode $mode --io sync "$R" -o "$T/ref.m"
+		# --io auto reads cached files with plain syscalls and sets up
+		# a ring only for a cold one: evict the tree, so that it tries.
+		cold=false
+		if [ $mode = full ]; then
+			"$EVICT" "$R"
+			case $? in
+			0) cold=true ;;
+			3) partial_skip cold "the page cache of $R cannot be dropped: the fallback message of --io auto" ;;
+			*) fail "evict $R failed" ;;
+			esac
+		fi
 		"$NO_URING" "$L" scan --mode $mode --io auto -v "$R" -o "$T/nu.m" 2>"$T/nu.err" ||
 			fail "--io auto under seccomp failed: $(cat "$T/nu.err")"
 		assert_eq "$(json "$T/ref.m")" "$(json "$T/nu.m")" "json dump, --mode $mode --io auto without io_uring"
 		assert_eq "$("$L" dump "$T/ref.m")" "$("$L" dump "$T/nu.m")" "mtree dump, --mode $mode without io_uring"
-		if [ $mode = full ]; then
+		if $cold; then
 			grep -q 'io_uring set-up failed' "$T/nu.err" || fail "-v does not say it fell back: $(cat "$T/nu.err")"
+		elif grep -q 'io_uring' "$T/nu.err"; then
+			# a warm tree, or a mode that reads no contents: no ring
+			fail "--io auto tried io_uring with nothing cold to read ($mode): $(cat "$T/nu.err")"
 		fi
 		grep -v -e 'io_uring set-up failed' -e '^layersnap: scanned ' "$T/nu.err" | grep -q . &&
 			fail "unexpected stderr: $(cat "$T/nu.err")"
-		# silent without -v
+		# silent without -v, cold as well
+		if $cold; then "$EVICT" "$R" || fail "evict $R failed"; fi
 		"$NO_URING" "$L" scan --mode $mode --io auto "$R" -o "$T/nu.m" 2>"$T/nu.err" || fail "--io auto quiet"
 		[ ! -s "$T/nu.err" ] || fail "fallback not silent without -v: $(cat "$T/nu.err")"
 	done

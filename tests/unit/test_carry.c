@@ -244,7 +244,6 @@ static char *written(int fd, size_t *len)
 
 /* One case of the streamed write: walked records and runs over base_tree(). */
 struct write_case {
-	int shape;
 	ls_manifest *m, *b;
 	struct ls_carry c;
 	const char *const *skip;
@@ -256,7 +255,6 @@ static void build_case(struct write_case *k, int shape)
 	static const unsigned char xa[] = { 6, 0, 3, 0, 0, 0, 'u', 's', 'e', 'r', '.', 'w', 'v', 'a', 'l' };
 	static const char *const skip[] = { "b/z", "a/y" };
 	memset(k, 0, sizeof(*k));
-	k->shape = shape;
 	k->b = base_tree();
 	k->m = new_manifest();
 	switch (shape) {

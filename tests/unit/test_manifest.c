@@ -1276,6 +1276,14 @@ static void check_lookups(const ls_manifest *m)
 		const char *p = samples[i].path;
 		assert_int_equal(ls_manifest_find(m, p, strlen(p)), (ssize_t)i);
 		assert_int_equal(ls_manifest_lower_bound(m, p, strlen(p)), i);
+		/* ranged: the answer when it lies in [lo, hi), else the nearer end */
+		assert_int_equal(ls_manifest_lower_bound_in(m, i, N_SAMPLES, p, strlen(p)), i);
+		assert_int_equal(ls_manifest_lower_bound_in(m, 0, i + 1, p, strlen(p)), i);
+		if (i + 1 < N_SAMPLES)
+			assert_int_equal(ls_manifest_lower_bound_in(m, i + 1, N_SAMPLES, p, strlen(p)), i + 1);
+		if (i > 0)
+			assert_int_equal(ls_manifest_lower_bound_in(m, 0, i, p, strlen(p)), i);
+		assert_int_equal(ls_manifest_lower_bound_in(m, i, i, p, strlen(p)), i);
 	}
 	/* absent paths: where they would go */
 	assert_int_equal(ls_manifest_find(m, "a", 1), -1);
