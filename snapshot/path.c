@@ -272,3 +272,12 @@ int ls_dirchain_get(struct ls_dirchain *c, const char *dir, size_t len)
 	}
 	return c->lv[c->n - 1].fd;
 }
+
+ssize_t ls_read_dirents(int dfd, void *buf, size_t len)
+{
+	long n;
+	do
+		n = syscall(SYS_getdents64, dfd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (ssize_t)n;
+}

@@ -39,6 +39,16 @@ enum ls_norm {
  *  -EXDEV for a ".." component (or, with LS_NORM_STRICT, a leading '/'). */
 ssize_t ls_path_normalize(char *p, enum ls_norm how);
 
+/** Room for ls_read_dirents: hundreds of entries per call. */
+#define LS_DIRENT_BUF (64 * 1024)
+
+/** Reads the next entries of directory dfd with getdents64 into buf (len
+ *  bytes), straight from the fd: no DIR stream, so no fstat and fcntl per
+ *  directory as fdopendir does.  The entries are struct dirent64 records,
+ *  each d_reclen long, "." and ".." among them.  Returns the bytes filled,
+ *  0 at the end of the directory, or -errno. */
+ssize_t ls_read_dirents(int dfd, void *buf, size_t len);
+
 /** Opens path (NUL-terminated, relative, normalised; "" = dirfd itself) beneath
  *  dirfd with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
  *  RESOLVE_NO_MAGICLINKS) and flags (O_CLOEXEC is added; O_CREAT is not

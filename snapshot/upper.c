@@ -126,6 +126,8 @@ struct reader {
 	const char *opaque[2], *redirect[2];   /* the xattr names in force (one, or both) */
 	char *names;                          /* an entry's attribute names */
 	size_t names_cap;
+	char **bufs;                          /* a getdents64 buffer per depth being read */
+	size_t n_bufs, bufs_cap;
 	char path[PATH_MAX];
 	struct ls_error *err;
 };
@@ -147,10 +149,11 @@ static int refuse(struct reader *r, size_t len, const char *why)
 		       "diff without --upper", r->upper, (int)len, r->path, why);
 }
 
-static int read_dir(struct reader *r, int dfd, size_t len);
+static int read_dir(struct reader *r, int dfd, size_t len, size_t depth);
 
 /* One entry of the upper directory, path r->path[0..len). */
-static int read_entry(struct reader *r, int dfd, const char *name, size_t len, unsigned char d_type)
+static int read_entry(struct reader *r, int dfd, const char *name, size_t len, unsigned char d_type,
+		      size_t depth)
 {
 	/* Only directory or not matters here: getdents64 says which, on the
 	 * file systems an upper directory lives on (DT_UNKNOWN: ask). */
@@ -191,38 +194,49 @@ static int read_entry(struct reader *r, int dfd, const char *name, size_t len, u
 	int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sub < 0)
 		return ls_fail_errno(r->err, errno, "%s/%s", r->upper, r->path);
-	return read_dir(r, sub, len);  /* closes sub */
+	return read_dir(r, sub, len, depth + 1);  /* closes sub */
 }
 
-/* The entries of directory dfd (closed here), at r->path[0..len). */
-static int read_dir(struct reader *r, int dfd, size_t len)
+/* The entries of directory dfd (closed here), at r->path[0..len), depth
+ * levels below the upper directory. */
+static int read_dir(struct reader *r, int dfd, size_t len, size_t depth)
 {
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		int e = errno;
-		close(dfd);
-		return ls_fail_errno(r->err, e, "%s/%.*s", r->upper, (int)len, r->path);
-	}
+	/* One buffer per level: a subdirectory is read while its parent's
+	 * buffer still holds the names after it. */
 	int rc = 0;
-	struct dirent *de;
-	while (rc == 0 && (errno = 0, de = readdir(d))) {
-		const char *name = de->d_name;
-		if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
-			continue;
-		size_t nl = strlen(name), at = len ? len + 1 : 0;
-		if (at + nl >= sizeof(r->path)) {
-			rc = ls_fail(r->err, ENAMETOOLONG, "%s/%.*s/%s: path too long", r->upper, (int)len, r->path, name);
+	if (depth == r->n_bufs) {
+		if (ls_grow((void **)&r->bufs, &r->bufs_cap, depth + 1, sizeof(*r->bufs)) ||
+		    !(r->bufs[depth] = malloc(LS_DIRENT_BUF)))
+			rc = ls_fail(r->err, ENOMEM, "--upper: out of memory");
+		else
+			r->n_bufs++;
+	}
+	char *buf = rc ? NULL : r->bufs[depth];
+	for (ssize_t got; rc == 0 && (got = ls_read_dirents(dfd, buf, LS_DIRENT_BUF)) != 0;) {
+		if (got < 0) {
+			rc = ls_fail_errno(r->err, (int)-got, "%s/%.*s", r->upper, (int)len, r->path);
 			break;
 		}
-		if (len)
-			r->path[len] = '/';
-		memcpy(r->path + at, name, nl + 1);
-		rc = read_entry(r, dirfd(d), name, at + nl, de->d_type);
-		r->path[len] = '\0';
+		for (ssize_t off = 0; rc == 0 && off < got;) {
+			const struct dirent64 *de = (const struct dirent64 *)(buf + off);
+			off += de->d_reclen;
+			const char *name = de->d_name;
+			if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+				continue;
+			size_t nl = strlen(name), at = len ? len + 1 : 0;
+			if (at + nl >= sizeof(r->path)) {
+				rc = ls_fail(r->err, ENAMETOOLONG, "%s/%.*s/%s: path too long", r->upper, (int)len,
+					     r->path, name);
+				break;
+			}
+			if (len)
+				r->path[len] = '/';
+			memcpy(r->path + at, name, nl + 1);
+			rc = read_entry(r, dfd, name, at + nl, de->d_type, depth);
+			r->path[len] = '\0';
+		}
 	}
-	if (rc == 0 && errno)
-		rc = ls_fail_errno(r->err, errno, "%s/%.*s", r->upper, (int)len, r->path);
-	closedir(d);
+	close(dfd);
 	return rc;
 }
 
@@ -258,8 +272,11 @@ int ls_upper_read(const char *upper, enum ls_upper_xattrs which, struct ls_upper
 		close(dfd);
 	} else {
 		r.path[0] = '\0';
-		rc = read_dir(&r, dfd, 0);  /* closes dfd */
+		rc = read_dir(&r, dfd, 0, 0);  /* closes dfd */
 	}
 	free(r.names);
+	for (size_t i = 0; i < r.n_bufs; i++)
+		free(r.bufs[i]);
+	free(r.bufs);
 	return rc;
 }

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <linux/magic.h>
 #include <sys/resource.h>
@@ -25,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DIRENT_BUF (64 * 1024)
 #define READ_BUF (256 * 1024)
 #define RING_DEPTH 256
 
@@ -125,7 +123,7 @@ static int ctx_init(void *vctx, void *arg)
 	struct thread_ctx *c = vctx;
 	memset(c, 0, sizeof(*c));
 	c->w = arg;
-	c->dirent_buf = malloc(DIRENT_BUF);
+	c->dirent_buf = malloc(LS_DIRENT_BUF);
 	c->read_buf = malloc(READ_BUF);
 	c->xxh = XXH3_createState();
 	if (!c->dirent_buf || !c->read_buf || !c->xxh)
@@ -313,12 +311,10 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 {
 	struct walker *w = j->w;
 	for (;;) {
-		long nread = syscall(SYS_getdents64, dfd, c->dirent_buf, DIRENT_BUF);
-		if (nread < 0)
-			return -errno;
-		if (nread == 0)
-			return 0;
-		for (long off = 0; off < nread;) {
+		ssize_t nread = ls_read_dirents(dfd, c->dirent_buf, LS_DIRENT_BUF);
+		if (nread <= 0)
+			return (int)nread;
+		for (ssize_t off = 0; off < nread;) {
 			struct dirent64 *d = (struct dirent64 *)(c->dirent_buf + off);
 			off += d->d_reclen;
 			const char *name = d->d_name;
