@@ -1411,9 +1411,10 @@ static int cmd_apply(struct cli *c)
 
 int main(int argc, char **argv)
 {
-	/* One fixed locale: nothing in a layer may depend on the caller's. */
-	if (!setlocale(LC_ALL, "C.UTF-8"))
-		setlocale(LC_ALL, "C");
+	/* One fixed locale: nothing in a layer may depend on the caller's.  A
+	 * process starts in "C"; only the character type (libarchive's UTF-8
+	 * names) becomes C.UTF-8, so that one category is loaded, not twelve. */
+	setlocale(LC_CTYPE, "C.UTF-8");
 	install_signals();
 	raise_nofile_limit();
 	if (argc < 2)
