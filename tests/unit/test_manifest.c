@@ -1206,6 +1206,49 @@ static void test_path_cmp(void **state)
 	assert_true(ls_path_cmp("", 0, "a", 1) < 0);
 }
 
+/* The rule one byte at a time, as the walk order is defined. */
+static int byte_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	for (size_t i = 0; i < alen && i < blen; i++) {
+		unsigned char ca = (unsigned char)a[i], cb = (unsigned char)b[i];
+		if (ca != cb)
+			return ca == '/' ? -1 : cb == '/' ? 1 : ca < cb ? -1 : 1;
+	}
+	return alen < blen ? -1 : alen > blen;
+}
+
+/* ls_path_cmp skips equal prefixes a word at a time: the same answers as
+ * the byte rule for long shared prefixes that differ at every offset of a
+ * word and past it, by '/' or by any byte (NUL and 0xff too), and for
+ * one path a prefix of the other. */
+static void test_path_cmp_words(void **state)
+{
+	static const unsigned char bytes[] = { 0, 1, '-', '.', '/', '0', 'a', 'z', 0x7f, 0x80, 0xff };
+	char a[48], b[48];
+	unsigned seed = 12345;
+	for (size_t len = 0; len <= 40; len++) {
+		for (size_t at = 0; at <= len; at++) {
+			for (size_t x = 0; x < sizeof(bytes); x++) {
+				for (size_t k = 0; k < len; k++) {
+					seed = seed * 1103515245u + 12345u;
+					a[k] = b[k] = (char)bytes[(seed >> 16) % sizeof(bytes)];
+				}
+				if (at < len)
+					b[at] = (char)bytes[x];
+				for (size_t blen = at; blen <= len; blen += (len - at) / 2 + 1) {
+					int want = byte_cmp(a, len, b, blen), got = ls_path_cmp(a, len, b, blen);
+					if ((want > 0) != (got > 0) || (want < 0) != (got < 0))
+						fail_msg("len %zu, differing at %zu, b %zu long: %d, want %d", len, at, blen,
+							 got, want);
+					got = ls_path_cmp(b, blen, a, len);
+					if ((want > 0) != (got < 0) || (want < 0) != (got > 0))
+						fail_msg("swapped: len %zu, differing at %zu, b %zu long", len, at, blen);
+				}
+			}
+		}
+	}
+}
+
 static void norm_ok(const char *in, const char *want)
 {
 	char buf[256];
@@ -1632,6 +1675,7 @@ int main(void)
 		cmocka_unit_test(test_inconsistent_patched),
 		cmocka_unit_test(test_inconsistent_built),
 		cmocka_unit_test(test_path_cmp),
+		cmocka_unit_test(test_path_cmp_words),
 		cmocka_unit_test(test_normalize),
 		cmocka_unit_test(test_create_excludes),
 		cmocka_unit_test(test_find),
