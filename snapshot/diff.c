@@ -375,11 +375,6 @@ struct writer {
 
 #define REREAD_BUF (256 * 1024)
 
-static bool is_whiteout_name(const char *name, size_t len)
-{
-	return len >= 4 && memcmp(name, ".wh.", 4) == 0;
-}
-
 /* Decodes a manifest xattr blob into w->xattrs. */
 static int decode_xattrs(struct writer *w, const void *blob, size_t len, size_t *n_out)
 {
@@ -978,7 +973,7 @@ static int check_names(const ls_manifest *c, size_t from, size_t to, const char 
 		const char *path = ls_rec_path(c, r);
 		const char *slash = memrchr(path, '/', r->path_len);
 		const char *name = slash ? slash + 1 : path;
-		if (is_whiteout_name(name, r->path_len - (size_t)(name - path)))
+		if (ls_is_whiteout_name(name, r->path_len - (size_t)(name - path)))
 			return ls_fail(err, EINVAL, "%s/%s: a name starting with .wh. cannot be represented in "
 				       "an OCI layer", root, path);
 	}
@@ -1055,9 +1050,13 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 		ls_carry_free(&carried);
 		return rc;
 	}
-	/* What is carried is checked too, as a walk would see it. */
+	/* What is carried is checked too, as a walk would see it (a pass over
+	 * the runs only when the base has such a name at all). */
 	rc = check_names(p.cur, 0, p.cur->n, root, err);
-	for (size_t k = 0; rc == 0 && k < carried.n; k++)
+	struct ls_manifest_facts bf = { .whiteout_names = true };
+	if (rc == 0 && carried.n)
+		ls_manifest_facts(base, &bf);
+	for (size_t k = 0; rc == 0 && bf.whiteout_names && k < carried.n; k++)
 		rc = check_names(base, carried.runs[k].from, carried.runs[k].to, root, err);
 	if (rc == 0)
 		rc = make_plan(&p, walk.mode, o.opaque, err);

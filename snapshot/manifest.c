@@ -713,7 +713,43 @@ static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *
 
 /* The parent of every entry must be an earlier directory entry: the diff and
  * the layer writer rely on it.  `chain` holds the current ancestor stack. */
-static int check_structure(const ls_manifest *m, const char *name, struct ls_error *err)
+/* Adds record r, whose last component is name (len bytes), to f. */
+static void facts_add(struct ls_manifest_facts *f, const struct ls_rec *r, const char *name, size_t len)
+{
+	bool dir = S_ISDIR(r->mode);
+	bool *any = dir ? &f->any_dir : &f->any_other, *differ = dir ? &f->dir_devs_differ : &f->other_devs_differ;
+	uint64_t *dev = dir ? &f->dir_dev : &f->other_dev;
+	if (!*any) {
+		*any = true;
+		*dev = r->dev;
+	} else if (r->dev != *dev) {
+		*differ = true;
+	}
+	if (!dir && r->nlink > 1)
+		f->hard_links = true;
+	if (ls_is_whiteout_name(name, len))
+		f->whiteout_names = true;
+}
+
+void ls_manifest_facts(const ls_manifest *m, struct ls_manifest_facts *out)
+{
+	if (m->map) {
+		*out = m->facts;
+		return;
+	}
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < m->n; i++) {
+		const struct ls_rec *r = &m->recs[i];
+		const char *p = ls_rec_path(m, r);
+		const char *slash = memrchr(p, '/', r->path_len);
+		const char *nm = slash ? slash + 1 : p;
+		facts_add(out, r, nm, r->path_len - (size_t)(nm - p));
+	}
+}
+
+/* Checks every record, and finds their facts (f) on the way. */
+static int check_structure(const ls_manifest *m, struct ls_manifest_facts *f, const char *name,
+			   struct ls_error *err)
 {
 	size_t *chain = NULL, depth = 0, cap = 0;
 	/* Excluded paths are never recorded (nor, by the parent check, anything
@@ -772,6 +808,7 @@ static int check_structure(const ls_manifest *m, const char *name, struct ls_err
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu)", name, i);
 			break;
 		}
+		facts_add(f, r, nm, r->path_len - (size_t)(nm - p));
 		const char *why = rec_inconsistency(m, r);
 		if (!why && depth && (m->recs[chain[depth - 1]].mode & LS_REC_MOUNTPOINT))
 			why = "below a mount point, which is not descended";
@@ -968,8 +1005,9 @@ static int check_all(ls_manifest *m, const struct header *hp, const char *b, uin
 	m->one_file_system = h.flags & LS_CODE_FLAG_ONE_FS;
 	m->start_sec = h.start_sec;
 	m->start_nsec = h.start_nsec;
+	memset(&m->facts, 0, sizeof(m->facts));
 	if (rc == 0)
-		rc = check_structure(m, name, e);
+		rc = check_structure(m, &m->facts, name, e);
 	if (threaded) {
 		pthread_join(th, NULL);
 		if (job.sum != checksum)

@@ -99,6 +99,15 @@ struct ls_manifest {
 
 	void *map;                   /* non-NULL: recs and pool point into it */
 	size_t map_len;
+	/* A loaded manifest (map non-NULL) never changes: what its check
+	 * found, for ls_manifest_facts(). */
+	struct ls_manifest_facts {
+		bool whiteout_names;          /* an entry named .wh.* */
+		bool hard_links;              /* a non-directory with nlink > 1 */
+		bool any_dir, any_other;      /* directories; other entries */
+		uint64_t dir_dev, other_dev;  /* the first one's device, of each kind */
+		bool dir_devs_differ, other_devs_differ;  /* another device among them */
+	} facts;
 };
 
 /* Xattr blobs: see xattr.h. */
@@ -204,6 +213,10 @@ ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
 /** Index just past record i and, for a directory, its subtree (which
  *  follows it directly in walk order). */
 size_t ls_manifest_subtree_end(const ls_manifest *m, size_t i);
+
+/** What a pass over all of m's records tells: kept from the load for a
+ *  loaded manifest, found by a pass now for one built in memory. */
+void ls_manifest_facts(const ls_manifest *m, struct ls_manifest_facts *out);
 
 /** Index of the first record whose path is >= path in walk order (n if none). */
 size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t len);

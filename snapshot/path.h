@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 
 /** A growable byte buffer for building paths.  Zero-initialise; free buf. */
@@ -38,6 +39,17 @@ enum ls_norm {
  *  leading "./" and trailing '/'.  Returns the new length (0 = the root), or
  *  -EXDEV for a ".." component (or, with LS_NORM_STRICT, a leading '/'). */
 ssize_t ls_path_normalize(char *p, enum ls_norm how);
+
+/** The prefix that marks a whiteout in an OCI layer (".wh.NAME", and the
+ *  opaque marker ".wh..wh..opq"): no entry of a tree may have it. */
+#define LS_WHITEOUT_PREFIX ".wh."
+
+/** Whether a name (len bytes, one path component) starts with it. */
+static inline bool ls_is_whiteout_name(const char *name, size_t len)
+{
+	return len >= sizeof(LS_WHITEOUT_PREFIX) - 1 &&
+	       memcmp(name, LS_WHITEOUT_PREFIX, sizeof(LS_WHITEOUT_PREFIX) - 1) == 0;
+}
 
 /** Room for ls_read_dirents: hundreds of entries per call. */
 #define LS_DIRENT_BUF (64 * 1024)

@@ -1547,8 +1547,11 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 	int rc = 0;
 	bool any_dev = w->p->remap_dev;
 	/* The groups of listed files now, and of what they were in the base (a
-	 * link removed moves the others' nlink and ctime too). */
-	for (int side = 0; side < 2; side++) {
+	 * link removed moves the others' nlink and ctime too); a base without
+	 * a hard link has none. */
+	struct ls_manifest_facts bf;
+	ls_manifest_facts(w->p->base, &bf);
+	for (int side = 0; side < 1 + bf.hard_links; side++) {
 		const ls_manifest *from = side ? w->p->base : m;
 		for (size_t i = 0; i < from->n && rc == 0; i++) {
 			const struct ls_rec *r = &from->recs[i];
@@ -1597,25 +1600,6 @@ static int only_relink(struct walker *w, struct thread_ctx *c, struct ls_error *
 	return rc;
 }
 
-/* The one device of the base's directories and the one of its other
- * entries (*any_*: whether there are such entries), in one pass; false when
- * either kind holds several. */
-static bool base_devs(const ls_manifest *b, uint64_t *dir, bool *any_dir, uint64_t *other, bool *any_other)
-{
-	*any_dir = *any_other = false;
-	for (size_t i = 0; i < b->n; i++) {
-		const struct ls_rec *r = &b->recs[i];
-		bool d = S_ISDIR(r->mode);
-		uint64_t *dev = d ? dir : other;
-		bool *any = d ? any_dir : any_other;
-		if (*any && r->dev != *dev)
-			return false;
-		*dev = r->dev;
-		*any = true;
-	}
-	return true;
-}
-
 /* For remap_devs: when r (a record of src) is a carried non-directory of
  * device old, its device now through ROOT.  Returns 1 when found, 0 when r
  * tells nothing, -ENOMEM. */
@@ -1648,11 +1632,13 @@ static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 	const ls_manifest *b = w->p->base;
 	ls_manifest *m = w->out;
 	struct ls_carry *cr = w->p->carry;
-	uint64_t old_dir = 0, old_other = 0;
-	bool any_dir, any_other;
-	if (!base_devs(b, &old_dir, &any_dir, &old_other, &any_other))
+	struct ls_manifest_facts f;
+	ls_manifest_facts(b, &f);
+	if (f.dir_devs_differ || f.other_devs_differ)
 		return ls_fail(err, EINVAL, "--upper: the base manifest holds entries of several file systems: "
 			       "diff without --upper");
+	uint64_t old_dir = f.dir_dev, old_other = f.other_dev;
+	bool any_dir = f.any_dir, any_other = f.any_other;
 	/* The device a carried non-directory shows now: overlay reports the
 	 * underlying file system's for non-directories, which for carried
 	 * entries (the lower layers) can differ from that of the files the

@@ -1360,6 +1360,82 @@ static void test_find(void **state)
 	free(b.p);
 }
 
+/* Appends one record: mode, device, nlink. */
+static void add_rec(ls_manifest *m, const char *path, mode_t mode, uint64_t dev, uint32_t nlink)
+{
+	struct ls_error err = { 0 };
+	struct ls_rec r = { .mode = mode, .dev = dev, .nlink = nlink };
+	assert_int_equal(ls_manifest_append(m, &r, path, strlen(path), NULL, 0, NULL, 0, &err), 0);
+}
+
+/* ls_manifest_facts of a built manifest (a pass) and of the same loaded
+ * (kept from its check) agree, and say what the records hold. */
+static void check_facts(ls_manifest *m, const struct ls_manifest_facts *want)
+{
+	struct ls_manifest_facts built, loaded;
+	ls_manifest_facts(m, &built);
+	struct buf b = serialise(m);
+	struct ls_error err = { 0 };
+	ls_manifest *p = NULL;
+	assert_int_equal(ls_manifest_parse(b.p, b.n, "mem", &p, &err), 0);
+	ls_manifest_facts(p, &loaded);
+	ls_manifest_free(p);
+	free(b.p);
+	for (int k = 0; k < 2; k++) {
+		const struct ls_manifest_facts *f = k ? &loaded : &built;
+		assert_int_equal(f->whiteout_names, want->whiteout_names);
+		assert_int_equal(f->hard_links, want->hard_links);
+		assert_int_equal(f->any_dir, want->any_dir);
+		assert_int_equal(f->any_other, want->any_other);
+		assert_int_equal(f->dir_devs_differ, want->dir_devs_differ);
+		assert_int_equal(f->other_devs_differ, want->other_devs_differ);
+		if (want->any_dir)
+			assert_int_equal(f->dir_dev, want->dir_dev);
+		if (want->any_other)
+			assert_int_equal(f->other_dev, want->other_dev);
+	}
+}
+
+static void test_facts(void **state)
+{
+	struct ls_error err = { 0 };
+	for (int shape = 0; shape < 5; shape++) {
+		ls_manifest *m = NULL;
+		assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
+		struct ls_manifest_facts want = { 0 };
+		switch (shape) {
+		case 0:  /* empty */
+			break;
+		case 1:  /* one device per kind, a name that only looks like a whiteout */
+			add_rec(m, "a", S_IFDIR | 0755, 7, 2);
+			add_rec(m, "a/x.wh.y", S_IFREG | 0644, 9, 1);
+			add_rec(m, "b", S_IFDIR | 0755, 7, 2);
+			want = (struct ls_manifest_facts){ .any_dir = true, .any_other = true, .dir_dev = 7, .other_dev = 9 };
+			break;
+		case 2:  /* a whiteout name deep down, a hard link, directories only on dev 3 */
+			add_rec(m, "a", S_IFDIR | 0755, 3, 2);
+			add_rec(m, "a/.wh.b", S_IFREG | 0644, 4, 2);
+			add_rec(m, "z", S_IFREG | 0644, 4, 1);
+			want = (struct ls_manifest_facts){ .whiteout_names = true, .hard_links = true, .any_dir = true,
+							   .any_other = true, .dir_dev = 3, .other_dev = 4 };
+			break;
+		case 3:  /* directories on two devices; a directory's nlink is no hard link */
+			add_rec(m, "a", S_IFDIR | 0755, 3, 5);
+			add_rec(m, "b", S_IFDIR | 0755, 8, 2);
+			want = (struct ls_manifest_facts){ .any_dir = true, .dir_dev = 3, .dir_devs_differ = true };
+			break;
+		case 4:  /* others on two devices, the second one last */
+			add_rec(m, "a", S_IFREG | 0644, 1, 1);
+			add_rec(m, "b", S_IFIFO | 0644, 1, 1);
+			add_rec(m, "c", S_IFREG | 0644, 2, 1);
+			want = (struct ls_manifest_facts){ .any_other = true, .other_dev = 1, .other_devs_differ = true };
+			break;
+		}
+		check_facts(m, &want);
+		ls_manifest_free(m);
+	}
+}
+
 /* Appends a directory at path with `width` children, of which every third
  * is a directory again, down to depth levels: subtrees of many sizes. */
 static void append_tree(ls_manifest *m, char *path, size_t len, unsigned width, unsigned depth)
@@ -1680,6 +1756,7 @@ int main(void)
 		cmocka_unit_test(test_create_excludes),
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_subtree_end),
+		cmocka_unit_test(test_facts),
 		cmocka_unit_test(test_append_limits),
 		cmocka_unit_test(test_long_paths),
 		cmocka_unit_test(test_patterns),
