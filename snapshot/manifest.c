@@ -8,8 +8,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -711,8 +711,6 @@ static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *
 	return NULL;
 }
 
-/* The parent of every entry must be an earlier directory entry: the diff and
- * the layer writer rely on it.  `chain` holds the current ancestor stack. */
 /* Adds record r, whose last component is name (len bytes), to f. */
 static void facts_add(struct ls_manifest_facts *f, const struct ls_rec *r, const char *name, size_t len)
 {
@@ -747,7 +745,9 @@ void ls_manifest_facts(const ls_manifest *m, struct ls_manifest_facts *out)
 	}
 }
 
-/* Checks every record, and finds their facts (f) on the way. */
+/* Checks every record, and finds their facts (f) on the way.  The parent of
+ * every entry must be an earlier directory entry: the diff and the layer
+ * writer rely on it.  `chain` holds the current ancestor stack. */
 static int check_structure(const ls_manifest *m, struct ls_manifest_facts *f, const char *name,
 			   struct ls_error *err)
 {
