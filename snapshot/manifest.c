@@ -745,11 +745,59 @@ void ls_manifest_facts(const ls_manifest *m, struct ls_manifest_facts *out)
 	}
 }
 
-/* Checks every record, and finds their facts (f) on the way.  The parent of
- * every entry must be an earlier directory entry: the diff and the layer
- * writer rely on it.  `chain` holds the current ancestor stack. */
-static int check_structure(const ls_manifest *m, struct ls_manifest_facts *f, const char *name,
-			   struct ls_error *err)
+/* Whether r's path bytes lie within the pool (what may be read of it before
+ * r itself is checked). */
+static bool path_in_pool(const ls_manifest *m, const struct ls_rec *r)
+{
+	return r->aux_off <= m->pool_len && r->path_len < m->pool_len - r->aux_off;
+}
+
+/* The ancestor stack a check of records [0, from) leaves for record from,
+ * when those records pass: the directories among them that are ancestors of
+ * from, found by bisection (they are in walk order then).  Stops at the
+ * first ancestor not there, as that check would find no parent; returns 0
+ * or -ENOMEM. */
+static int seed_chain(const ls_manifest *m, size_t from, size_t **chain, size_t *depth, size_t *cap)
+{
+	const struct ls_rec *r = &m->recs[from];
+	if (!path_in_pool(m, r))
+		return 0;  /* the check of from says so */
+	const char *p = ls_rec_path(m, r);
+	size_t lo = 0;
+	for (size_t q = 0; q < r->path_len; q++) {
+		if (p[q] != '/')
+			continue;
+		/* Every record the bisection reads must be readable: one that
+		 * is not fails the check of [0, from), whose error comes first. */
+		size_t hi = from;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const struct ls_rec *x = &m->recs[mid];
+			if (!path_in_pool(m, x))
+				return 0;
+			if (ls_path_cmp(ls_rec_path(m, x), x->path_len, p, q) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		const struct ls_rec *a = lo < from ? &m->recs[lo] : NULL;
+		if (!a || !path_in_pool(m, a) || a->path_len != q || memcmp(ls_rec_path(m, a), p, q) != 0 ||
+		    !S_ISDIR(a->mode))
+			return 0;
+		if (ls_grow((void **)chain, cap, *depth + 1, sizeof(**chain)))
+			return -ENOMEM;
+		(*chain)[(*depth)++] = lo;
+	}
+	return 0;
+}
+
+/* Checks records [from, to), and finds their facts (f) on the way.  The
+ * parent of every entry must be an earlier directory entry: the diff and
+ * the layer writer rely on it.  `chain` holds the current ancestor stack;
+ * from a record past the first, it is the one a check of the records
+ * before would leave, when they pass (see check_all). */
+static int check_structure(const ls_manifest *m, size_t from, size_t to, struct ls_manifest_facts *f,
+			   const char *name, struct ls_error *err)
 {
 	size_t *chain = NULL, depth = 0, cap = 0;
 	/* Excluded paths are never recorded (nor, by the parent check, anything
@@ -757,7 +805,9 @@ static int check_structure(const ls_manifest *m, struct ls_manifest_facts *f, co
 	const char *ex = m->options;
 	size_t ex_left = m->n_excludes, ex_len = ex_left ? strlen(ex) : 0;
 	int rc = 0;
-	for (size_t i = 0; i < m->n && rc == 0; i++) {
+	if (from > 0 && from < to && seed_chain(m, from, &chain, &depth, &cap))
+		rc = ls_fail(err, ENOMEM, "%s: out of memory", name);
+	for (size_t i = from; i < to && rc == 0; i++) {
 		const struct ls_rec *r = &m->recs[i];
 		/* path NUL link NUL xattrs, within the pool; the link ends at
 		 * its first NUL, which must leave room for the xattrs */
@@ -906,27 +956,62 @@ static int parse_options(const char *buf, const struct header *h, ls_manifest *m
 }
 
 /* The checksum of a large manifest is taken on a thread of its own while
- * the records are checked: the two passes over the file overlap. */
+ * the records are checked: the two passes over the file overlap.  With
+ * this many records that thread then checks the last 3/8 of them too (the
+ * checksum costs about a third of the records' check). */
 #define PARALLEL_CHECKSUM_MIN (4u << 20)
+#define PARALLEL_CHECK_MIN 32768
+
+static int check_structure(const ls_manifest *m, size_t from, size_t to, struct ls_manifest_facts *f,
+			   const char *name, struct ls_error *err);
 
 struct checksum_job {
 	const void *buf;
 	size_t len;
 	uint64_t sum;
+	/* records [from, m->n) when from > 0: their verdict and facts */
+	const ls_manifest *m;
+	const char *name;
+	size_t from;
+	int rc;
+	struct ls_manifest_facts facts;
 };
 
 static void *checksum_main(void *arg)
 {
 	struct checksum_job *j = arg;
 	j->sum = XXH3_64bits(j->buf, j->len);
+	if (j->from)
+		j->rc = check_structure(j->m, j->from, j->m->n, &j->facts, j->name, NULL);
 	return NULL;
 }
 
+/* f becomes the facts of its records followed by those of g. */
+static void facts_merge(struct ls_manifest_facts *f, const struct ls_manifest_facts *g)
+{
+	f->whiteout_names |= g->whiteout_names;
+	f->hard_links |= g->hard_links;
+	f->dir_devs_differ |= g->dir_devs_differ || (f->any_dir && g->any_dir && f->dir_dev != g->dir_dev);
+	f->other_devs_differ |= g->other_devs_differ || (f->any_other && g->any_other && f->other_dev != g->other_dev);
+	if (!f->any_dir)
+		f->dir_dev = g->dir_dev;
+	if (!f->any_other)
+		f->other_dev = g->other_dev;
+	f->any_dir |= g->any_dir;
+	f->any_other |= g->any_other;
+}
+
 static int check_all(ls_manifest *m, const struct header *h, const char *b, uint64_t checksum, size_t len,
-		     const char *name, struct ls_error *err);
+		     size_t split, const char *name, struct ls_error *err);
 
 int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest **out,
 		      struct ls_error *err)
+{
+	return ls_manifest_parse_split(buf, len, name, LS_CHECK_SPLIT_AUTO, out, err);
+}
+
+int ls_manifest_parse_split(const void *buf, size_t len, const char *name, size_t split, ls_manifest **out,
+			    struct ls_error *err)
 {
 	*out = NULL;
 	const char *b = buf;
@@ -968,7 +1053,7 @@ int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest
 	m->pool_len = m->pool_cap = t.pool_len;
 	m->map = (void *)buf;
 	m->map_len = 0; /* borrowed */
-	int rc = check_all(m, &h, b, t.checksum, len, name, err);
+	int rc = check_all(m, &h, b, t.checksum, len, split, name, err);
 	if (rc) {
 		ls_manifest_free(m);
 		return rc;
@@ -980,42 +1065,67 @@ int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest
 /* The checksum (the first error reported: a corrupt file's other faults
  * follow from it), then the header's codes, the options and every record. */
 static int check_all(ls_manifest *m, const struct header *hp, const char *b, uint64_t checksum, size_t len,
-		     const char *name, struct ls_error *err)
+		     size_t split, const char *name, struct ls_error *err)
 {
 	struct header h = *hp;
-	struct checksum_job job = { .buf = b, .len = len - sizeof(checksum) };
-	pthread_t th;
-	bool threaded = job.len >= PARALLEL_CHECKSUM_MIN && pthread_create(&th, NULL, checksum_main, &job) == 0;
-	if (!threaded) {
-		checksum_main(&job);
-		if (job.sum != checksum)
-			return ls_fail(err, EINVAL, "%s: manifest checksum mismatch (corrupt or truncated file)", name);
-	}
-	struct ls_error records_err;
-	struct ls_error *e = threaded ? &records_err : err;
-	int rc = 0;
+	struct ls_error head_err;
+	int head_rc = 0;
 	if (!mode_from_code(h.mode, &m->mode))
-		rc = ls_fail(e, EINVAL, "%s: unknown snapshot mode code %u", name, h.mode);
+		head_rc = ls_fail(&head_err, EINVAL, "%s: unknown snapshot mode code %u", name, h.mode);
 	else if (!xattrs_from_code(h.xattrs, &m->xattrs))
-		rc = ls_fail(e, EINVAL, "%s: unknown xattrs policy code %u", name, h.xattrs);
+		head_rc = ls_fail(&head_err, EINVAL, "%s: unknown xattrs policy code %u", name, h.xattrs);
 	else if ((h.flags & ~LS_CODE_FLAG_ONE_FS) || h.start_nsec >= 1000000000u)
-		rc = ls_fail(e, EINVAL, "%s: corrupt manifest header", name);
+		head_rc = ls_fail(&head_err, EINVAL, "%s: corrupt manifest header", name);
 	else
-		rc = parse_options(b, &h, m, name, e);
+		head_rc = parse_options(b, &h, m, name, &head_err);
 	m->one_file_system = h.flags & LS_CODE_FLAG_ONE_FS;
 	m->start_sec = h.start_sec;
 	m->start_nsec = h.start_nsec;
 	memset(&m->facts, 0, sizeof(m->facts));
-	if (rc == 0)
-		rc = check_structure(m, &m->facts, name, e);
-	if (threaded) {
-		pthread_join(th, NULL);
-		if (job.sum != checksum)
-			return ls_fail(err, EINVAL, "%s: manifest checksum mismatch (corrupt or truncated file)", name);
-		if (rc && err)
-			*err = records_err;
+
+	/* A large manifest: the checksum and the check of its last records on
+	 * a thread, the first records (more of them) here. */
+	struct checksum_job job = { .buf = b, .len = len - sizeof(checksum), .m = m, .name = name };
+	pthread_t th;
+	bool threaded;
+	if (split == LS_CHECK_SPLIT_AUTO) {
+		threaded = job.len >= PARALLEL_CHECKSUM_MIN;
+		split = threaded && m->n >= PARALLEL_CHECK_MIN ? m->n - m->n * 3 / 8 : 0;
+	} else {
+		threaded = split > 0 && split < m->n;
 	}
-	return rc;
+	if (threaded && head_rc == 0 && split < m->n)
+		job.from = split;
+	if (threaded && pthread_create(&th, NULL, checksum_main, &job) != 0) {
+		threaded = false;
+		job.from = 0;
+	}
+	if (!threaded)
+		checksum_main(&job);
+	struct ls_error records_err;
+	int rc = head_rc;
+	if (rc == 0)
+		rc = check_structure(m, 0, job.from ? job.from : m->n, &m->facts, name, &records_err);
+	if (threaded)
+		pthread_join(th, NULL);
+	/* The checksum's verdict first: a corrupt file's other faults follow
+	 * from it. */
+	if (job.sum != checksum)
+		return ls_fail(err, EINVAL, "%s: manifest checksum mismatch (corrupt or truncated file)", name);
+	if (rc) {
+		if (err)
+			*err = head_rc ? head_err : records_err;
+		return rc;
+	}
+	if (job.from && job.rc) {
+		/* The first records passed, the last did not (a corrupt file
+		 * with a good checksum): the error of a check in one go. */
+		memset(&m->facts, 0, sizeof(m->facts));
+		return check_structure(m, 0, m->n, &m->facts, name, err);
+	}
+	if (job.from)
+		facts_merge(&m->facts, &job.facts);
+	return 0;
 }
 
 int ls_manifest_load(const char *path, ls_manifest **out, struct ls_error *err)

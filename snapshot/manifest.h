@@ -262,6 +262,16 @@ void ls_manifest_writer_free(struct ls_manifest_writer *w);
 int ls_manifest_parse(const void *buf, size_t len, const char *name, ls_manifest **out,
 		      struct ls_error *err);
 
+/** Chooses where ls_manifest_parse splits the records' check between two
+ *  threads (a large manifest's: see manifest.c). */
+#define LS_CHECK_SPLIT_AUTO SIZE_MAX
+
+/** ls_manifest_parse with the records from index split on (0 < split < n)
+ *  checked on a second thread, 0 for none, or LS_CHECK_SPLIT_AUTO: for the
+ *  tests, which show that every split gives the same result and message. */
+int ls_manifest_parse_split(const void *buf, size_t len, const char *name, size_t split, ls_manifest **out,
+			    struct ls_error *err);
+
 /** The i-th exclude of the option block, for messages and checks. */
 const char *ls_manifest_exclude(const ls_manifest *m, size_t i);
 

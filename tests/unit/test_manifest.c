@@ -1396,6 +1396,140 @@ static void check_facts(ls_manifest *m, const struct ls_manifest_facts *want)
 	}
 }
 
+static void append_tree(ls_manifest *m, char *path, size_t len, unsigned width, unsigned depth);
+
+/* Parses p (n bytes) with the records' check split at `split`: the result
+ * code, the message, and the facts when it passed. */
+struct split_result {
+	int rc;
+	struct ls_error err;
+	struct ls_manifest_facts facts;
+};
+
+static struct split_result parse_split(const unsigned char *p, size_t n, size_t split)
+{
+	struct split_result r;
+	memset(&r, 0, sizeof(r));
+	ls_manifest *m = NULL;
+	r.rc = ls_manifest_parse_split(p, n, "mem", split, &m, &r.err);
+	if (m) {
+		ls_manifest_facts(m, &r.facts);
+		ls_manifest_free(m);
+	}
+	return r;
+}
+
+static void same_as_one_go(const unsigned char *p, size_t n, size_t n_recs, const char *what)
+{
+	struct split_result one = parse_split(p, n, 0);
+	size_t splits[] = { 1, 2, n_recs / 4, n_recs / 2, n_recs - n_recs * 3 / 8, n_recs - 2, n_recs - 1,
+			    LS_CHECK_SPLIT_AUTO };
+	for (size_t k = 0; k < sizeof(splits) / sizeof(splits[0]); k++) {
+		struct split_result two = parse_split(p, n, splits[k]);
+		if (two.rc != one.rc || strcmp(two.err.msg, one.err.msg) != 0 ||
+		    (one.rc == 0 && memcmp(&two.facts, &one.facts, sizeof(one.facts)) != 0))
+			fail_msg("%s, split at %zu: %d '%s', in one go %d '%s'", what, splits[k], two.rc, two.err.msg,
+				 one.rc, one.err.msg);
+	}
+}
+
+/* The records' check split between two threads at any index gives what the
+ * check in one go gives: the verdict, the first error's message and the
+ * facts, on a tree of nested directories with hard links, devices and a
+ * .wh. name, whole and corrupted (records swapped, a directory turned
+ * into a file, random bytes of the records and the pool changed), the
+ * checksum made good each time so that the records are checked. */
+static void test_split_check(void **state)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
+	char path[4096] = "";
+	append_tree(m, path, 0, 9, 4);
+	for (size_t i = 0; i < m->n; i += 37) {
+		m->recs[i].dev = 1 + (i / 37) % 2 * S_ISDIR(m->recs[i].mode);
+		if (!S_ISDIR(m->recs[i].mode))
+			m->recs[i].nlink = 2;
+	}
+	add_rec(m, "zz.wh.x", S_IFREG | 0644, 1, 1);
+	add_rec(m, "zzz", S_IFDIR | 0755, 1, 2);
+	add_rec(m, "zzz/.wh.y", S_IFREG | 0644, 1, 1);
+	size_t n_recs = m->n;
+	assert_true(n_recs > 500);
+	struct buf b = serialise(m);
+	same_as_one_go(b.p, b.n, n_recs, "whole");
+
+	/* The second thread's check starts from the ancestors of its first
+	 * record: each of them made a file, or swapped with its neighbour. */
+	unsigned char *p = malloc(b.n);
+	assert_non_null(p);
+	size_t starts[] = { n_recs / 4, n_recs / 2, n_recs - n_recs * 3 / 8, n_recs - 1 };
+	for (size_t k = 0; k < sizeof(starts) / sizeof(starts[0]); k++) {
+		const char *sp = ls_rec_path(m, &m->recs[starts[k]]);
+		size_t sl = m->recs[starts[k]].path_len, n_anc = 0;
+		for (size_t q = 0; q < sl; q++) {
+			if (sp[q] != '/')
+				continue;
+			ssize_t a = ls_manifest_find(m, sp, q);
+			assert_true(a >= 0);
+			for (int kind = 0; kind < 2; kind++) {
+				memcpy(p, b.p, b.n);
+				if (kind == 0) {
+					struct ls_rec *r = rec_at(p, (size_t)a);
+					r->mode = (r->mode & ~(uint32_t)S_IFMT) | S_IFREG;
+				} else {
+					swap_recs(p, (size_t)a, (size_t)a + 1);
+				}
+				fix_checksum(p, b.n);
+				char what[64];
+				snprintf(what, sizeof(what), "%s ancestor %zu of %zu", kind ? "swapped" : "file", (size_t)a,
+					 starts[k]);
+				same_as_one_go(p, b.n, n_recs, what);
+				struct split_result one = parse_split(p, b.n, 0), two = parse_split(p, b.n, starts[k]);
+				assert_int_not_equal(one.rc, 0);
+				assert_int_equal(two.rc, one.rc);
+				assert_string_equal(two.err.msg, one.err.msg);
+			}
+			n_anc++;
+		}
+		assert_true(n_anc > 0 || k == 0);
+	}
+	ls_manifest_free(m);
+	unsigned seed = 7;
+	for (int round = 0; round < 400; round++) {
+		memcpy(p, b.p, b.n);
+		seed = seed * 1103515245u + 12345u;
+		size_t at = (seed >> 8) % n_recs;
+		char what[64];
+		switch (round % 4) {
+		case 0:  /* neighbours swapped */
+			swap_recs(p, at, at + 1 < n_recs ? at + 1 : at - 1);
+			snprintf(what, sizeof(what), "swap at %zu", at);
+			break;
+		case 1: {  /* a directory (or anything) made a file */
+			struct ls_rec *r = rec_at(p, at);
+			r->mode = (r->mode & ~(uint32_t)S_IFMT) | S_IFREG;
+			snprintf(what, sizeof(what), "file at %zu", at);
+			break;
+		}
+		default: {  /* bytes of the records or the pool */
+			for (int k = 0; k < 1 + round % 3; k++) {
+				seed = seed * 1103515245u + 12345u;
+				size_t off = recs_off(b.p) + (seed >> 4) % (b.n - 8 - recs_off(b.p));
+				seed = seed * 1103515245u + 12345u;
+				p[off] ^= (unsigned char)(1u << ((seed >> 16) % 8));
+			}
+			snprintf(what, sizeof(what), "bytes, round %d", round);
+			break;
+		}
+		}
+		fix_checksum(p, b.n);
+		same_as_one_go(p, b.n, n_recs, what);
+	}
+	free(p);
+	free(b.p);
+}
+
 static void test_facts(void **state)
 {
 	struct ls_error err = { 0 };
@@ -1757,6 +1891,7 @@ int main(void)
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_subtree_end),
 		cmocka_unit_test(test_facts),
+		cmocka_unit_test(test_split_check),
 		cmocka_unit_test(test_append_limits),
 		cmocka_unit_test(test_long_paths),
 		cmocka_unit_test(test_patterns),
