@@ -1063,7 +1063,9 @@ int ls_manifest_parse_split(const void *buf, size_t len, const char *name, size_
 }
 
 /* The checksum (the first error reported: a corrupt file's other faults
- * follow from it), then the header's codes, the options and every record. */
+ * follow from it), then the header's codes, the options and every record,
+ * those of a large manifest on two threads (split: see
+ * ls_manifest_parse_split). */
 static int check_all(ls_manifest *m, const struct header *hp, const char *b, uint64_t checksum, size_t len,
 		     size_t split, const char *name, struct ls_error *err)
 {
@@ -1100,16 +1102,19 @@ static int check_all(ls_manifest *m, const struct header *hp, const char *b, uin
 		threaded = false;
 		job.from = 0;
 	}
-	if (!threaded)
+	if (!threaded) {
 		checksum_main(&job);
+		if (job.sum != checksum)
+			return ls_fail(err, EINVAL, "%s: manifest checksum mismatch (corrupt or truncated file)", name);
+	}
 	struct ls_error records_err;
 	int rc = head_rc;
 	if (rc == 0)
 		rc = check_structure(m, 0, job.from ? job.from : m->n, &m->facts, name, &records_err);
 	if (threaded)
 		pthread_join(th, NULL);
-	/* The checksum's verdict first: a corrupt file's other faults follow
-	 * from it. */
+	/* The checksum's verdict first (the first error reported: a corrupt
+	 * file's other faults follow from it). */
 	if (job.sum != checksum)
 		return ls_fail(err, EINVAL, "%s: manifest checksum mismatch (corrupt or truncated file)", name);
 	if (rc) {
