@@ -1053,7 +1053,7 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 	/* What is carried is checked too, as a walk would see it (a pass over
 	 * the runs only when the base has such a name at all). */
 	rc = check_names(p.cur, 0, p.cur->n, root, err);
-	struct ls_manifest_facts bf = { .whiteout_names = true };
+	struct ls_manifest_facts bf = { 0 };
 	if (rc == 0 && carried.n)
 		ls_manifest_facts(base, &bf);
 	for (size_t k = 0; rc == 0 && bf.whiteout_names && k < carried.n; k++)

@@ -16,6 +16,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 #   xattr    no user.* xattrs on the fs     wchan    /proc/PID/wchan tells nothing
 #   overlay  no overlayfs                   large    LAYERSNAP_TEST_LARGE unset (unit)
 #   devfull  no /dev/full (ENOSPC)          locale   no C.UTF-8 locale (unit)
+#   cold     a tree's page cache cannot be dropped (tmpfs: tests/tools/evict)
 #   TOOL     TOOL is not installed: its command's name (mtree, umoci, skopeo,
 #            git, clang, bsdtar, python3, setpriv, ...)
 # skip KEYWORD WHY: the whole script is skipped (exit 77).

@@ -154,6 +154,25 @@ else
 	partial_skip xattr "no user.* xattrs here: a hard link's xattrs under --only"
 fi
 
+# A .wh. name among the carried entries is refused as the walk refuses it
+# (the base's check records that it has one), and nothing is written; a
+# base without one carries everything.
+W2=$T/wh
+mkdir -p "$W2/keep" "$W2/app"
+: >"$W2/keep/.wh.old"
+echo a >"$W2/app/a"
+"$L" scan "$W2" -o "$T/wh.m" || fail "scan of a tree with a .wh. name failed"
+echo b >"$W2/app/a"
+expect_error "$L" diff --only app "$W2" --base "$T/wh.m" -o "$T/wh.tar"
+grep -qF 'keep/.wh.old' "$T/stderr" || fail "--only: the carried .wh. name is not named: $(cat "$T/stderr")"
+expect_error "$L" diff "$W2" --base "$T/wh.m" -o "$T/wh.tar"
+grep -qF 'keep/.wh.old' "$T/stderr" || fail "walk: the .wh. name is not named: $(cat "$T/stderr")"
+[ ! -e "$T/wh.tar" ] || fail "a refused diff left a layer"
+rm "$W2/keep/.wh.old"
+"$L" scan "$W2" -o "$T/wh.m" || fail "scan failed"
+echo c >"$W2/app/a"
+"$L" diff -q --only app "$W2" --base "$T/wh.m" -o "$T/wh.tar" || fail "--only over a clean base failed"
+
 # Refusals: no base, '..', an empty list.
 expect_error "$L" diff --only app "$R" -o "$T/x.tar"
 expect_error "$L" diff --only ../x "$R" --base "$T/b.m" -o "$T/x.tar"

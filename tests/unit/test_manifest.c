@@ -1398,6 +1398,24 @@ static void check_facts(ls_manifest *m, const struct ls_manifest_facts *want)
 
 static void append_tree(ls_manifest *m, char *path, size_t len, unsigned width, unsigned depth);
 
+/* An empty redo manifest without excludes. */
+static ls_manifest *empty_redo(void)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
+	return m;
+}
+
+/* A redo manifest of append_tree(width, depth). */
+static ls_manifest *tree_manifest(unsigned width, unsigned depth)
+{
+	ls_manifest *m = empty_redo();
+	char path[4096] = "";
+	append_tree(m, path, 0, width, depth);
+	return m;
+}
+
 /* Parses p (n bytes) with the records' check split at `split`: the result
  * code, the message, and the facts when it passed. */
 struct split_result {
@@ -1441,11 +1459,7 @@ static void same_as_one_go(const unsigned char *p, size_t n, size_t n_recs, cons
  * checksum made good each time so that the records are checked. */
 static void test_split_check(void **state)
 {
-	struct ls_error err = { 0 };
-	ls_manifest *m = NULL;
-	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
-	char path[4096] = "";
-	append_tree(m, path, 0, 9, 4);
+	ls_manifest *m = tree_manifest(9, 4);
 	for (size_t i = 0; i < m->n; i += 37) {
 		m->recs[i].dev = 1 + (i / 37) % 2 * S_ISDIR(m->recs[i].mode);
 		if (!S_ISDIR(m->recs[i].mode))
@@ -1532,10 +1546,8 @@ static void test_split_check(void **state)
 
 static void test_facts(void **state)
 {
-	struct ls_error err = { 0 };
 	for (int shape = 0; shape < 5; shape++) {
-		ls_manifest *m = NULL;
-		assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
+		ls_manifest *m = empty_redo();
 		struct ls_manifest_facts want = { 0 };
 		switch (shape) {
 		case 0:  /* empty */
@@ -1589,11 +1601,7 @@ static void append_tree(ls_manifest *m, char *path, size_t len, unsigned width, 
  * scan, for every record of a tree with subtrees of every size. */
 static void test_subtree_end(void **state)
 {
-	struct ls_error err = { 0 };
-	ls_manifest *m = NULL;
-	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_NONE, false, NULL, 0, &err), 0);
-	char path[4096] = "";
-	append_tree(m, path, 0, 12, 4);
+	ls_manifest *m = tree_manifest(12, 4);
 	assert_true(m->n > 1000);
 	size_t dirs = 0;
 	for (size_t i = 0; i < m->n; i++) {
