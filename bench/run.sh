@@ -6,7 +6,7 @@
 #         full:  synthetic 100k (5 runs), the npm tree (bench/npm-tree, when the registry
 #                is reachable or it is cached; before the 1M tree, not in its wake) and
 #                synthetic 1M (3 runs).
-#   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit,floor-hash}.
+#   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit,floor-hash,floor-upper}.
 #
 # Every scenario runs beside its peers in the same loop, alternating commands within each
 # run:
@@ -86,7 +86,8 @@ GEN=$BUILD/bench/gen-tree
 MUT=$BUILD/bench/mutate
 TIMEIT=$BUILD/bench/timeit
 FLOOR=$BUILD/bench/floor-hash
-for b in "$LS" "$GEN" "$MUT" "$TIMEIT" "$FLOOR"; do
+FLOOR_UP=$BUILD/bench/floor-upper
+for b in "$LS" "$GEN" "$MUT" "$TIMEIT" "$FLOOR" "$FLOOR_UP"; do
 	[ -x "$b" ] || die "$b is missing: run 'make bench' or 'make bench-quick'"
 done
 export LC_ALL=C
@@ -564,6 +565,8 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 				def ls-upper-walk "build step in an overlay" "layersnap diff --base (a walk of the merged view)" \
 					"exec $(q "$LS" diff --json "$OV/m" --base "$WORK/base.ov.man" -o "$o/u-walk.tar")" "$(fresh u-walk.tar)"
 				JSONCHK[ls-upper-walk]=1
+				def floor-upper "build step in an overlay" "floor: list UPPERDIR (listxattrat each), statx and read the changed files through the merged view, 1 thread" \
+					"exec $(q "$FLOOR_UP" "$OV/u" "$OV/m" "$WORK/base.ov.man" "$o/floor-upper.out")" "$(fresh floor-upper.out)"
 				if [ -s "$WORK/snar.ov0" ]; then
 					def tar-upper-inc "build step in an overlay" "tar --listed-incremental (level 1) of the merged view" \
 						"exec $(q tar --listed-incremental="$o/snar.ov1" -cf "$o/u-tar-inc.tar" -C "$OV/m" .)" \
@@ -667,9 +670,10 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	row ls-diff-time "tar-inc:tar umoci:umoci ls-diff-redo:redo"
 	row ls-copy-only "ls-copy-full:full_walk"
 	row ls-copy-full ""
-	row ls-upper "ls-upper-walk:walk tar-upper-inc:tar"
+	row ls-upper "ls-upper-walk:walk tar-upper-inc:tar floor-upper:floor"
 	row ls-upper-man "ls-upper-walk:walk tar-upper-inc:tar ls-upper:without_--manifest-out"
 	row ls-upper-walk "tar-upper-inc:tar"
+	row floor-upper ""
 	[ -n "${SCEN[tar-upper-inc]:-}" ] && row tar-upper-inc ""
 	for id in tar-inc umoci; do [ -n "${SCEN[$id]:-}" ] && row "$id" ""; done
 	for id in "${layer_w[@]}" "${layer_c[@]}"; do
@@ -711,6 +715,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	[ "$nent" -ge "$BIG_ENTRIES" ] && upper_lim=0.05
 	trow "build step in an overlay: \`diff --upper\` vs the walk \`diff\`" ls-upper ls-upper-walk "walk" "$upper_lim"
 	trow "the same, with \`--manifest-out\`" ls-upper-man ls-upper-walk "walk" ""
+	trow "\`diff --upper\` vs its floor loop (bench/floor-upper)" ls-upper floor-upper "floor" ""
 	trow "\`diff --mode full --manifest-out\` (the chain a builder keeps) vs \`tar --listed-incremental\` (which writes its snapshot file too)" ls-diff-full-mo tar-inc tar ""
 	local rss_line="" rid rtext
 	for rid in ls-diff-full ls-diff-full-mo; do
@@ -806,7 +811,7 @@ out="# layersnap benchmark, $MODE, $(date -u +%Y-%m-%d)"$'\n\n'
 out+="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ver ($(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"$'\n'
 out+="- machine: $(nproc) CPUs ($cpu), $mem memory, kernel $(uname -r), trees on $fs"$'\n'
 out+="- page cache: warm (a warm-up run first$(want scan && echo "; the just-written rows: the tree written just before, no warm-up, writeback pending"))$([ $COLD = 1 ] && { want scan || want layer; } && echo "; the 'cold' rows: caches dropped before each run, no warm-up, $([ "$COLD_RUNS" -lt 999 ] && echo "at most $COLD_RUNS run(s)" || echo "as many runs")")"$'\n'
-out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(pigz --version 2>&1 | head -1), $(zstd --version 2>/dev/null | head -1 | sed 's/^\*\** *//; s/ *\**$//'), $(umoci --version 2>/dev/null); floor loops: bench/floor-hash"$'\n'
+out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(pigz --version 2>&1 | head -1), $(zstd --version 2>/dev/null | head -1 | sed 's/^\*\** *//; s/ *\**$//'), $(umoci --version 2>/dev/null); floor loops: bench/floor-hash, bench/floor-upper"$'\n'
 out+="- wall and CPU (user+sys of the command and its children) are medians; peak RSS is the largest of the runs; ratios are layersnap's median wall time over the peer's (below 1 is faster)"$'\n'
 for n in "${NOTES[@]}"; do out+="- note: $n"$'\n'; done
 for t in "${TABLES[@]}"; do out+=$'\n'"$t"; done

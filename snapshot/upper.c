@@ -2,6 +2,7 @@
 #include "upper.h"
 #include "error.h"
 #include "manifest.h"
+#include "mountinfo.h"
 #include "path.h"
 #include "xattr.h"
 
@@ -37,19 +38,34 @@ static int add(char ***v, size_t *n, size_t *cap, const char *path)
 
 /* ---- the mount -------------------------------------------------------------- */
 
-/* Decodes mountinfo's octal escapes in place. */
-static void unescape(char *s)
+/* What ls_upper_check_mount looks for in each mount: the last one at ROOT
+ * is the one in force. */
+struct mount_check {
+	const char *root_real, *upper_real;
+	bool mounted, found, userxattr;
+};
+
+static int check_one_mount(const struct ls_mountinfo *m, void *ctx)
 {
-	char *o = s;
-	for (char *p = s; *p; p++) {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
-			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-			p += 3;
-		} else {
-			*o++ = *p;
+	struct mount_check *mc = ctx;
+	if (strcmp(m->mount_point, mc->root_real) != 0)
+		return 0;
+	mc->mounted = true;
+	mc->found = mc->userxattr = false;
+	if (!m->fstype || strcmp(m->fstype, "overlay") != 0)
+		return 0;
+	char *save = NULL;
+	for (char *o = strtok_r(m->super_options, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+		if (strncmp(o, "upperdir=", 9) == 0) {
+			ls_mountinfo_unescape(o + 9);
+			char *u = realpath(o + 9, NULL);
+			mc->found = u && strcmp(u, mc->upper_real) == 0;
+			free(u);
+		} else if (strcmp(o, "userxattr") == 0) {
+			mc->userxattr = true;
 		}
 	}
-	*o = '\0';
+	return 0;
 }
 
 int ls_upper_check_mount(const char *root, const char *upper, bool *userxattr, struct ls_error *err)
@@ -61,57 +77,16 @@ int ls_upper_check_mount(const char *root, const char *upper, bool *userxattr, s
 		rc = ls_fail_errno(err, errno, "%s", !root_real ? root : upper);
 		goto out;
 	}
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (!f) {
-		rc = ls_fail_errno(err, errno, "/proc/self/mountinfo");
+	struct mount_check mc = { .root_real = root_real, .upper_real = upper_real };
+	rc = ls_mountinfo_each(check_one_mount, &mc);
+	if (rc) {
+		rc = ls_fail_errno(err, -rc, "/proc/self/mountinfo");
 		goto out;
 	}
-	char *line = NULL;
-	size_t cap = 0;
-	bool mounted = false, found = false;
-	/* The last mount at ROOT is the one in force. */
-	while (getline(&line, &cap, f) > 0) {
-		/* id parent maj:min root MOUNT-POINT opts [tags] - FSTYPE SOURCE SUPER-OPTS */
-		char *save = NULL, *fields[6] = { 0 };
-		int k = 0;
-		for (char *t = strtok_r(line, " \n", &save); t; t = k < 6 ? strtok_r(NULL, " \n", &save) : NULL)
-			fields[k++] = t;
-		if (!fields[4])
-			continue;
-		unescape(fields[4]);
-		if (strcmp(fields[4], root_real) != 0)
-			continue;
-		char *fstype = NULL, *super = NULL;
-		for (char *x = strtok_r(NULL, " \n", &save); x; x = strtok_r(NULL, " \n", &save)) {
-			if (strcmp(x, "-") == 0) {
-				fstype = strtok_r(NULL, " \n", &save);
-				strtok_r(NULL, " \n", &save);  /* source */
-				super = strtok_r(NULL, " \n", &save);
-				break;
-			}
-		}
-		mounted = true;
-		found = false;
-		*userxattr = false;
-		if (!fstype || strcmp(fstype, "overlay") != 0 || !super)
-			continue;
-		char *save2 = NULL;
-		for (char *o = strtok_r(super, ",", &save2); o; o = strtok_r(NULL, ",", &save2)) {
-			if (strncmp(o, "upperdir=", 9) == 0) {
-				unescape(o + 9);
-				char *u = realpath(o + 9, NULL);
-				found = u && strcmp(u, upper_real) == 0;
-				free(u);
-			} else if (strcmp(o, "userxattr") == 0) {
-				*userxattr = true;
-			}
-		}
-	}
-	free(line);
-	fclose(f);
-	if (!found)
+	*userxattr = mc.found && mc.userxattr;
+	if (!mc.found)
 		rc = ls_fail(err, EINVAL, "--upper %s: %s is %s (--upper-unchecked for a copied upper directory)", upper,
-			     root, mounted ? "not an overlay mount with this upper directory" : "not a mount point");
+			     root, mc.mounted ? "not an overlay mount with this upper directory" : "not a mount point");
 out:
 	free(root_real);
 	free(upper_real);

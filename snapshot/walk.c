@@ -3,6 +3,7 @@
 #include "error.h"
 #include "ioq.h"
 #include "modes.h"
+#include "mountinfo.h"
 #include "output.h"
 #include "path.h"
 #include "pattern.h"
@@ -1669,28 +1670,38 @@ static int remap_devs(struct walker *w, uint64_t root_dev, struct ls_error *err)
 	return 0;
 }
 
-/* Decodes mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape_mountinfo(char *s)
-{
-	char *o = s;
-	for (char *p = s; *p; p++) {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
-		    p[3] <= '7') {
-			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-			p += 3;
-		} else {
-			*o++ = *p;
-		}
-	}
-	*o = '\0';
-}
-
 static int add_ignored(struct walker *w, size_t *cap, const char *rel, struct ls_error *err)
 {
 	if (ls_grow((void **)&w->ignored, cap, w->n_ignored + 1, sizeof(*w->ignored)) ||
 	    !(w->ignored[w->n_ignored] = strdup(rel)))
 		return ls_fail(err, ENOMEM, "walker: out of memory");
 	w->n_ignored++;
+	return 0;
+}
+
+/* setup_ignored's pass over the mount table. */
+struct ignore_scan {
+	struct walker *w;
+	size_t *cap;
+	const char *root_real;
+	size_t root_len;        /* 0 for "/" */
+	size_t lines;           /* read so far */
+	struct ls_error *err;
+};
+
+/* A mount point strictly below ROOT joins the ignore list.  Returns 0, or
+ * a positive errno (said in err) to stop. */
+static int ignore_mount(const struct ls_mountinfo *m, void *ctx)
+{
+	struct ignore_scan *s = ctx;
+	s->lines++;
+	char *field = m->mount_point;
+	size_t rl = s->root_len;
+	if (strncmp(field, s->root_real, rl) != 0 || field[rl] != '/' || field[rl + 1] == '\0')
+		return 0;  /* not below ROOT, or ROOT itself */
+	char *rel = field + rl + 1;
+	if (ls_path_normalize(rel, LS_NORM_ROOTED) > 0 && !is_default_dir(rel) && add_ignored(s->w, s->cap, rel, s->err))
+		return ENOMEM;
 	return 0;
 }
 
@@ -1707,40 +1718,23 @@ static int setup_ignored(struct walker *w, struct ls_error *err)
 		  (w->o->default_excludes == LS_DEFAULT_EXCLUDES_AUTO && strcmp(root_real, "/") == 0);
 	int rc = 0;
 	size_t cap = 0;
-	FILE *f = NULL;
 	if (!on)
 		goto done;
 	for (size_t i = 0; i < N_DEFAULT_DIRS && rc == 0; i++)
 		rc = add_ignored(w, &cap, default_dirs[i], err);
-	f = rc ? NULL : fopen("/proc/self/mountinfo", "re");
-	if (!f) {
-		if (rc == 0)
-			log_msg(w, 0, "/proc/self/mountinfo: %s: mount points below %s are walked", strerror(errno), w->root);
-		goto done;
+	if (rc == 0) {
+		struct ignore_scan scan = { .w = w, .cap = &cap, .root_real = root_real,
+					    .root_len = strcmp(root_real, "/") == 0 ? 0 : strlen(root_real), .err = err };
+		int mrc = ls_mountinfo_each(ignore_mount, &scan);
+		if (mrc > 0)
+			rc = -mrc;  /* ignore_mount's own failure, said in err */
+		else if (mrc < 0 && !scan.lines)  /* no table at all (no /proc) */
+			log_msg(w, 0, "/proc/self/mountinfo: %s: mount points below %s are walked", strerror(-mrc),
+				w->root);
+		else if (mrc < 0)  /* half a table would walk the other half's mounts */
+			rc = ls_fail_errno(err, -mrc, "/proc/self/mountinfo");
 	}
-	size_t rl = strcmp(root_real, "/") == 0 ? 0 : strlen(root_real);
-	char *line = NULL;
-	size_t line_cap = 0;
-	while (rc == 0 && getline(&line, &line_cap, f) > 0) {
-		/* id parent major:minor root MOUNT_POINT options ... */
-		char *save = NULL, *field = strtok_r(line, " ", &save);
-		for (int k = 1; field && k < 5; k++)
-			field = strtok_r(NULL, " ", &save);
-		if (!field)
-			continue;
-		unescape_mountinfo(field);
-		if (strncmp(field, root_real, rl) != 0 || field[rl] != '/' || field[rl + 1] == '\0')
-			continue;  /* not below ROOT, or ROOT itself */
-		char *rel = field + rl + 1;
-		if (ls_path_normalize(rel, LS_NORM_ROOTED) > 0 && !is_default_dir(rel))
-			rc = add_ignored(w, &cap, rel, err);
-	}
-	free(line);
-	if (rc == 0 && ferror(f))
-		rc = ls_fail_errno(err, errno ? errno : EIO, "/proc/self/mountinfo");
 done:
-	if (f)
-		fclose(f);
 	free(root_real);
 	if (rc == 0 && w->n_ignored) {
 		qsort(w->ignored, w->n_ignored, sizeof(*w->ignored), cmp_excl);
