@@ -1,9 +1,12 @@
 /*
  * timeit: run a command and record its cost, for bench/run.sh.
  *
- *   timeit OUT COMMAND [ARG...]
+ *   timeit OUT [-o FILE] COMMAND [ARG...]
  *
- * Writes one line "WALL_S USER_S SYS_S MAXRSS_KB STATUS" to OUT (wall clock from
+ * -o FILE: the command's standard output goes to FILE (created or truncated),
+ * as a shell's "> FILE" would send it; bench/run.sh then runs a single
+ * command without a shell in between, whose start-up (~2 ms) is no part of
+ * the command's cost.  Writes one line "WALL_S USER_S SYS_S MAXRSS_KB STATUS" to OUT (wall clock from
  * CLOCK_MONOTONIC, CPU and peak RSS from wait4's rusage of the command and every
  * descendant it waited for, microsecond resolution), and exits with the command's status
  * (128+N when killed by signal N).  /usr/bin/time -f '%e %U %S %M' rounds to 10 ms,
@@ -13,6 +16,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -22,8 +26,14 @@
 
 int main(int argc, char **argv)
 {
-	if (argc < 3) {
-		fputs("usage: timeit OUT COMMAND [ARG...]\n", stderr);
+	const char *out_file = NULL;
+	int cmd = 2;
+	if (argc > 3 && strcmp(argv[2], "-o") == 0) {
+		out_file = argv[3];
+		cmd = 4;
+	}
+	if (argc <= cmd) {
+		fputs("usage: timeit OUT [-o FILE] COMMAND [ARG...]\n", stderr);
 		return 2;
 	}
 	struct timespec t0, t1;
@@ -34,8 +44,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (pid == 0) {
-		execvp(argv[2], argv + 2);
-		fprintf(stderr, "timeit: %s: %s\n", argv[2], strerror(errno));
+		if (out_file) {
+			int fd = open(out_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+				fprintf(stderr, "timeit: %s: %s\n", out_file, strerror(errno));
+				_exit(127);
+			}
+		}
+		execvp(argv[cmd], argv + cmd);
+		fprintf(stderr, "timeit: %s: %s\n", argv[cmd], strerror(errno));
 		_exit(127);
 	}
 	int st;

@@ -152,7 +152,7 @@ static unsigned char *reserve(struct ls_readahead *ra, size_t size)
 
 /* Reads the whole file of record rec, as ls_content_open's caller would:
  * before.st_size bytes between two fstats that agree, read twice when it was
- * stamped in the last second. */
+ * stamped in the last second.  A directory: its fstat only. */
 static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 {
 	const struct ls_rec *rec = &ra->m->recs[i];
@@ -160,6 +160,18 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 	out->index = i;
 	out->fd = -1;
 	const char *path = ls_rec_path(ra->m, rec);
+	if (S_ISDIR(rec->mode)) {
+		/* Its fd from the chain, which opens it for the files inside
+		 * anyway: an fstat, no lookup by name. */
+		int fd = ls_dirchain_get(ra->dirs, path, rec->path_len);
+		if (fd < 0)
+			out->err = fd;
+		else if (fstat(fd, &out->before) != 0)
+			out->err = -errno;
+		else if (!ls_same_inode(rec, &out->before))
+			out->err = -ENOENT;  /* replaced since the walk */
+		return;
+	}
 	const char *slash = memrchr(path, '/', rec->path_len);
 	int dirfd = ls_dirchain_get(ra->dirs, path, slash ? (size_t)(slash - path) : 0);
 	if (dirfd < 0) {

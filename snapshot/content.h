@@ -54,7 +54,8 @@ struct ls_read {
 	int fd;                     /**< >= 0: larger than LS_READAHEAD_WHOLE,
 				         opened and checked, nothing read; the
 				         caller may take it (set it to -1) */
-	struct stat before;         /**< the fstat right after the open */
+	struct stat before;         /**< the fstat right after the open (a
+				         directory: its only one) */
 	const unsigned char *data;  /**< fd < 0: the before.st_size bytes */
 	bool hashed;                /**< hash holds their XXH3-128 (canonical) */
 	uint8_t hash[16];
@@ -65,7 +66,8 @@ struct ls_readahead;
 /** Starts reading ahead the regular files of manifest m at indices idx[0..n)
  *  (ascending; the caller keeps idx and m alive, and appends nothing to m,
  *  until ls_readahead_free), each opened beneath rootfd through a directory
- *  chain of its own.  hash: also compute each whole file's XXH3-128 (a file
+ *  chain of its own.  A directory among them is fstat'ed only (its fd from
+ *  that chain), into `before`, -ENOENT when it is not the recorded inode.  hash: also compute each whole file's XXH3-128 (a file
  *  stamped in the last second is hashed and confirmed by a second read
  *  either way).  Returns 0 or -ENOMEM / a pthread error as a negative code;
  *  the caller then reads synchronously. */

@@ -447,6 +447,12 @@ static int parent_of(struct writer *w, const char *path, size_t len, const char 
 	return ls_dirchain_get(w->dirs, path, slash ? (size_t)(slash - path) : 0);
 }
 
+/* Whether the layer reads xattrs now (the mode does not record them). */
+static bool xattrs_read_now(const ls_manifest *c)
+{
+	return !(ls_mode_ops_of(c->mode)->fields & LS_F_XATTRS) && c->xattrs != LS_XATTRS_NONE;
+}
+
 /* Writes entry i.  Returns WRITTEN, VANISHED (nothing written: the caller
  * accounts for it) or a negative code. */
 static int write_entry(struct writer *w, size_t i, struct ls_error *err)
@@ -457,18 +463,27 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	const char *path = ls_rec_path(c, r);
 	if (S_ISSOCK(r->mode))
 		return WRITTEN; /* sockets cannot be carried by a layer */
-	const char *name;
-	int dirfd = parent_of(w, path, r->path_len, &name);
-	if (dirfd < 0 && !is_vanished(dirfd))
-		return ls_fail_errno(err, -dirfd, "%s/%s", w->root, path);
+	const bool xattrs_now = xattrs_read_now(c);
+	/* The parent directory is opened (the writer's chain) only for what is
+	 * done by name here: what the read-ahead opened and stat'ed needs none. */
+	const char *name = NULL;  /* set with dirfd */
+	int dirfd = -ENOENT;
 	/* A directory must still be the one the walk recorded; its header
 	 * takes its metadata as it is now. */
 	if (S_ISDIR(r->mode)) {
 		struct stat st;
-		if (dirfd < 0 || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-			int e = dirfd < 0 ? dirfd : -errno;
-			return is_vanished(e) ? VANISHED : ls_fail_errno(err, -e, "%s/%s", w->root, path);
+		int e = 0;
+		struct ls_read *d = w->ra && (p->flags[i] & AHEAD) ? ls_readahead_get(w->ra, i) : NULL;
+		if (d) {
+			e = d->err;
+			st = d->before;
+			ls_readahead_release(w->ra, d);
+		} else {
+			dirfd = parent_of(w, path, r->path_len, &name);
+			e = dirfd < 0 ? dirfd : fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ? -errno : 0;
 		}
+		if (e)
+			return is_vanished(e) ? VANISHED : ls_fail_errno(err, -e, "%s/%s", w->root, path);
 		if (!ls_same_inode(r, &st))
 			return VANISHED;
 		ls_rec_take_stat(r, &st);
@@ -494,7 +509,14 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	/* Read ahead: whole (data), or opened and checked (fd), or failed. */
 	struct ls_read *ahead = read_content && w->ra && (p->flags[i] & AHEAD) ? ls_readahead_get(w->ra, i) : NULL;
 	int rc = 0;
-	if (dirfd < 0 && (read_content || first >= 0)) {
+	if (!S_ISDIR(r->mode) && ((read_content && !ahead) || first >= 0 || xattrs_now)) {
+		dirfd = parent_of(w, path, r->path_len, &name);
+		if (dirfd < 0 && !is_vanished(dirfd)) {
+			rc = ls_fail_errno(err, -dirfd, "%s/%s", w->root, path);
+			goto out;
+		}
+	}
+	if (dirfd < 0 && ((read_content && !ahead) || first >= 0)) {
 		rc = VANISHED;
 		goto out;
 	}
@@ -541,7 +563,7 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	/* xattrs: recorded in full mode, read now otherwise. */
 	const unsigned char *xb = ls_rec_xattrs(c, r);
 	size_t xl = r->xattr_len;
-	if (!(ls_mode_ops_of(c->mode)->fields & LS_F_XATTRS) && c->xattrs != LS_XATTRS_NONE && dirfd >= 0) {
+	if (xattrs_now && dirfd >= 0) {
 		rc = ls_xattrs_read(dirfd, name, r->mode, c->xattrs, &blob, &blob_len);
 		if (rc && rc != -ENOENT) {
 			rc = ls_fail_errno(err, -rc, "%s/%s: reading xattrs", w->root, path);
@@ -869,19 +891,32 @@ static int hash_leftovers(struct writer *w, ls_manifest *c, struct ls_error *err
  * are read only when they stand in for a vanished first member: here, when
  * it comes to that) and starts reading them ahead.  Without a thread the
  * writer reads them itself. */
+/* Whether the read-ahead takes entry i of the plan: a regular file whose
+ * bytes go in the layer, or a directory written (changed, or the ancestor of
+ * a change), whose stat it takes from the fd its chain opens for the files
+ * inside anyway (not when xattrs are read now: by name, from the writer's
+ * chain). */
+static bool read_ahead(const struct plan *p, size_t i)
+{
+	const struct ls_rec *r = &p->cur->recs[i];
+	if (S_ISREG(r->mode))
+		return (p->flags[i] & IN_LAYER) && p->link_first[i] < 0;
+	return S_ISDIR(r->mode) && (p->flags[i] & (IN_LAYER | ANCESTOR)) && r->path_len &&
+	       !xattrs_read_now(p->cur);
+}
+
 static void start_readahead(struct writer *w)
 {
 	struct plan *p = w->p;
 	const ls_manifest *c = p->cur;
 	size_t n = 0;
 	for (size_t i = 0; i < c->n; i++)
-		if ((p->flags[i] & IN_LAYER) && S_ISREG(c->recs[i].mode) && p->link_first[i] < 0)
-			n++;
+		n += read_ahead(p, i);
 	if (!n || !(w->ra_idx = malloc(n * sizeof(*w->ra_idx))))
 		return;
 	n = 0;
 	for (size_t i = 0; i < c->n; i++)
-		if ((p->flags[i] & IN_LAYER) && S_ISREG(c->recs[i].mode) && p->link_first[i] < 0)
+		if (read_ahead(p, i))
 			w->ra_idx[n++] = i;
 	if (ls_readahead_start(&w->ra, w->rootfd, c, w->ra_idx, n, w->want_hash) != 0)
 		return;
@@ -1044,9 +1079,14 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 	wp.carry = base ? &carried : NULL;
 	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip, .carry = wp.carry };
 	struct writer w = { .o = &walk, .root = root, .rootfd = -1, .p = &p };
+	/* libcrypto's set-up for the layer's digests, beside the walk. */
+	pthread_t warm;
+	bool warming = ls_layer_warm_start(&warm);
 	rc = ls_walk(root, &wp, &p.cur, err);
 	ls_upper_free(&up);
 	if (rc) {
+		if (warming)
+			ls_layer_warm_join(warm);
 		ls_carry_free(&carried);
 		return rc;
 	}
@@ -1078,6 +1118,9 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 		.have_epoch = o.have_epoch, .source_date_epoch = o.source_date_epoch,
 		.threads = walk.jobs, .write = o.write, .write_ctx = o.write_ctx,
 	};
+	if (warming)
+		ls_layer_warm_join(warm);
+	warming = false;
 	rc = ls_layer_open(&w.layer, layer_fd, &lo, err);
 	if (rc)
 		goto done;
@@ -1116,6 +1159,8 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 		memset(&carried, 0, sizeof(carried));
 	}
 done:
+	if (warming)
+		ls_layer_warm_join(warm);
 	ls_readahead_free(w.ra);
 	free(w.ra_idx);
 	ls_layer_free(w.layer);

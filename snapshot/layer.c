@@ -637,6 +637,26 @@ static int zstd_setup(struct ls_layer *l, int level, unsigned int threads, struc
 	return 0;
 }
 
+static void *warm_up(void *unused)
+{
+	(void)unused;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx)
+		(void)EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);  /* ls_layer_open's call */
+	EVP_MD_CTX_free(ctx);
+	return NULL;
+}
+
+bool ls_layer_warm_start(pthread_t *t)
+{
+	return pthread_create(t, NULL, warm_up, NULL) == 0;
+}
+
+void ls_layer_warm_join(pthread_t t)
+{
+	pthread_join(t, NULL);
+}
+
 int ls_layer_open(struct ls_layer **out, int fd, const struct ls_layer_options *opts,
 		  struct ls_error *err)
 {

@@ -15,6 +15,8 @@
 
 #include "layersnap.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <xxhash.h>
 
 struct ls_layer;
@@ -68,6 +70,17 @@ struct ls_layer_result {
 	char digest[72];
 	const char *media_type;     /**< application/vnd.oci.image.layer.v1.tar[+gzip|+zstd] */
 };
+
+/** Starts libcrypto's one-time set-up of SHA-256 on a thread of its own
+ *  (OpenSSL 3 builds its provider tables at the first digest: ~1.2 ms, as
+ *  much as a small layer's whole writing), to overlap it with other work.
+ *  Returns true when the thread runs: pass *t to ls_layer_warm_join before
+ *  returning; false when it could not be started, and ls_layer_open then
+ *  does the set-up itself.  Nothing else about a layer depends on it. */
+bool ls_layer_warm_start(pthread_t *t);
+
+/** Waits for the thread of ls_layer_warm_start. */
+void ls_layer_warm_join(pthread_t t);
 
 /** Starts a layer written to fd (a file, a pipe or stdout), or with fd -1
  *  to opts->write.  Returns 0 and *out, or a negative code with err filled. */
