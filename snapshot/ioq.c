@@ -216,11 +216,11 @@ static void hash_out(XXH3_state_t *st, uint8_t out[16])
 
 int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16])
 {
-	return ls_hash_fd_cached(fd, buf, buf_len, st, out, false, UINT64_MAX);
+	return ls_hash_fd_cached(fd, buf, buf_len, st, out, false, UINT64_MAX, NULL);
 }
 
 int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16], bool cached_only,
-		      uint64_t size)
+		      uint64_t size, bool *refused)
 {
 	XXH3_128bits_reset(st);
 	uint64_t total = 0;
@@ -233,6 +233,8 @@ int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8
 		while (n < 0 && errno == EINTR);
 		if (n < 0 && errno != EOPNOTSUPP && errno != EINVAL)
 			return -errno;  /* EAGAIN: not in the page cache */
+		if (n < 0 && refused)
+			*refused = true;
 		if (n == 0)
 			goto done;
 		if (n > 0) {

@@ -109,13 +109,15 @@ int ls_hash_fd(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[
  *  RWF_NOWAIT and -EAGAIN is returned (nothing else read) when the file's
  *  first bytes are not in the page cache: the caller then reads it through
  *  io_uring, whose async buffered reads serve a cold file better.  A file
- *  system without RWF_NOWAIT is read as if cached.  size: the file's size as
+ *  system without RWF_NOWAIT (overlayfs) is read as if cached, and *refused
+ *  (when not NULL) set to true: the caller may leave the probe out for the
+ *  rest of that file system.  size: the file's size as
  *  the caller's stat saw it (UINT64_MAX: unknown); a read that comes back
  *  short once that much is hashed is taken as the end of the file, which
  *  saves the read that returns 0.  Bytes a writer appends after the stat are
  *  then not hashed: they are not part of the recorded size either, and the
  *  append moved mtime, so the next scan reads the file again. */
 int ls_hash_fd_cached(int fd, void *buf, size_t buf_len, XXH3_state_t *st, uint8_t out[16], bool cached_only,
-		      uint64_t size);
+		      uint64_t size, bool *refused);
 
 #endif

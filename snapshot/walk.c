@@ -117,6 +117,10 @@ struct thread_ctx {
 	XXH3_state_t *xxh;
 	struct ls_ring *ring;
 	bool ring_tried;
+	/* A file system seen to refuse RWF_NOWAIT (overlayfs): its files are
+	 * read without the probe, which would fail for every one. */
+	bool nowait_refused;
+	uint64_t nowait_refused_dev;
 };
 
 static int ctx_init(void *vctx, void *arg)
@@ -610,7 +614,14 @@ static int hash_one(struct dir_job *j, struct child *k, int dfd, struct thread_c
 		;
 	if (fd < 0)
 		return fd;
-	int rc = ls_hash_fd_cached(fd, c->read_buf, READ_BUF, c->xxh, k->hash, cached_only, k->st.size);
+	if (cached_only && c->nowait_refused && c->nowait_refused_dev == j->dev)
+		cached_only = false;
+	bool refused = false;
+	int rc = ls_hash_fd_cached(fd, c->read_buf, READ_BUF, c->xxh, k->hash, cached_only, k->st.size, &refused);
+	if (refused) {
+		c->nowait_refused = true;
+		c->nowait_refused_dev = j->dev;
+	}
 	close(fd);
 	if (rc == 0)
 		k->hashed = true;

@@ -1,6 +1,7 @@
 /* Unit tests for snapshot/content.c: the read-ahead of the layer writer
  * (order, skipped entries, the byte ring wrapping, large files handed over
- * open, vanished and replaced files, stopping while the reader waits). */
+ * open, vanished and replaced files, stopping while the reader waits,
+ * directories fstat'ed). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -239,6 +240,82 @@ static void test_vanished_and_replaced(void **state)
 	write_file(2);
 }
 
+/* A directory listed among the files is fstat'ed from the reader's chain:
+ * its stat now (a file created in it since the walk moved its mtime), no
+ * data; one replaced by another directory, or by a file, is -ENOENT or
+ * -ENOTDIR; the files around it read as usual. */
+static void test_directories(void **state)
+{
+	char p[128], q[128];
+	snprintf(p, sizeof(p), "%s/d/sub", root);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/d/sub2", root);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/d/sub3", root);
+	assert_int_equal(mkdir(p, 0755), 0);
+	ls_manifest *m = scan_root();
+	int rootfd = rootfd_open();
+	ssize_t d = ls_manifest_find(m, "d", 1), sub = ls_manifest_find(m, "d/sub", 5),
+		sub2 = ls_manifest_find(m, "d/sub2", 6), sub3 = ls_manifest_find(m, "d/sub3", 6);
+	assert_true(d >= 0 && sub >= 0 && sub2 >= 0 && sub3 >= 0);
+	/* walk order: d, d/f0000 .. d/f0599, d/sub, d/sub2, d/sub3 */
+	size_t idx[6] = { (size_t)d, index_of(m, 0), index_of(m, N_FILES - 1), (size_t)sub, (size_t)sub2,
+			  (size_t)sub3 };
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	nanosleep(&pause, NULL);
+	snprintf(p, sizeof(p), "%s/d/sub/new", root);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/d/sub2", root);
+	snprintf(q, sizeof(q), "%s/d/other", root);
+	assert_int_equal(mkdir(q, 0755), 0);
+	assert_int_equal(rename(q, p), 0);  /* another directory under the name */
+	snprintf(p, sizeof(p), "%s/d/sub3", root);
+	assert_int_equal(rmdir(p), 0);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);  /* a file now */
+	assert_true(fd >= 0);
+	close(fd);
+
+	struct ls_readahead *ra = NULL;
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 6, true), 0);
+	struct ls_read *r = ls_readahead_get(ra, idx[0]);
+	assert_non_null(r);
+	assert_int_equal(r->err, 0);
+	assert_true(S_ISDIR(r->before.st_mode));
+	assert_int_equal((uint64_t)r->before.st_ino, m->recs[d].ino);
+	assert_null(r->data);
+	assert_int_equal(r->fd, -1);
+	ls_readahead_release(ra, r);
+	for (int k = 1; k <= 2; k++) {
+		r = ls_readahead_get(ra, idx[k]);
+		assert_non_null(r);
+		check_read(r, k == 1 ? 0 : N_FILES - 1, true);
+		ls_readahead_release(ra, r);
+	}
+	r = ls_readahead_get(ra, idx[3]);
+	assert_non_null(r);
+	assert_int_equal(r->err, 0);
+	int64_t then = m->recs[sub].mtime_ns;
+	int64_t now = (int64_t)r->before.st_mtim.tv_sec * 1000000000 + r->before.st_mtim.tv_nsec;
+	assert_true(now > then);  /* as it is now, not as the walk saw it */
+	ls_readahead_release(ra, r);
+	r = ls_readahead_get(ra, idx[4]);
+	assert_non_null(r);
+	assert_int_equal(r->err, -ENOENT);
+	ls_readahead_release(ra, r);
+	r = ls_readahead_get(ra, idx[5]);
+	assert_non_null(r);
+	assert_int_equal(r->err, -ENOTDIR);
+	ls_readahead_release(ra, r);
+	ls_readahead_free(ra);
+	close(rootfd);
+	ls_manifest_free(m);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/d/sub' '%s/d/sub2' '%s/d/sub3'", root, root, root);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* A file stamped just now is read twice; the two agree on a quiet file. */
 static void test_recent_file_confirmed(void **state)
 {
@@ -265,6 +342,7 @@ int main(void)
 		cmocka_unit_test(test_stop_while_full),
 		cmocka_unit_test(test_vanished_and_replaced),
 		cmocka_unit_test(test_recent_file_confirmed),
+		cmocka_unit_test(test_directories),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
