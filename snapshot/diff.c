@@ -1022,8 +1022,25 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls_manifest *base, int layer_fd,
-		  struct ls_diff_result *res, struct ls_diff_manifest *nm, struct ls_error *err)
+/* Waits for the pending base and checks it against the walk options, as the
+ * command line checks a base it loaded. */
+static int take_base(struct ls_diff_base *pending, const struct ls_walk_options *walk, const ls_manifest **base,
+		     struct ls_error *err)
+{
+	struct ls_error e = { 0 };
+	int rc = ls_manifest_load_finish(pending->loading, &pending->m, &e);
+	pending->loading = NULL;
+	if (rc)
+		return ls_fail(err, -rc, "--base %s", e.msg);
+	if ((rc = ls_check_base(pending->m, walk->mode, walk, &e)))
+		return ls_fail(err, -rc, "%s: %s", pending->path, e.msg);
+	*base = pending->m;
+	return 0;
+}
+
+int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
+		  struct ls_diff_base *pending, int layer_fd, struct ls_diff_result *res, struct ls_diff_manifest *nm,
+		  struct ls_error *err)
 {
 	double t0 = now_ms();
 	if (nm)
@@ -1048,7 +1065,9 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 		if (rc)
 			return rc;
 	}
-	if ((o.n_only_paths || o.upper_dir) && !base)
+	if (pending && (base || !pending->loading))
+		return ls_fail(err, EINVAL, "diff: a base and a base loading");
+	if ((o.n_only_paths || o.upper_dir) && !base && !pending)
 		return ls_fail(err, EINVAL, "diff: --%s needs a base manifest", o.upper_dir ? "upper" : "only");
 	if (o.n_only_paths && o.upper_dir)
 		return ls_fail(err, EINVAL, "diff: --only and --upper: choose one");
@@ -1075,6 +1094,11 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 		wp.only_always = true;
 		wp.remap_dev = true;
 	}
+	if (pending && (rc = take_base(pending, &walk, &base, err))) {
+		ls_upper_free(&up);
+		return rc;
+	}
+	wp.base = base;
 	struct ls_carry carried = { 0 };
 	wp.carry = base ? &carried : NULL;
 	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip, .carry = wp.carry };
@@ -1198,7 +1222,7 @@ int ls_diff(const char *root, const struct ls_diff_options *opts, const ls_manif
 	if (new_manifest)
 		*new_manifest = NULL;
 	struct ls_diff_manifest nm;
-	int rc = ls_diff_parts(root, opts, base, layer_fd, res, new_manifest ? &nm : NULL, err);
+	int rc = ls_diff_parts(root, opts, base, NULL, layer_fd, res, new_manifest ? &nm : NULL, err);
 	if (rc || !new_manifest)
 		return rc;
 	rc = ls_carry_merge(nm.walked, &nm.carried, nm.base, nm.skip, nm.n_skip, err);

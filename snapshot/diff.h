@@ -22,11 +22,23 @@ struct ls_diff_manifest {
 	size_t n_skip;
 };
 
+/** A base manifest that is still loading when ls_diff_parts starts, which
+ *  takes it once it has listed an upper directory (the two overlap). */
+struct ls_diff_base {
+	struct ls_manifest_loading *loading;  /* started by the caller; NULL once taken */
+	const char *path;                     /* its path, for messages */
+	ls_manifest *m;                       /* the base once taken: the caller frees it */
+};
+
 /** ls_diff(), with the new manifest, when nm is not NULL, left in parts in
  *  *nm (zeroed first; ls_diff_manifest_free() on every path).  nm borrows
- *  base and opts' skip paths: both must outlive it. */
-int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls_manifest *base, int layer_fd,
-		  struct ls_diff_result *res, struct ls_diff_manifest *nm, struct ls_error *err);
+ *  base and opts' skip paths: both must outlive it.  pending: NULL, or (with
+ *  base NULL) the base still loading; whatever ls_diff_parts returns,
+ *  pending->loading is then either taken or left for the caller to finish,
+ *  and a load that failed is told as "--base" and the load's message. */
+int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls_manifest *base,
+		  struct ls_diff_base *pending, int layer_fd, struct ls_diff_result *res, struct ls_diff_manifest *nm,
+		  struct ls_error *err);
 
 /** Writes the manifest *nm stands for to fd as a stream (ls_carry_write_fd).
  *  Returns 0 or negative. */

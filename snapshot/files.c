@@ -153,7 +153,7 @@ static int run_init(struct run *r, const struct ls_files *files, struct ls_error
 		r->out[i].fd = -1;
 	if (!files)
 		return ls_fail(err, EINVAL, "files: none given");
-	return ls_sized_in(&r->f, sizeof(r->f), LS_SIZE_TO(struct ls_files, oci), files, LS_SIZE_TO(struct ls_files, step_ctx),
+	return ls_sized_in(&r->f, sizeof(r->f), LS_SIZE_TO(struct ls_files, base), files, LS_SIZE_TO(struct ls_files, step_ctx),
 			   "files", err);
 }
 
@@ -246,8 +246,9 @@ int ls_scan_files(const char *root, const struct ls_walk_options *opts, const ls
 		rc = ls_walk_options_in(&w, opts, "scan: options", err);
 	if (rc)
 		goto done;
-	if (!root || !r.f.manifest || strcmp(r.f.manifest, "-") == 0) {
-		rc = ls_fail(err, EINVAL, "scan: %s", !root ? "no root" : "a manifest is written to a file, not stdout");
+	if (!root || !r.f.manifest || strcmp(r.f.manifest, "-") == 0 || r.f.base) {
+		rc = ls_fail(err, EINVAL, "scan: %s", !root ? "no root" : r.f.base ? "files->base is for a diff (the base is an argument)"
+						 : "a manifest is written to a file, not stdout");
 		goto done;
 	}
 	if ((rc = open_out(&r, OUT_MANIFEST, r.f.manifest, true, w.log, w.log_ctx, err)) ||
@@ -412,6 +413,7 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 	struct ls_oci oci;
 	memset(&oci, 0, sizeof(oci));
 	struct ls_diff_manifest nm = { 0 };
+	struct ls_diff_base pending = { 0 };
 	rc = run_init(&r, files, err);
 	if (rc == 0)
 		rc = ls_diff_options_in(&d, opts, "diff: options", err);
@@ -426,9 +428,17 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 			  : r.f.manifest && strcmp(r.f.manifest, "-") == 0 ? "a manifest is written to a file, not stdout"
 			  : r.f.descriptor && strcmp(r.f.descriptor, "-") == 0 && r.f.layer && strcmp(r.f.layer, "-") == 0
 				  ? "the layer and the descriptor cannot both go to stdout"
+			  : r.f.base && base ? "a base manifest and a base manifest file"
 				  : NULL;
 	if (why) {
 		rc = ls_fail(err, EINVAL, "diff: %s", why);
+		goto done;
+	}
+	/* The base loads meanwhile: the outputs set up here, an upper
+	 * directory's listing in ls_diff_parts. */
+	pending.path = r.f.base;
+	if (r.f.base && ls_manifest_load_start(&pending.loading, r.f.base)) {
+		rc = ls_fail(err, ENOMEM, "diff: out of memory");
 		goto done;
 	}
 	/* The manifest's lock first: a concurrent run fails before any work;
@@ -449,7 +459,7 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 		d.write = tap_write;
 		d.write_ctx = &tap;
 	}
-	rc = ls_diff_parts(root, &d, base, d.write ? -1 : r.out[with_oci ? OUT_BLOB : OUT_LAYER].fd, &out,
+	rc = ls_diff_parts(root, &d, base, r.f.base ? &pending : NULL, d.write ? -1 : r.out[with_oci ? OUT_BLOB : OUT_LAYER].fd, &out,
 			   r.f.manifest ? &nm : NULL, err);
 	if (rc && tap.cancelled)
 		rc = ls_fail(err, ECANCELED, "cancelled at write");
@@ -476,7 +486,14 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 		memcpy(out.image_digest, oci.manifest_digest, sizeof(out.image_digest));
 	ls_sized_out(res, &out, sizeof(out));
 done:
+	if (pending.loading) {
+		/* Not taken: a failure before it was needed. */
+		ls_manifest *m = NULL;
+		ls_manifest_load_finish(pending.loading, &m, NULL);
+		ls_manifest_free(m);
+	}
 	ls_diff_manifest_free(&nm);
+	ls_manifest_free(pending.m);  /* after nm, which borrowed it */
 	ls_oci_free(&oci);
 	run_free(&r);
 	return rc;

@@ -655,6 +655,12 @@ struct ls_files {
 	 *  during the call only).  Commit order: blob, layer, config, image
 	 *  manifest, index.json, descriptor, manifest. */
 	const struct ls_oci_options *oci;
+	/** diff only: NULL, or the base manifest's path, loaded here (instead of
+	 *  passing ls_diff_files a loaded base, which must then be NULL) while
+	 *  the outputs are set up and an upper directory is listed; a load
+	 *  that fails is told as "--base " and ls_manifest_load()'s message, one
+	 *  ls_check_base() refuses as "PATH: " and its message. */
+	const char *base;
 };
 
 #define LS_FILES_INIT LS_SIZED_INIT_(struct ls_files)

@@ -1119,7 +1119,10 @@ static int cmd_diff(struct cli *c)
 		return die("diff: --upper-unchecked needs --upper");
 	ls_manifest *base = NULL;
 	struct ls_error err = { 0 };
-	if (c->base) {
+	/* --upper: the library loads the base while it lists the upper
+	 * directory, with the same messages. */
+	bool base_in_lib = c->base && c->upper;
+	if (c->base && !base_in_lib) {
 		if ((rc = load_manifest(c->base, &base, "--base")))
 			return rc;
 		if (ls_check_base(base, c->walk.mode, &c->walk, &err)) {
@@ -1147,6 +1150,7 @@ static int cmd_diff(struct cli *c)
 	files.descriptor = c->descriptor;
 	files.manifest = c->manifest_out;
 	files.oci = c->oci_layout ? &oopts : NULL;
+	files.base = base_in_lib ? c->base : NULL;
 	struct ls_diff_options dopts = {
 		.struct_size = sizeof(dopts), .walk = &c->walk, .compress = c->compress, .level = c->level,
 		.have_epoch = c->have_epoch, .source_date_epoch = c->epoch, .opaque = c->opaque,

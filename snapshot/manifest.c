@@ -1172,3 +1172,44 @@ int ls_manifest_load(const char *path, ls_manifest **out, struct ls_error *err)
 	(*out)->map_len = len; /* owned from here on */
 	return 0;
 }
+
+struct ls_manifest_loading {
+	const char *path;
+	pthread_t thread;
+	bool running;
+	int rc;
+	ls_manifest *m;
+	struct ls_error err;
+};
+
+static void *load_main(void *arg)
+{
+	struct ls_manifest_loading *l = arg;
+	l->rc = ls_manifest_load(l->path, &l->m, &l->err);
+	return NULL;
+}
+
+int ls_manifest_load_start(struct ls_manifest_loading **out, const char *path)
+{
+	struct ls_manifest_loading *l = calloc(1, sizeof(*l));
+	*out = l;
+	if (!l)
+		return -ENOMEM;
+	l->path = path;
+	l->running = pthread_create(&l->thread, NULL, load_main, l) == 0;
+	if (!l->running)
+		load_main(l);
+	return 0;
+}
+
+int ls_manifest_load_finish(struct ls_manifest_loading *l, ls_manifest **out, struct ls_error *err)
+{
+	if (l->running)
+		pthread_join(l->thread, NULL);
+	int rc = l->rc;
+	*out = l->m;
+	if (rc && err)
+		*err = l->err;
+	free(l);
+	return rc;
+}

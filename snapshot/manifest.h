@@ -256,6 +256,20 @@ int ls_manifest_writer_end(struct ls_manifest_writer *w, uint64_t n_entries, uin
 /** Frees w without finishing it (after a failure). */
 void ls_manifest_writer_free(struct ls_manifest_writer *w);
 
+/** A manifest being loaded (ls_manifest_load) on a thread of its own, so
+ *  that the caller can do other work meanwhile (diff --upper lists the upper
+ *  directory while its base loads). */
+struct ls_manifest_loading;
+
+/** Starts loading path (borrowed until ls_manifest_load_finish).  When no
+ *  thread can be started the load is done here, before returning.  Returns
+ *  0 and *out, or -ENOMEM. */
+int ls_manifest_load_start(struct ls_manifest_loading **out, const char *path);
+
+/** Waits for the load and frees l: ls_manifest_load's return value, with
+ *  *out and *err as it would set them. */
+int ls_manifest_load_finish(struct ls_manifest_loading *l, ls_manifest **out, struct ls_error *err);
+
 /** Parses and verifies a manifest held in memory (buf, len); on success the
  *  manifest borrows buf (caller keeps it alive; free with ls_manifest_free,
  *  which does not free buf).  `name` is used in messages. */

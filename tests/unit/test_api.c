@@ -460,6 +460,103 @@ static void test_files(void **state)
 	remove_tree(root);
 }
 
+/* ls_files.base: the base loaded by ls_diff_files (beside the outputs' set-up
+ * and an upper directory's listing) gives the layer and the manifest a loaded
+ * base gives; a base file that cannot be loaded or does not fit the options
+ * is refused with the command line's messages; a failure before the base is
+ * needed leaves nothing running (ASan: nothing leaked); a loaded base and a
+ * base file together, and a base file for a scan, are refused. */
+static void test_files_base(void **state)
+{
+	char root[] = "/tmp/test_api.XXXXXX";
+	make_tree(root);
+	char base[200], l1[200], l2[200], m1[200], m2[200];
+	snprintf(base, sizeof(base), "%s.base", root);
+	snprintf(l1, sizeof(l1), "%s.1.tar", root);
+	snprintf(l2, sizeof(l2), "%s.2.tar", root);
+	snprintf(m1, sizeof(m1), "%s.1.lsm", root);
+	snprintf(m2, sizeof(m2), "%s.2.lsm", root);
+	struct ls_error err = { 0 };
+	struct ls_files f = LS_FILES_INIT;
+	f.manifest = base;
+	assert_int_equal(ls_scan_files(root, NULL, NULL, &f, NULL, &err), 0);
+	char p[200];
+	snprintf(p, sizeof(p), "%s/f03", root);
+	FILE *o = fopen(p, "a");
+	assert_non_null(o);
+	fputs("more\n", o);
+	fclose(o);
+	snprintf(p, sizeof(p), "%s/f05", root);
+	assert_int_equal(unlink(p), 0);
+
+	ls_manifest *b = NULL;
+	assert_int_equal(ls_manifest_load(base, &b, &err), 0);
+	struct ls_diff_result r1 = LS_DIFF_RESULT_INIT, r2 = LS_DIFF_RESULT_INIT;
+	struct ls_files f1 = LS_FILES_INIT, f2 = LS_FILES_INIT;
+	f1.layer = l1;
+	f1.manifest = m1;
+	f2.layer = l2;
+	f2.manifest = m2;
+	f2.base = base;
+	assert_int_equal(ls_diff_files(root, NULL, b, &f1, &r1, &err), 0);
+	assert_int_equal(ls_diff_files(root, NULL, NULL, &f2, &r2, &err), 0);
+	assert_string_equal(r1.diff_id, r2.diff_id);
+	assert_true(r1.modified >= 1);
+	assert_int_equal(r1.deleted, 1);
+	assert_int_equal(r2.modified, r1.modified);
+	assert_int_equal(r2.deleted, 1);
+	char cmd[1100];
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", l1, l2);
+	assert_int_equal(system(cmd), 0);
+	ls_manifest *n1 = NULL, *n2 = NULL;
+	assert_int_equal(ls_manifest_load(m1, &n1, &err), 0);
+	assert_int_equal(ls_manifest_load(m2, &n2, &err), 0);
+	assert_int_equal(ls_manifest_count(n1), ls_manifest_count(n2));
+	assert_int_equal(ls_manifest_count(n1), 20);  /* the tree's 21 entries, f05 gone */
+	ls_manifest_free(n1);
+	ls_manifest_free(n2);
+
+	/* Both, or a base file for a scan. */
+	struct ls_diff_result res = LS_DIFF_RESULT_INIT;
+	assert_refused(ls_diff_files(root, NULL, b, &f2, &res, &err), &err, EINVAL);
+	struct ls_files fs = LS_FILES_INIT;
+	fs.manifest = m1;
+	fs.base = base;
+	assert_refused(ls_scan_files(root, NULL, NULL, &fs, NULL, &err), &err, EINVAL);
+
+	/* Not there, not a manifest, not fitting the options. */
+	char missing[220];
+	snprintf(missing, sizeof(missing), "%s.missing", root);
+	f2.base = missing;
+	assert_refused(ls_diff_files(root, NULL, NULL, &f2, &res, &err), &err, ENOENT);
+	char want[300];
+	snprintf(want, sizeof(want), "--base %s: ", missing);
+	assert_memory_equal(err.msg, want, strlen(want));
+	f2.base = l1;  /* a tar */
+	assert_refused(ls_diff_files(root, NULL, NULL, &f2, &res, &err), &err, EINVAL);
+	snprintf(want, sizeof(want), "--base %s: not a layersnap manifest", l1);
+	assert_string_equal(err.msg, want);
+	struct ls_walk_options w = LS_WALK_OPTIONS_INIT;
+	w.mode = LS_MODE_TIME;
+	w.n_excludes = 1;
+	const char *ex[] = { "f01" };
+	w.excludes = ex;
+	struct ls_diff_options d = LS_DIFF_OPTIONS_INIT;
+	d.walk = &w;
+	f2.base = base;
+	assert_refused(ls_diff_files(root, &d, NULL, &f2, &res, &err), &err, EINVAL);
+	snprintf(want, sizeof(want), "%s: base manifest was recorded with other --exclude paths", base);
+	assert_string_equal(err.msg, want);
+
+	/* A failure before the base is taken: the load is finished and freed. */
+	f2.layer = NULL;
+	assert_refused(ls_diff_files(root, NULL, NULL, &f2, &res, &err), &err, EINVAL);
+	ls_manifest_free(b);
+	snprintf(cmd, sizeof(cmd), "rm -f '%s' '%s' '%s' '%s' '%s'", base, l1, l2, m1, m2);
+	assert_int_equal(system(cmd), 0);
+	remove_tree(root);
+}
+
 /* One tar entry for write_tar: type 'd', 'f' (data), 'l' (symlink to
  * data) or 'h' (hard link to data). */
 struct tar_ent {
@@ -709,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_versioned_structs),
 		cmocka_unit_test(test_write_callback),
 		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_files_base),
 		cmocka_unit_test(test_apply_on_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
