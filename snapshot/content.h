@@ -67,9 +67,9 @@ struct ls_readahead;
  *  (ascending; the caller keeps idx and m alive, and appends nothing to m,
  *  until ls_readahead_free), each opened beneath rootfd through a directory
  *  chain of its own.  A directory among them is fstat'ed only (its fd from
- *  that chain), into `before`, -ENOENT when it is not the recorded inode.  hash: also compute each whole file's XXH3-128 (a file
- *  stamped in the last second is hashed and confirmed by a second read
- *  either way).  Returns 0 or -ENOMEM / a pthread error as a negative code;
+ *  that chain), into `before`; -ENOENT when it is not the recorded inode.
+ *  hash: also compute each whole file's XXH3-128 (a file stamped in the
+ *  last second is hashed and confirmed by a second read either way).  Returns 0 or -ENOMEM / a pthread error as a negative code;
  *  the caller then reads synchronously. */
 int ls_readahead_start(struct ls_readahead **out, int rootfd, const ls_manifest *m, const size_t *idx,
 		       size_t n, bool hash);

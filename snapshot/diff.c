@@ -887,10 +887,6 @@ static int hash_leftovers(struct writer *w, ls_manifest *c, struct ls_error *err
 	return rc;
 }
 
-/* Lists the regular files whose bytes go in the layer (hard-link members
- * are read only when they stand in for a vanished first member: here, when
- * it comes to that) and starts reading them ahead.  Without a thread the
- * writer reads them itself. */
 /* Whether the read-ahead takes entry i of the plan: a regular file whose
  * bytes go in the layer, or a directory written (changed, or the ancestor of
  * a change), whose stat it takes from the fd its chain opens for the files
@@ -905,6 +901,10 @@ static bool read_ahead(const struct plan *p, size_t i)
 	       !xattrs_read_now(p->cur);
 }
 
+/* Lists the regular files whose bytes go in the layer (hard-link members
+ * are read only when they stand in for a vanished first member: here, when
+ * it comes to that) and the directories written, and starts reading them
+ * ahead.  Without a thread the writer reads them itself. */
 static void start_readahead(struct writer *w)
 {
 	struct plan *p = w->p;

@@ -247,8 +247,9 @@ int ls_scan_files(const char *root, const struct ls_walk_options *opts, const ls
 	if (rc)
 		goto done;
 	if (!root || !r.f.manifest || strcmp(r.f.manifest, "-") == 0 || r.f.base) {
-		rc = ls_fail(err, EINVAL, "scan: %s", !root ? "no root" : r.f.base ? "files->base is for a diff (the base is an argument)"
-						 : "a manifest is written to a file, not stdout");
+		rc = ls_fail(err, EINVAL, "scan: %s", !root ? "no root"
+				 : r.f.base ? "files->base is for a diff (a scan's base is an argument)"
+				 : "a manifest is written to a file, not stdout");
 		goto done;
 	}
 	if ((rc = open_out(&r, OUT_MANIFEST, r.f.manifest, true, w.log, w.log_ctx, err)) ||
@@ -459,8 +460,8 @@ int ls_diff_files(const char *root, const struct ls_diff_options *opts, const ls
 		d.write = tap_write;
 		d.write_ctx = &tap;
 	}
-	rc = ls_diff_parts(root, &d, base, r.f.base ? &pending : NULL, d.write ? -1 : r.out[with_oci ? OUT_BLOB : OUT_LAYER].fd, &out,
-			   r.f.manifest ? &nm : NULL, err);
+	rc = ls_diff_parts(root, &d, base, r.f.base ? &pending : NULL,
+			   d.write ? -1 : r.out[with_oci ? OUT_BLOB : OUT_LAYER].fd, &out, r.f.manifest ? &nm : NULL, err);
 	if (rc && tap.cancelled)
 		rc = ls_fail(err, ECANCELED, "cancelled at write");
 	if (rc)
