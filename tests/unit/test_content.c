@@ -148,6 +148,15 @@ static int rootfd_open(void)
 	return fd;
 }
 
+/* The read of index i fails with err (and is released). */
+static void expect_failed(struct ls_readahead *ra, size_t i, int err)
+{
+	struct ls_read *r = ls_readahead_get(ra, i);
+	assert_non_null(r);
+	assert_int_equal(r->err, err);
+	ls_readahead_release(ra, r);
+}
+
 /* Every listed file, asked for in order, some skipped: each comes back whole
  * (or open, when large) with its own bytes, whatever was skipped before. */
 static void test_order_and_skips(void **state)
@@ -221,15 +230,9 @@ static void test_vanished_and_replaced(void **state)
 	assert_int_equal(rename(q, p), 0);  /* a new inode under the name */
 	struct ls_readahead *ra = NULL;
 	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 3, true), 0);
-	struct ls_read *r = ls_readahead_get(ra, idx[0]);
-	assert_non_null(r);
-	assert_int_equal(r->err, -ENOENT);
-	ls_readahead_release(ra, r);
-	r = ls_readahead_get(ra, idx[1]);
-	assert_non_null(r);
-	assert_int_equal(r->err, -ENOENT);
-	ls_readahead_release(ra, r);
-	r = ls_readahead_get(ra, idx[2]);
+	expect_failed(ra, idx[0], -ENOENT);
+	expect_failed(ra, idx[1], -ENOENT);
+	struct ls_read *r = ls_readahead_get(ra, idx[2]);
 	assert_non_null(r);
 	check_read(r, 3, true);
 	ls_readahead_release(ra, r);
@@ -300,14 +303,8 @@ static void test_directories(void **state)
 	int64_t now = (int64_t)r->before.st_mtim.tv_sec * 1000000000 + r->before.st_mtim.tv_nsec;
 	assert_true(now > then);  /* as it is now, not as the walk saw it */
 	ls_readahead_release(ra, r);
-	r = ls_readahead_get(ra, idx[4]);
-	assert_non_null(r);
-	assert_int_equal(r->err, -ENOENT);
-	ls_readahead_release(ra, r);
-	r = ls_readahead_get(ra, idx[5]);
-	assert_non_null(r);
-	assert_int_equal(r->err, -ENOTDIR);
-	ls_readahead_release(ra, r);
+	expect_failed(ra, idx[4], -ENOENT);
+	expect_failed(ra, idx[5], -ENOTDIR);
 	ls_readahead_free(ra);
 	close(rootfd);
 	ls_manifest_free(m);
