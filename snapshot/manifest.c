@@ -623,12 +623,10 @@ static bool is_valid_type(uint32_t mode)
 	return false;
 }
 
-/* One path component: not empty, ".", ".." nor holding a NUL (no '/': it
- * is what follows the last one). */
-static bool is_normal_name(const char *n, size_t len)
+/* Whether a path component is empty, "." or "..". */
+static bool is_empty_or_dots(const char *n, size_t len)
 {
-	return len > 0 && !(len == 1 && n[0] == '.') && !(len == 2 && n[0] == '.' && n[1] == '.') &&
-	       !memchr(n, '\0', len);
+	return len == 0 || (len == 1 && n[0] == '.') || (len == 2 && n[0] == '.' && n[1] == '.');
 }
 
 static bool is_normal_path(const char *p, size_t len)
@@ -641,7 +639,7 @@ static bool is_normal_path(const char *p, size_t len)
 		if (!e)
 			e = end;
 		size_t n = (size_t)(e - s);
-		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+		if (is_empty_or_dots(s, n))
 			return false;
 		s = e + 1;
 	}
@@ -690,7 +688,7 @@ static bool xattrs_allowed(enum ls_xattrs policy, uint32_t mode, const unsigned 
 /* What the writer guarantees of one record beyond its bounds and form, each
  * check O(1) (but for a capability blob's names): NULL, or why the record
  * could not have been written. */
-static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *r)
+static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *r, const unsigned char *xattrs)
 {
 	bool reg = S_ISREG(r->mode);
 	/* full mode hashes every regular file it records (or fails the run):
@@ -704,7 +702,7 @@ static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *
 	/* the walk reads a target for a symlink and nothing else */
 	if (!S_ISLNK(r->mode) && *ls_rec_link(m, r))
 		return "a symlink target on an entry that is not a symlink";
-	if (!xattrs_allowed(m->xattrs, r->mode, ls_rec_xattrs(m, r), r->xattr_len))
+	if (!xattrs_allowed(m->xattrs, r->mode, xattrs, r->xattr_len))
 		return m->xattrs == LS_XATTRS_NONE ? "xattrs in a manifest recorded with --xattrs none"
 						   : "xattrs other than a regular file's security.capability in a "
 						     "manifest recorded with --xattrs capability";
@@ -791,6 +789,46 @@ static int seed_chain(const ls_manifest *m, size_t from, size_t **chain, size_t 
 	return 0;
 }
 
+/* The length of the longest common prefix of a and b, both at least n
+ * bytes long (at most n). */
+static size_t common_prefix(const char *a, const char *b, size_t n)
+{
+	size_t i = 0;
+	for (uint64_t x, y; i + sizeof(x) <= n; i += sizeof(x)) {
+		memcpy(&x, a + i, sizeof(x));
+		memcpy(&y, b + i, sizeof(y));
+		if (x != y) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return i + (size_t)__builtin_ctzll(x ^ y) / 8;
+#else
+			break;
+#endif
+		}
+	}
+	while (i < n && a[i] == b[i])
+		i++;
+	return i;
+}
+
+/* Whether name (len bytes, the last component of a path whose parent was
+ * found) holds a '/' or a NUL: eight bytes at a time (a word has a zero
+ * byte exactly when (w - 0x01..) & ~w & 0x80.. is not 0). */
+static bool name_has_slash_or_nul(const char *name, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull, slashes = ones * '/';
+	size_t k = 0;
+	for (uint64_t w, v; k + sizeof(w) <= len; k += sizeof(w)) {
+		memcpy(&w, name + k, sizeof(w));
+		v = w ^ slashes;
+		if (((w - ones) & ~w & highs) | ((v - ones) & ~v & highs))
+			return true;
+	}
+	for (; k < len; k++)
+		if (name[k] == '/' || name[k] == '\0')
+			return true;
+	return false;
+}
+
 /* Checks records [from, to), and finds their facts (f) on the way.  The
  * parent of every entry must be an earlier directory entry: the diff and
  * the layer writer rely on it.  `chain` holds the current ancestor stack;
@@ -813,53 +851,68 @@ static int check_structure(const ls_manifest *m, size_t from, size_t to, struct 
 		 * its first NUL, which must leave room for the xattrs */
 		uint64_t room = r->aux_off <= m->pool_len ? m->pool_len - r->aux_off : 0;
 		uint64_t fixed = (uint64_t)r->path_len + 1 + 1 + r->xattr_len;
-		const char *l = NULL;
+		const char *link_end = NULL;
 		if (fixed <= room) {
-			l = m->pool + r->aux_off + r->path_len + 1;
-			if (!memchr(l, '\0', (size_t)(room - fixed) + 1))
-				l = NULL;
+			const char *l = m->pool + r->aux_off + r->path_len + 1;
+			link_end = *l ? memchr(l, '\0', (size_t)(room - fixed) + 1) : l;  /* most have none */
 		}
-		if (!l) {
+		if (!link_end) {
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu out of bounds)", name, i);
 			break;
 		}
 		const char *p = ls_rec_path(m, r);
+		const unsigned char *xattrs = (const unsigned char *)link_end + 1;
 		if (p[r->path_len] != '\0' || !is_valid_type(r->mode) ||
 		    (r->mode & LS_REC_FLAGS_MASK & ~(LS_REC_HASHED | LS_REC_MOUNTPOINT)) ||
-		    !xattrs_valid(ls_rec_xattrs(m, r), r->xattr_len)) {
+		    (r->xattr_len && !xattrs_valid(xattrs, r->xattr_len))) {
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu)", name, i);
 			break;
 		}
+		/* Past the first record the chain holds the ancestors of the
+		 * one before (and that one, a directory): with the prefix the
+		 * two share, one pass over it tells their order and which of
+		 * those directories are this record's ancestors too. */
+		size_t shared = 0;
+		bool after_prev = i > from;
 		if (i > 0) {
 			const struct ls_rec *q = &m->recs[i - 1];
-			if (ls_path_cmp(ls_rec_path(m, q), q->path_len, p, r->path_len) >= 0) {
+			const char *qp = ls_rec_path(m, q);
+			size_t n = q->path_len < r->path_len ? q->path_len : r->path_len;
+			shared = common_prefix(qp, p, n);
+			bool ordered = shared == n ? q->path_len < r->path_len
+				     : qp[shared] == '/' || (p[shared] != '/' &&
+							     (unsigned char)qp[shared] < (unsigned char)p[shared]);
+			if (!ordered) {
 				rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entries out of order at %zu)", name, i);
 				break;
 			}
 		}
 		while (depth > 0) {
 			const struct ls_rec *a = &m->recs[chain[depth - 1]];
-			if (ls_path_is_under(p, r->path_len, ls_rec_path(m, a), a->path_len))
+			if (after_prev ? a->path_len <= shared && a->path_len < r->path_len && p[a->path_len] == '/'
+				       : ls_path_is_under(p, r->path_len, ls_rec_path(m, a), a->path_len))
 				break;
 			depth--;
 		}
-		const char *slash = memrchr(p, '/', r->path_len);
-		size_t parent_len = slash ? (size_t)(slash - p) : 0;
 		size_t have = depth ? m->recs[chain[depth - 1]].path_len : 0;
-		if (parent_len != have) {
-			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu has no parent)", name, i);
+		/* This record's name: what follows the last ancestor found.  A
+		 * '/' in it means the path's parent is not that directory (or,
+		 * at the top, a path starting with '/'); the old messages. */
+		const char *nm = depth ? p + have + 1 : p;
+		size_t nm_len = r->path_len - (size_t)(nm - p);
+		if (name_has_slash_or_nul(nm, nm_len)) {
+			const char *slash = memrchr(p, '/', r->path_len);
+			bool no_parent = slash && (size_t)(slash - p) != have;
+			rc = ls_fail(err, EINVAL, no_parent ? "%s: corrupt manifest (entry %zu has no parent)"
+					  : "%s: corrupt manifest (entry %zu)", name, i);
 			break;
 		}
-		/* The parent's path was checked with the parent: what is left
-		 * is this entry's name (a path starting with '/' has a parent
-		 * of length 0 and a slash). */
-		const char *nm = slash ? slash + 1 : p;
-		if (!is_normal_name(nm, r->path_len - (size_t)(nm - p)) || (slash && parent_len == 0)) {
+		if (is_empty_or_dots(nm, nm_len)) {
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu)", name, i);
 			break;
 		}
-		facts_add(f, r, nm, r->path_len - (size_t)(nm - p));
-		const char *why = rec_inconsistency(m, r);
+		facts_add(f, r, nm, nm_len);
+		const char *why = rec_inconsistency(m, r, xattrs);
 		if (!why && depth && (m->recs[chain[depth - 1]].mode & LS_REC_MOUNTPOINT))
 			why = "below a mount point, which is not descended";
 		if (why) {

@@ -871,7 +871,36 @@ static void test_corrupt_built(void **state)
 		const uint32_t mo[] = { D, D, D, F, F };
 		refuse_built(p, mo, 5, "no parent", NULL, 0);
 	}
-	static const char *const bad_paths[] = { "/a", "a/", ".", "..", "a//b", "./a", "../a", "a/./b", "a/../b" };
+	{
+		/* the same, where the paths differ past their first eight bytes */
+		const char *p[] = { "package-name-b", "package-name", "package-name/x" };
+		const uint32_t mo[] = { F, D, F };
+		refuse_built(p, mo, 3, "out of order", NULL, 0);
+	}
+	{
+		const char *p[] = { "package-name", "package-name0", "package-name/x" };
+		const uint32_t mo[] = { D, F, F };
+		refuse_built(p, mo, 3, "out of order", NULL, 0);
+	}
+	{
+		/* a file of a longer name between a directory and its subtree */
+		const char *p[] = { "package-name", "package-name/lib", "package-name/lib/index.js",
+				    "package-name/lib2", "package-name/lib/x" };
+		const uint32_t mo[] = { D, D, F, F, F };
+		refuse_built(p, mo, 5, "out of order", NULL, 0);
+	}
+	{
+		/* the parent is the entry before, not a directory; a sibling
+		 * sharing all but the last byte of the name */
+		const char *p[] = { "package-name", "package-name/lib", "package-name/lib/index.js/x" };
+		const uint32_t mo[] = { D, D, F };
+		refuse_built(p, mo, 3, "no parent", NULL, 0);
+		const char *q[] = { "package-name", "package-namf/lib" };
+		const uint32_t mq[] = { D, F };
+		refuse_built(q, mq, 2, "no parent", NULL, 0);
+	}
+	static const char *const bad_paths[] = { "/a", "a/", ".", "..", "a//b", "./a", "../a", "a/./b", "a/../b",
+						 "/package-name", "package-name/", "package-name//b" };
 	for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
 		const char *p[] = { bad_paths[i] };
 		const uint32_t mo[] = { F };
@@ -886,6 +915,24 @@ static void test_corrupt_built(void **state)
 		memset(&r, 0, sizeof(r));
 		r.mode = F;
 		assert_int_equal(ls_manifest_append(m, &r, "a\0b", 3, NULL, 0, NULL, 0, &err), 0);
+		struct buf b = serialise(m);
+		expect_refused(b.p, b.n, "corrupt");
+		free(b.p);
+		ls_manifest_free(m);
+	}
+	for (size_t at = 0; at < 20; at++) {
+		/* a NUL at each byte of a long name below a directory */
+		char name[] = "dir/index-of-everything.js";
+		name[4 + at] = '\0';
+		struct ls_error err = { 0 };
+		ls_manifest *m = NULL;
+		assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+		struct ls_rec r;
+		memset(&r, 0, sizeof(r));
+		r.mode = D;
+		assert_int_equal(ls_manifest_append(m, &r, "dir", 3, NULL, 0, NULL, 0, &err), 0);
+		r.mode = F;
+		assert_int_equal(ls_manifest_append(m, &r, name, sizeof(name) - 1, NULL, 0, NULL, 0, &err), 0);
 		struct buf b = serialise(m);
 		expect_refused(b.p, b.n, "corrupt");
 		free(b.p);
