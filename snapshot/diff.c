@@ -371,6 +371,7 @@ struct writer {
 	void *change_ctx;
 	struct ls_readahead *ra;    /* regular files read on another thread, or NULL */
 	size_t *ra_idx;             /* the entries it reads */
+	size_t base_cursor;         /* changed_on_the_way's in the base (ls_manifest_find_from) */
 };
 
 #define REREAD_BUF (256 * 1024)
@@ -669,7 +670,7 @@ static bool changed_on_the_way(struct writer *w, size_t i)
 	if (!p->base)
 		return false;
 	const struct ls_rec *r = &p->cur->recs[i];
-	ssize_t bi = ls_manifest_find(p->base, ls_rec_path(p->cur, r), r->path_len);
+	ssize_t bi = ls_manifest_find_from(p->base, &w->base_cursor, ls_rec_path(p->cur, r), r->path_len);
 	if (bi < 0 || !ls_mode_diff_fields(ls_mode_ops_of(p->cur->mode), p->base, &p->base->recs[bi], p->cur, r, false))
 		return false;
 	w->p->modified++;

@@ -102,6 +102,27 @@ static bool xattrs_from_code(uint8_t code, enum ls_xattrs *out)
 	return false;
 }
 
+/* The length of the longest common prefix of a and b, both at least n
+ * bytes long (at most n). */
+static size_t common_prefix(const char *a, const char *b, size_t n)
+{
+	size_t i = 0;
+	for (uint64_t x, y; i + sizeof(x) <= n; i += sizeof(x)) {
+		memcpy(&x, a + i, sizeof(x));
+		memcpy(&y, b + i, sizeof(y));
+		if (x != y) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return i + (size_t)__builtin_ctzll(x ^ y) / 8;
+#else
+			break;
+#endif
+		}
+	}
+	while (i < n && a[i] == b[i])
+		i++;
+	return i;
+}
+
 int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
 	size_t n = alen < blen ? alen : blen, i = 0;
@@ -134,17 +155,67 @@ size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t le
 	return ls_manifest_lower_bound_in(m, 0, m->n, path, len);
 }
 
+/* Whether record r sorts before path in walk order, given that the two share
+ * their first skip bytes; *shared becomes the length of their common prefix. */
+static bool rec_before(const ls_manifest *m, const struct ls_rec *r, size_t skip, const char *path, size_t len,
+		       size_t *shared)
+{
+	const char *rp = ls_rec_path(m, r);
+	size_t n = r->path_len < len ? r->path_len : len;
+	size_t l = skip + common_prefix(rp + skip, path + skip, n - skip);
+	*shared = l;
+	if (l == n)
+		return r->path_len < len;
+	/* '/' sorts before every other byte (ls_path_cmp) */
+	return rp[l] == '/' || (path[l] != '/' && (unsigned char)rp[l] < (unsigned char)path[l]);
+}
+
 size_t ls_manifest_lower_bound_in(const ls_manifest *m, size_t lo, size_t hi, const char *path, size_t len)
 {
+	/* What the records either side of the range share with path, every
+	 * record between shares too: those bytes are compared no more (a
+	 * directory's entries share long prefixes). */
+	size_t shared_lo = 0, shared_hi = 0;
 	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct ls_rec *r = &m->recs[mid];
-		if (ls_path_cmp(ls_rec_path(m, r), r->path_len, path, len) < 0)
+		size_t mid = lo + (hi - lo) / 2, shared;
+		if (rec_before(m, &m->recs[mid], shared_lo < shared_hi ? shared_lo : shared_hi, path, len, &shared)) {
 			lo = mid + 1;
-		else
+			shared_lo = shared;
+		} else {
 			hi = mid;
+			shared_hi = shared;
+		}
 	}
 	return lo;
+}
+
+size_t ls_manifest_lower_bound_from(const ls_manifest *m, size_t lo, size_t hi, const char *path, size_t len)
+{
+	/* Probes lo, lo + 1, lo + 3, lo + 7...: the first one not before path
+	 * bounds the bisection. */
+	for (size_t step = 1; lo < hi; step *= 2) {
+		size_t probe = lo + step - 1, shared;
+		if (probe >= hi || probe < lo)
+			break;
+		if (!rec_before(m, &m->recs[probe], 0, path, len, &shared)) {
+			hi = probe;
+			break;
+		}
+		lo = probe + 1;
+	}
+	return ls_manifest_lower_bound_in(m, lo, hi, path, len);
+}
+
+ssize_t ls_manifest_find_from(const ls_manifest *m, size_t *cursor, const char *path, size_t len)
+{
+	size_t lo = *cursor, shared;
+	if (lo > m->n || (lo > 0 && !rec_before(m, &m->recs[lo - 1], 0, path, len, &shared)))
+		lo = 0;  /* not a cursor before path: the whole manifest */
+	size_t i = lo ? ls_manifest_lower_bound_from(m, lo, m->n, path, len) : ls_manifest_lower_bound(m, path, len);
+	*cursor = i;
+	if (i < m->n && m->recs[i].path_len == len && memcmp(ls_rec_path(m, &m->recs[i]), path, len) == 0)
+		return (ssize_t)i;
+	return -1;
 }
 
 ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len)
@@ -787,27 +858,6 @@ static int seed_chain(const ls_manifest *m, size_t from, size_t **chain, size_t 
 		(*chain)[(*depth)++] = lo;
 	}
 	return 0;
-}
-
-/* The length of the longest common prefix of a and b, both at least n
- * bytes long (at most n). */
-static size_t common_prefix(const char *a, const char *b, size_t n)
-{
-	size_t i = 0;
-	for (uint64_t x, y; i + sizeof(x) <= n; i += sizeof(x)) {
-		memcpy(&x, a + i, sizeof(x));
-		memcpy(&y, b + i, sizeof(y));
-		if (x != y) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-			return i + (size_t)__builtin_ctzll(x ^ y) / 8;
-#else
-			break;
-#endif
-		}
-	}
-	while (i < n && a[i] == b[i])
-		i++;
-	return i;
 }
 
 /* Whether name (len bytes, the last component of a path whose parent was

@@ -210,6 +210,12 @@ int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
 /** Index of the record with exactly this path, or -1. */
 ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
 
+/** The same for a caller whose paths come in walk order: *cursor (0 or
+ *  SIZE_MAX to start) is where the last search ended, and the search
+ *  gallops forward from it when the record before it sorts before path
+ *  (from the start otherwise); *cursor becomes where this one ended. */
+ssize_t ls_manifest_find_from(const ls_manifest *m, size_t *cursor, const char *path, size_t len);
+
 /** Index just past record i and, for a directory, its subtree (which
  *  follows it directly in walk order). */
 size_t ls_manifest_subtree_end(const ls_manifest *m, size_t i);
@@ -224,6 +230,10 @@ size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t le
 /** The same among records [lo, hi) (hi <= n): the first there whose path is
  *  >= path, hi if none. */
 size_t ls_manifest_lower_bound_in(const ls_manifest *m, size_t lo, size_t hi, const char *path, size_t len);
+
+/** The same, found by galloping forward from lo: O(log(result - lo)), for a
+ *  caller whose paths come in walk order (a cursor). */
+size_t ls_manifest_lower_bound_from(const ls_manifest *m, size_t lo, size_t hi, const char *path, size_t len);
 
 /** Serialises to fd (for tests and ls_manifest_save).  Returns 0 or negative. */
 int ls_manifest_write_fd(const ls_manifest *m, int fd, struct ls_error *err);

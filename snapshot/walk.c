@@ -95,6 +95,7 @@ struct walker {
 	size_t n_ignored;
 	struct only_node only;  /* --only: ROOT's node */
 	bool only_on;           /* --only or --upper: the walk is ROOT's only job */
+	size_t only_cursor;     /* consume_only's in the base, its jobs come in walk order */
 	size_t reported;        /* entries at the last progress report */
 	size_t base_at;         /* a plain walk with carry: the base's first entry not yet passed */
 	bool use_pool;          /* plain engine for metadata */
@@ -462,11 +463,11 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t fr
 	return 0;
 }
 
-/* Full mode, regular file: the base entry at the same path, or NULL. */
-/* *hint: where the next sibling's entry is if it directly follows the last
- * one found (siblings are in walk order, and files have no subtree between
- * them), so that a directory of files costs one comparison each instead of a
- * binary search with a cache miss at every step. */
+/* Full mode, regular file: the base entry at the same path, or NULL.
+ * *hint: the search's cursor (ls_manifest_find_from): siblings come in walk
+ * order, so that the next file's entry, right after the last one found or a
+ * subtree further on, costs a comparison or a short gallop, not a binary
+ * search of the whole base with a cache miss at every step. */
 static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struct thread_ctx *c, size_t *hint)
 {
 	const ls_manifest *base = j->w->p->base;
@@ -476,16 +477,8 @@ static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struc
 	const char *path = kid_path(c, j, k, &len);
 	if (!path)
 		return NULL;
-	ssize_t bi = -1;
-	if (*hint < base->n && base->recs[*hint].path_len == len &&
-	    memcmp(ls_rec_path(base, &base->recs[*hint]), path, len) == 0)
-		bi = (ssize_t)*hint;
-	else
-		bi = ls_manifest_find(base, path, len);
-	if (bi < 0)
-		return NULL;
-	*hint = (size_t)bi + 1;
-	return &base->recs[bi];
+	ssize_t bi = ls_manifest_find_from(base, hint, path, len);
+	return bi < 0 ? NULL : &base->recs[bi];
 }
 
 /* The stat cache: a hit takes the recorded hash and xattrs (setting an
@@ -1185,7 +1178,7 @@ static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *
 	const ls_manifest *b = w->p->base;
 	size_t at = 0, dir_end = b->n;
 	if (j->path_len) {
-		ssize_t bi = base_index(w, j->path, j->path_len);
+		ssize_t bi = ls_manifest_find_from(b, &w->only_cursor, j->path, j->path_len);
 		bool dir = bi >= 0 && S_ISDIR(b->recs[bi].mode);
 		at = dir ? (size_t)bi + 1 : b->n;
 		dir_end = dir ? ls_manifest_subtree_end(b, (size_t)bi) : b->n;
@@ -1199,7 +1192,7 @@ static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *
 			const char *path = kid_path(c, j, &j->kids[i], &len);
 			if (!path)
 				return ls_fail(err, ENOMEM, "walker: out of memory");
-			next = ls_manifest_lower_bound_in(b, at, dir_end, path, len);
+			next = ls_manifest_lower_bound_from(b, at, dir_end, path, len);
 			own_end = next;
 			if (next < dir_end && b->recs[next].path_len == len &&
 			    memcmp(ls_rec_path(b, &b->recs[next]), path, len) == 0)

@@ -1360,6 +1360,75 @@ static void test_create_excludes(void **state)
 	ls_manifest_free(NULL);
 }
 
+static int cmp_walk_order(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	return ls_path_cmp(x, strlen(x), y, strlen(y));
+}
+
+/* The searches that skip shared prefixes and gallop from a cursor, against a
+ * linear scan, on a tree whose names share long prefixes and sort around '/'
+ * ("pkg-1" < "pkg-1/lib" < "pkg-1-b" < "pkg-1.x"). */
+static void test_lookup_cursors(void **state)
+{
+	enum { PKGS = 40 };
+	char *paths[PKGS * 12];
+	size_t n = 0;
+	for (int k = 0; k < PKGS; k++) {
+		static const char *const tails[] = { "", "/lib", "/lib/index.js", "/lib/index.js.map", "/lib/util",
+						     "/lib/util/a.js", "/lib/util-b.js", "/package.json", "-b", ".x" };
+		for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+			char buf[128];
+			snprintf(buf, sizeof(buf), "node_modules/package-number-%d%s", k, tails[t]);
+			paths[n++] = strdup(buf);
+		}
+	}
+	paths[n++] = strdup("node_modules");
+	qsort(paths, n, sizeof(paths[0]), cmp_walk_order);
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+	for (size_t i = 0; i < n; i++) {
+		struct ls_rec r;
+		memset(&r, 0, sizeof(r));
+		r.mode = S_IFREG | 0644;
+		assert_int_equal(ls_manifest_append(m, &r, paths[i], strlen(paths[i]), NULL, 0, NULL, 0, &err), 0);
+	}
+	uint64_t seed = 7;
+	for (size_t q = 0; q < n * 4; q++) {
+		/* the path itself, one more byte, a child, one byte less */
+		char key[160];
+		const char *base = paths[q / 4];
+		size_t bl = strlen(base);
+		switch (q % 4) {
+		case 0: snprintf(key, sizeof(key), "%s", base); break;
+		case 1: snprintf(key, sizeof(key), "%s0", base); break;
+		case 2: snprintf(key, sizeof(key), "%s/zz", base); break;
+		default: snprintf(key, sizeof(key), "%.*s", (int)(bl - 1), base); break;
+		}
+		size_t len = strlen(key), want = 0;
+		while (want < n && ls_path_cmp(paths[want], strlen(paths[want]), key, len) < 0)
+			want++;
+		bool present = want < n && strcmp(paths[want], key) == 0;
+		assert_int_equal(ls_manifest_lower_bound(m, key, len), want);
+		assert_int_equal(ls_manifest_find(m, key, len), present ? (ssize_t)want : -1);
+		for (int t = 0; t < 8; t++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			size_t lo = (size_t)(seed >> 33) % (want + 1);
+			size_t hi = want + (size_t)(seed >> 13) % (n - want + 1);
+			assert_int_equal(ls_manifest_lower_bound_in(m, lo, hi, key, len), want < hi ? want : hi);
+			assert_int_equal(ls_manifest_lower_bound_from(m, lo, hi, key, len), want < hi ? want : hi);
+			/* any cursor: before the answer, after it, past the end */
+			size_t cursor = t == 7 ? SIZE_MAX : (size_t)(seed >> 21) % (n + 2);
+			assert_int_equal(ls_manifest_find_from(m, &cursor, key, len), present ? (ssize_t)want : -1);
+			assert_int_equal(cursor, want);
+		}
+	}
+	ls_manifest_free(m);
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+}
+
 static void check_lookups(const ls_manifest *m)
 {
 	for (size_t i = 0; i < N_SAMPLES; i++) {
@@ -1950,6 +2019,7 @@ int main(void)
 		cmocka_unit_test(test_append_limits),
 		cmocka_unit_test(test_long_paths),
 		cmocka_unit_test(test_patterns),
+		cmocka_unit_test(test_lookup_cursors),
 		cmocka_unit_test(test_check_base),
 		cmocka_unit_test(test_compare_epoch),
 	};
