@@ -782,6 +782,14 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 /* Descriptors a walk leaves to its caller (outputs, the layer writer). */
 #define CALLER_FDS 32
 
+/* How a job's directory is opened: an --only job on the way to listed paths
+ * is never listed, and an O_PATH fd does for the lookups by name under it
+ * (on overlayfs it also skips opening the layers' directories beneath). */
+static int job_open_flags(const struct only_node *only)
+{
+	return (only ? O_PATH : O_RDONLY) | O_DIRECTORY;
+}
+
 static void open_subdirs(struct dir_job *j, int dfd)
 {
 	struct walker *w = j->w;
@@ -793,7 +801,9 @@ static void open_subdirs(struct dir_job *j, int dfd)
 			atomic_fetch_sub(&w->open_fds, 1);
 			return;
 		}
-		k->fd = openat(dfd, kid_name(j, k), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* the node its job will have (take_child): none when listed */
+		const struct only_node *node = j->only && !j->only->kids[k->only].listed ? &j->only->kids[k->only] : NULL;
+		k->fd = openat(dfd, kid_name(j, k), job_open_flags(node) | O_NOFOLLOW | O_CLOEXEC);
 		if (k->fd < 0) {
 			atomic_fetch_sub(&w->open_fds, 1);
 			if (errno == EMFILE || errno == ENFILE)
@@ -823,9 +833,9 @@ static int open_job_dir(struct dir_job *j, struct thread_ctx *c)
 	} else {
 		for (int tries = 0;;) {
 			if (w->ring_meta && c->ring && !atomic_load(&w->ring_failed))
-				dfd = ls_ring_open_beneath(c->ring, w->rootfd, j->path, O_RDONLY | O_DIRECTORY);
+				dfd = ls_ring_open_beneath(c->ring, w->rootfd, j->path, job_open_flags(j->only));
 			else
-				dfd = ls_open_beneath(w->rootfd, j->path, O_RDONLY | O_DIRECTORY);
+				dfd = ls_open_beneath(w->rootfd, j->path, job_open_flags(j->only));
 			if (!fd_shortage(dfd) || !fd_backoff(&tries))
 				break;
 		}
