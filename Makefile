@@ -29,19 +29,22 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -fPIC -MMD -MP 
 LDFLAGS ?=
 comma   := ,
 LIBS     = -luring -larchive -lxxhash -lcrypto -ldeflate -lz -lzstd -ljansson -lpthread
-# The CLI takes every library but the C library and libzstd from its
-# static archive (Debian's -dev packages ship them; its libzstd.a is built
-# without multithreading, which --compress zstd -j N uses).  Linked against
-# libarchive.so, every run would load and relocate the 13 libraries that one
-# needs for its other formats (libxml2, ICU and the C++ runtime among them),
-# 2.7 ms of a 4.7 ms start; the others cost 0.9 ms of the 2.5 left
-# (libcrypto's relocations mostly), a twentieth of a `diff --upper` of a
-# build step.  --gc-sections drops what of the archives nothing calls.
+# The CLI takes every library but the C library, libzstd and libxxhash from
+# its static archive (Debian's -dev packages ship them; its libzstd.a is
+# built without the multithreading --compress zstd -j N uses, its
+# libxxhash.a without the AVX2/AVX-512 dispatch snapshot/xxh.h calls).
+# Linked against libarchive.so, every run would load and relocate the 13
+# libraries that one needs for its other formats (libxml2, ICU and the C++
+# runtime among them), 2.7 ms of a 4.7 ms start; the others cost 0.9 ms of
+# the 2.5 left (libcrypto's relocations mostly), a twentieth of a `diff
+# --upper` of a build step.  --gc-sections drops what of the archives
+# nothing calls.
 # CLI_LINK=shared links the shared libraries (a distribution that rebuilds
 # nothing for a library's update); liblayersnap.so always does.
 CLI_LINK ?= static
 ifeq ($(CLI_LINK),static)
-CLI_LIBS = -Wl,--push-state,-Bstatic $(filter-out -lzstd -lpthread,$(LIBS)) -Wl,--pop-state -lzstd -lpthread \
+CLI_LIBS = -Wl,--push-state,-Bstatic $(filter-out -lxxhash -lzstd -lpthread,$(LIBS)) -Wl,--pop-state \
+	-lxxhash -lzstd -lpthread \
 	-Wl,--gc-sections
 else ifeq ($(CLI_LINK),shared)
 CLI_LIBS = $(LIBS)

@@ -37,7 +37,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 #define CHUNK   (256u * 1024)
 #define BATCH   128

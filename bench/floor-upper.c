@@ -33,7 +33,7 @@
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 #ifndef SYS_listxattrat
 #define SYS_listxattrat 465

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 bool ls_same_inode(const struct ls_rec *r, const struct stat *st)
 {

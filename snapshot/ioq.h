@@ -14,7 +14,7 @@
 
 #include <pthread.h>
 #include <sys/stat.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 /* ---- task pool ---------------------------------------------------------- */
 

@@ -17,7 +17,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 struct ls_layer;
 
