@@ -185,13 +185,13 @@ static inline const char *ls_rec_link(const ls_manifest *m, const struct ls_rec 
 /** Length of r's symlink target (0 when none was recorded): targets hold no NUL. */
 static inline size_t ls_rec_link_len(const ls_manifest *m, const struct ls_rec *r)
 {
-	return strlen(ls_rec_link(m, r));
+	const char *link = ls_rec_link(m, r);
+	return *link ? strlen(link) : 0;  /* most records have none: no call */
 }
 
 static inline const unsigned char *ls_rec_xattrs(const ls_manifest *m, const struct ls_rec *r)
 {
-	const char *link = ls_rec_link(m, r);
-	return (const unsigned char *)link + strlen(link) + 1;
+	return (const unsigned char *)ls_rec_link(m, r) + ls_rec_link_len(m, r) + 1;
 }
 
 /** True when path (len bytes) lies below directory dir (dlen bytes). */
