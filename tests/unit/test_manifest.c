@@ -812,8 +812,11 @@ static void test_corrupt_structure(void **state)
 
 /* Manifests built out of order or with bad entries: the writer writes what
  * it is given (with a correct checksum); the reader must refuse it. */
-static void refuse_built(const char *const *paths, const uint32_t *modes, size_t n, const char *want,
-			 const void *xattrs, size_t xattr_len)
+/* A redo manifest in memory of these paths, in the order given, with these
+ * modes (NULL: regular files); a symlink's target is "t", and the last entry
+ * holds xattrs. */
+static ls_manifest *build_redo(const char *const *paths, const uint32_t *modes, size_t n, const void *xattrs,
+			       size_t xattr_len)
 {
 	struct ls_error err = { 0 };
 	ls_manifest *m = NULL;
@@ -821,14 +824,42 @@ static void refuse_built(const char *const *paths, const uint32_t *modes, size_t
 	for (size_t i = 0; i < n; i++) {
 		struct ls_rec r;
 		memset(&r, 0, sizeof(r));
-		r.mode = modes[i];
+		r.mode = modes ? modes[i] : S_IFREG | 0644;
 		bool last = i + 1 == n;
 		assert_int_equal(ls_manifest_append(m, &r, paths[i], strlen(paths[i]),
-						    S_ISLNK(modes[i]) ? "t" : NULL, S_ISLNK(modes[i]) ? 1 : 0,
+						    S_ISLNK(r.mode) ? "t" : NULL, S_ISLNK(r.mode) ? 1 : 0,
 						    last ? xattrs : NULL, last ? xattr_len : 0, &err), 0);
 	}
+	return m;
+}
+
+static void refuse_built(const char *const *paths, const uint32_t *modes, size_t n, const char *want,
+			 const void *xattrs, size_t xattr_len)
+{
+	ls_manifest *m = build_redo(paths, modes, n, xattrs, xattr_len);
 	struct buf b = serialise(m);
 	expect_refused(b.p, b.n, want);
+	free(b.p);
+	ls_manifest_free(m);
+}
+
+/* A manifest holding a file at path (len bytes, a NUL among them), below
+ * directory dir (or at the top): the reader must refuse it. */
+static void refuse_nul_path(const char *dir, const char *path, size_t len)
+{
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
+	struct ls_rec r;
+	memset(&r, 0, sizeof(r));
+	if (dir) {
+		r.mode = S_IFDIR | 0755;
+		assert_int_equal(ls_manifest_append(m, &r, dir, strlen(dir), NULL, 0, NULL, 0, &err), 0);
+	}
+	r.mode = S_IFREG | 0644;
+	assert_int_equal(ls_manifest_append(m, &r, path, len, NULL, 0, NULL, 0, &err), 0);
+	struct buf b = serialise(m);
+	expect_refused(b.p, b.n, "corrupt");
 	free(b.p);
 	ls_manifest_free(m);
 }
@@ -906,37 +937,12 @@ static void test_corrupt_built(void **state)
 		const uint32_t mo[] = { F };
 		refuse_built(p, mo, 1, "corrupt", NULL, 0);
 	}
-	{
-		/* a NUL inside a path */
-		struct ls_error err = { 0 };
-		ls_manifest *m = NULL;
-		assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
-		struct ls_rec r;
-		memset(&r, 0, sizeof(r));
-		r.mode = F;
-		assert_int_equal(ls_manifest_append(m, &r, "a\0b", 3, NULL, 0, NULL, 0, &err), 0);
-		struct buf b = serialise(m);
-		expect_refused(b.p, b.n, "corrupt");
-		free(b.p);
-		ls_manifest_free(m);
-	}
+	/* a NUL inside a path; at each byte of a long name below a directory */
+	refuse_nul_path(NULL, "a\0b", 3);
 	for (size_t at = 0; at < 20; at++) {
-		/* a NUL at each byte of a long name below a directory */
 		char name[] = "dir/index-of-everything.js";
 		name[4 + at] = '\0';
-		struct ls_error err = { 0 };
-		ls_manifest *m = NULL;
-		assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
-		struct ls_rec r;
-		memset(&r, 0, sizeof(r));
-		r.mode = D;
-		assert_int_equal(ls_manifest_append(m, &r, "dir", 3, NULL, 0, NULL, 0, &err), 0);
-		r.mode = F;
-		assert_int_equal(ls_manifest_append(m, &r, name, sizeof(name) - 1, NULL, 0, NULL, 0, &err), 0);
-		struct buf b = serialise(m);
-		expect_refused(b.p, b.n, "corrupt");
-		free(b.p);
-		ls_manifest_free(m);
+		refuse_nul_path("dir", name, sizeof(name) - 1);
 	}
 	/* Bad xattr blobs: unsorted, duplicate, empty name, NUL in the name,
 	 * value running past the end, a partial header. */
@@ -1385,15 +1391,7 @@ static void test_lookup_cursors(void **state)
 	}
 	paths[n++] = strdup("node_modules");
 	qsort(paths, n, sizeof(paths[0]), cmp_walk_order);
-	struct ls_error err = { 0 };
-	ls_manifest *m = NULL;
-	assert_int_equal(ls_manifest_create(&m, LS_MODE_REDO, LS_XATTRS_ALL, false, NULL, 0, &err), 0);
-	for (size_t i = 0; i < n; i++) {
-		struct ls_rec r;
-		memset(&r, 0, sizeof(r));
-		r.mode = S_IFREG | 0644;
-		assert_int_equal(ls_manifest_append(m, &r, paths[i], strlen(paths[i]), NULL, 0, NULL, 0, &err), 0);
-	}
+	ls_manifest *m = build_redo((const char *const *)paths, NULL, n, NULL, 0);
 	uint64_t seed = 7;
 	for (size_t q = 0; q < n * 4; q++) {
 		/* the path itself, one more byte, a child, one byte less */
