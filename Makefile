@@ -27,7 +27,6 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-
 CFLAGS  ?=
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -fPIC -MMD -MP -Isnapshot -Imodes $(CFLAGS)
 LDFLAGS ?=
-comma   := ,
 LIBS     = -luring -larchive -lxxhash -lcrypto -ldeflate -lz -lzstd -ljansson -lpthread
 # The CLI takes every library but the C library, libzstd and libxxhash from
 # its static archive (Debian's -dev packages ship them; its libzstd.a is

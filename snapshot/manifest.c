@@ -103,51 +103,41 @@ static bool xattrs_from_code(uint8_t code, enum ls_xattrs *out)
 }
 
 /* The length of the longest common prefix of a and b, both at least n
- * bytes long (at most n). */
+ * bytes long (at most n): eight bytes at a time, the first differing byte
+ * of a word found from its lowest set bit (the format is little-endian). */
 static size_t common_prefix(const char *a, const char *b, size_t n)
 {
 	size_t i = 0;
 	for (uint64_t x, y; i + sizeof(x) <= n; i += sizeof(x)) {
 		memcpy(&x, a + i, sizeof(x));
 		memcpy(&y, b + i, sizeof(y));
-		if (x != y) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		if (x != y)
 			return i + (size_t)__builtin_ctzll(x ^ y) / 8;
-#else
-			break;
-#endif
-		}
 	}
 	while (i < n && a[i] == b[i])
 		i++;
 	return i;
 }
 
+/* Walk order of a (alen bytes) and b (blen), whose common prefix within the
+ * shorter one's length is l bytes long: <0, 0 or >0.  '/' sorts before
+ * every other byte: a directory's subtree comes right after it, before its
+ * siblings "a-b", "a.b". */
+static int cmp_after_prefix(const char *a, size_t alen, const char *b, size_t blen, size_t l)
+{
+	if (l == (alen < blen ? alen : blen))
+		return alen < blen ? -1 : alen > blen;
+	unsigned char ca = (unsigned char)a[l], cb = (unsigned char)b[l];
+	if (ca == '/')
+		return -1;
+	if (cb == '/')
+		return 1;
+	return ca < cb ? -1 : 1;
+}
+
 int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-	size_t n = alen < blen ? alen : blen, i = 0;
-	/* Paths next to each other in walk order share long prefixes (a
-	 * package's directory, then its files): skip them eight bytes at a
-	 * time, the differing word is then compared byte by byte below. */
-	for (uint64_t x, y; i + sizeof(x) <= n; i += sizeof(x)) {
-		memcpy(&x, a + i, sizeof(x));
-		memcpy(&y, b + i, sizeof(y));
-		if (x != y)
-			break;
-	}
-	for (; i < n; i++) {
-		unsigned char ca = (unsigned char)a[i], cb = (unsigned char)b[i];
-		if (ca != cb) {
-			/* '/' sorts before every other byte: a directory's subtree
-			 * comes right after it, before its siblings "a-b", "a.b". */
-			if (ca == '/')
-				return -1;
-			if (cb == '/')
-				return 1;
-			return ca < cb ? -1 : 1;
-		}
-	}
-	return alen < blen ? -1 : alen > blen;
+	return cmp_after_prefix(a, alen, b, blen, common_prefix(a, b, alen < blen ? alen : blen));
 }
 
 size_t ls_manifest_lower_bound(const ls_manifest *m, const char *path, size_t len)
@@ -162,12 +152,8 @@ static bool rec_before(const ls_manifest *m, const struct ls_rec *r, size_t skip
 {
 	const char *rp = ls_rec_path(m, r);
 	size_t n = r->path_len < len ? r->path_len : len;
-	size_t l = skip + common_prefix(rp + skip, path + skip, n - skip);
-	*shared = l;
-	if (l == n)
-		return r->path_len < len;
-	/* '/' sorts before every other byte (ls_path_cmp) */
-	return rp[l] == '/' || (path[l] != '/' && (unsigned char)rp[l] < (unsigned char)path[l]);
+	*shared = skip + common_prefix(rp + skip, path + skip, n - skip);
+	return cmp_after_prefix(rp, r->path_len, path, len, *shared) < 0;
 }
 
 size_t ls_manifest_lower_bound_in(const ls_manifest *m, size_t lo, size_t hi, const char *path, size_t len)
@@ -929,10 +915,7 @@ static int check_structure(const ls_manifest *m, size_t from, size_t to, struct 
 			const char *qp = ls_rec_path(m, q);
 			size_t n = q->path_len < r->path_len ? q->path_len : r->path_len;
 			shared = common_prefix(qp, p, n);
-			bool ordered = shared == n ? q->path_len < r->path_len
-				     : qp[shared] == '/' || (p[shared] != '/' &&
-							     (unsigned char)qp[shared] < (unsigned char)p[shared]);
-			if (!ordered) {
+			if (cmp_after_prefix(qp, q->path_len, p, r->path_len, shared) >= 0) {
 				rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entries out of order at %zu)", name, i);
 				break;
 			}
@@ -947,7 +930,7 @@ static int check_structure(const ls_manifest *m, size_t from, size_t to, struct 
 		size_t have = depth ? m->recs[chain[depth - 1]].path_len : 0;
 		/* This record's name: what follows the last ancestor found.  A
 		 * '/' in it means the path's parent is not that directory (or,
-		 * at the top, a path starting with '/'); the old messages. */
+		 * at the top, a path starting with '/'): which one, by its last '/'. */
 		const char *nm = depth ? p + have + 1 : p;
 		size_t nm_len = r->path_len - (size_t)(nm - p);
 		if (name_has_slash_or_nul(nm, nm_len)) {

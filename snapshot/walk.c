@@ -782,6 +782,14 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 /* Descriptors a walk leaves to its caller (outputs, the layer writer). */
 #define CALLER_FDS 32
 
+/* The --only node of child k's job: its node in j's, NULL when j is no
+ * --only job or k is listed (walked whole, an ordinary job). */
+static const struct only_node *kid_only_node(const struct dir_job *j, const struct child *k)
+{
+	const struct only_node *node = j->only ? &j->only->kids[k->only] : NULL;
+	return node && !node->listed ? node : NULL;
+}
+
 /* How a job's directory is opened: an --only job on the way to listed paths
  * is never listed, and an O_PATH fd does for the lookups by name under it
  * (on overlayfs it also skips opening the layers' directories beneath). */
@@ -801,9 +809,7 @@ static void open_subdirs(struct dir_job *j, int dfd)
 			atomic_fetch_sub(&w->open_fds, 1);
 			return;
 		}
-		/* the node its job will have (take_child): none when listed */
-		const struct only_node *node = j->only && !j->only->kids[k->only].listed ? &j->only->kids[k->only] : NULL;
-		k->fd = openat(dfd, kid_name(j, k), job_open_flags(node) | O_NOFOLLOW | O_CLOEXEC);
+		k->fd = openat(dfd, kid_name(j, k), job_open_flags(kid_only_node(j, k)) | O_NOFOLLOW | O_CLOEXEC);
 		if (k->fd < 0) {
 			atomic_fetch_sub(&w->open_fds, 1);
 			if (errno == EMFILE || errno == ENFILE)
@@ -1252,9 +1258,7 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		struct child *k = &j->kids[i];
 		if (k->gone || k->err || !S_ISDIR(k->st.mode) || k->mountpoint)
 			continue;
-		const struct only_node *node = j->only ? &j->only->kids[k->only] : NULL;
-		if (node && node->listed)
-			node = NULL;
+		const struct only_node *node = kid_only_node(j, k);
 		size_t len;
 		const char *path = kid_path(c, j, k, &len);
 		k->sub = path ? new_job(w, path, len, k->st.dev, k->st.ino) : NULL;
