@@ -198,10 +198,10 @@ ssize_t ls_manifest_find_from(const ls_manifest *m, size_t *cursor, const char *
 	if (lo > m->n || (lo > 0 && !rec_before(m, &m->recs[lo - 1], 0, path, len, &shared)))
 		lo = 0;  /* not a cursor before path: the whole manifest */
 	size_t i = lo ? ls_manifest_lower_bound_from(m, lo, m->n, path, len) : ls_manifest_lower_bound(m, path, len);
-	*cursor = i;
-	if (i < m->n && m->recs[i].path_len == len && memcmp(ls_rec_path(m, &m->recs[i]), path, len) == 0)
-		return (ssize_t)i;
-	return -1;
+	bool found = i < m->n && m->recs[i].path_len == len && memcmp(ls_rec_path(m, &m->recs[i]), path, len) == 0;
+	/* past the record found: the next file of a directory is probed first */
+	*cursor = found ? i + 1 : i;
+	return found ? (ssize_t)i : -1;
 }
 
 ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len)

@@ -213,7 +213,8 @@ ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
 /** The same for a caller whose paths come in walk order: *cursor (0 or
  *  SIZE_MAX to start) is where the last search ended, and the search
  *  gallops forward from it when the record before it sorts before path
- *  (from the start otherwise); *cursor becomes where this one ended. */
+ *  (from the start otherwise); *cursor becomes the index just past the
+ *  record found, or where path would go. */
 ssize_t ls_manifest_find_from(const ls_manifest *m, size_t *cursor, const char *path, size_t len);
 
 /** Index just past record i and, for a directory, its subtree (which
