@@ -53,6 +53,7 @@ struct plan {
 	uint8_t *status;
 	uint8_t *flags;
 	ssize_t *parent;
+	size_t *base_of;      /* the base record at the same path, SIZE_MAX if none */
 	ssize_t *link_first;  /* hard links: index of the group's first member in the layer, or -1;
 			       * for a first member that vanished, the member that took its place */
 	struct whiteout *wh;
@@ -65,6 +66,7 @@ static void plan_free(struct plan *p)
 	free(p->status);
 	free(p->flags);
 	free(p->parent);
+	free(p->base_of);
 	free(p->link_first);
 	free(p->wh);
 }
@@ -190,6 +192,7 @@ static int join(struct plan *p, const struct ls_mode_ops *ops)
 			if (cmp < 0) {
 				p->deleted++;
 			} else {
+				p->base_of[j] = i;
 				p->status[j++] = ST_TYPE;
 				p->modified++;
 			}
@@ -200,6 +203,7 @@ static int join(struct plan *p, const struct ls_mode_ops *ops)
 			p->status[j] = ST_MODIFIED;
 			p->modified++;
 		}
+		p->base_of[j] = i;
 		i++;
 		j++;
 	}
@@ -319,9 +323,12 @@ static int make_plan(struct plan *p, enum ls_mode mode, bool opaque, struct ls_e
 	p->status = calloc(n + 1, 1);
 	p->flags = calloc(n + 1, 1);
 	p->parent = malloc((n + 1) * sizeof(*p->parent));
+	p->base_of = malloc((n + 1) * sizeof(*p->base_of));
 	p->link_first = malloc((n + 1) * sizeof(*p->link_first));
-	if (!p->status || !p->flags || !p->parent || !p->link_first)
+	if (!p->status || !p->flags || !p->parent || !p->base_of || !p->link_first)
 		return ls_fail(err, ENOMEM, "diff: out of memory");
+	for (size_t i = 0; i < n; i++)
+		p->base_of[i] = SIZE_MAX;
 	if (compute_parents(p))
 		return ls_fail(err, ENOMEM, "diff: out of memory");
 	int rc = join(p, ls_mode_ops_of(mode));
@@ -371,7 +378,6 @@ struct writer {
 	void *change_ctx;
 	struct ls_readahead *ra;    /* regular files read on another thread, or NULL */
 	size_t *ra_idx;             /* the entries it reads */
-	size_t base_cursor;         /* changed_on_the_way's in the base (ls_manifest_find_from) */
 };
 
 #define REREAD_BUF (256 * 1024)
@@ -669,9 +675,9 @@ static bool changed_on_the_way(struct writer *w, size_t i)
 	const struct plan *p = w->p;
 	if (!p->base)
 		return false;
-	const struct ls_rec *r = &p->cur->recs[i];
-	ssize_t bi = ls_manifest_find_from(p->base, &w->base_cursor, ls_rec_path(p->cur, r), r->path_len);
-	if (bi < 0 || !ls_mode_diff_fields(ls_mode_ops_of(p->cur->mode), p->base, &p->base->recs[bi], p->cur, r, false))
+	size_t bi = p->base_of[i];
+	if (bi == SIZE_MAX || !ls_mode_diff_fields(ls_mode_ops_of(p->cur->mode), p->base, &p->base->recs[bi], p->cur,
+						    &p->cur->recs[i], false))
 		return false;
 	w->p->modified++;
 	return true;

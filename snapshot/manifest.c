@@ -192,13 +192,17 @@ size_t ls_manifest_lower_bound_from(const ls_manifest *m, size_t lo, size_t hi, 
 	return ls_manifest_lower_bound_in(m, lo, hi, path, len);
 }
 
-ssize_t ls_manifest_find_from(const ls_manifest *m, size_t *cursor, const char *path, size_t len)
+ssize_t ls_manifest_find_in(const ls_manifest *m, size_t lo, size_t hi, size_t *cursor, const char *path,
+			    size_t len)
 {
-	size_t lo = *cursor, shared;
-	if (lo > m->n || (lo > 0 && !rec_before(m, &m->recs[lo - 1], 0, path, len, &shared)))
-		lo = 0;  /* not a cursor before path: the whole manifest */
-	size_t i = lo ? ls_manifest_lower_bound_from(m, lo, m->n, path, len) : ls_manifest_lower_bound(m, path, len);
-	bool found = i < m->n && m->recs[i].path_len == len && memcmp(ls_rec_path(m, &m->recs[i]), path, len) == 0;
+	size_t from = *cursor, shared, i;
+	if (from == lo)
+		i = ls_manifest_lower_bound_from(m, lo, hi, path, len);
+	else if (from > lo && from <= hi && rec_before(m, &m->recs[from - 1], 0, path, len, &shared))
+		i = ls_manifest_lower_bound_from(m, from, hi, path, len);
+	else
+		i = ls_manifest_lower_bound_in(m, lo, hi, path, len);  /* no cursor before path */
+	bool found = i < hi && m->recs[i].path_len == len && memcmp(ls_rec_path(m, &m->recs[i]), path, len) == 0;
 	/* past the record found: the next file of a directory is probed first */
 	*cursor = found ? i + 1 : i;
 	return found ? (ssize_t)i : -1;

@@ -210,12 +210,15 @@ int ls_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
 /** Index of the record with exactly this path, or -1. */
 ssize_t ls_manifest_find(const ls_manifest *m, const char *path, size_t len);
 
-/** The same for a caller whose paths come in walk order: *cursor (0 or
- *  SIZE_MAX to start) is where the last search ended, and the search
- *  gallops forward from it when the record before it sorts before path
- *  (from the start otherwise); *cursor becomes the index just past the
- *  record found, or where path would go. */
-ssize_t ls_manifest_find_from(const ls_manifest *m, size_t *cursor, const char *path, size_t len);
+/** The same among records [lo, hi) (lo <= hi <= n), which hold path's
+ *  record if m has one (a directory's subtree holds its children's), for a
+ *  caller whose paths come in walk order: *cursor is where its last search
+ *  ended.  The search gallops from *cursor when lo < *cursor <= hi and the
+ *  record before it sorts before path, from lo when *cursor is lo, and
+ *  bisects the range otherwise (SIZE_MAX, say); *cursor becomes the index
+ *  just past the record found, or where path would go (in [lo, hi]). */
+ssize_t ls_manifest_find_in(const ls_manifest *m, size_t lo, size_t hi, size_t *cursor, const char *path,
+			    size_t len);
 
 /** Index just past record i and, for a directory, its subtree (which
  *  follows it directly in walk order). */

@@ -53,6 +53,7 @@ struct child {
 	bool mount_root;        /* statx: the root of a mount */
 	struct ls_rec st;       /* its statx, as a manifest record keeps it (no hash) */
 	int fd;                 /* directories: opened by the parent's job, or -1 */
+	size_t base_pos;        /* its base record, or where it would go (SIZE_MAX: not looked up) */
 	struct dir_job *sub;    /* directories to descend into */
 };
 
@@ -76,6 +77,10 @@ struct dir_job {
 	uint64_t ino;           /* and inode, as its parent saw them */
 	int64_t racy_from_ns;   /* stat cache: timestamps from here on are racy (0: not yet known) */
 	int fd;                 /* opened by the parent's job, or -1 */
+	/* The base records beneath the directory, [base_lo, base_hi): where
+	 * its children's are looked up (the whole base for ROOT, and for the
+	 * jobs of a walk that needs no lookups). */
+	size_t base_lo, base_hi;
 	struct child *kids;
 	size_t n, cap;
 	struct arena arena;
@@ -95,7 +100,6 @@ struct walker {
 	size_t n_ignored;
 	struct only_node only;  /* --only: ROOT's node */
 	bool only_on;           /* --only or --upper: the walk is ROOT's only job */
-	size_t only_cursor;     /* consume_only's in the base, its jobs come in walk order */
 	size_t reported;        /* entries at the last progress report */
 	size_t base_at;         /* a plain walk with carry: the base's first entry not yet passed */
 	bool use_pool;          /* plain engine for metadata */
@@ -273,6 +277,16 @@ static const char *kid_path(struct thread_ctx *c, const struct dir_job *j, const
 	return c->pb.buf;
 }
 
+/* A new child at the end of j's, zeroed (its array has room for it). */
+static struct child *new_kid(struct dir_job *j)
+{
+	struct child *k = &j->kids[j->n];
+	memset(k, 0, sizeof(*k));
+	k->fd = -1;
+	k->base_pos = SIZE_MAX;
+	return k;
+}
+
 static bool ends_with_slash(const char *s)
 {
 	size_t n = strlen(s);
@@ -339,9 +353,7 @@ static int read_names(struct dir_job *j, int dfd, struct thread_ctx *c)
 			}
 			if (ls_grow((void **)&j->kids, &j->cap, j->n + 1, sizeof(*j->kids)))
 				return -ENOMEM;
-			struct child *k = &j->kids[j->n];
-			memset(k, 0, sizeof(*k));
-			k->fd = -1;
+			struct child *k = new_kid(j);
 			k->name_len = (uint16_t)nl;
 			int rc = arena_add(&j->arena, name, nl, &k->name_off);
 			if (rc)
@@ -368,9 +380,7 @@ static int only_names(struct dir_job *j, struct thread_ctx *c)
 			if (is_excluded(j->w, c->pb.buf))
 				continue;
 		}
-		struct child *k = &j->kids[j->n];
-		memset(k, 0, sizeof(*k));
-		k->fd = -1;
+		struct child *k = new_kid(j);
 		k->name_len = (uint16_t)n->kids[i].name_len;
 		k->only = (uint32_t)i;
 		int rc = arena_add(&j->arena, n->kids[i].name, n->kids[i].name_len, &k->name_off);
@@ -463,11 +473,12 @@ static int stat_kids(struct dir_job *j, int dfd, struct thread_ctx *c, size_t fr
 	return 0;
 }
 
-/* Full mode, regular file: the base entry at the same path, or NULL.
- * *hint: the search's cursor (ls_manifest_find_from): siblings come in walk
- * order, so that the next file's entry, right after the last one found or a
- * subtree further on, costs a comparison or a short gallop, not a binary
- * search of the whole base with a cache miss at every step. */
+/* Full mode, regular file: the base entry at the same path, or NULL; its
+ * position (or where it would be) is kept in k for the consumer.  *hint: the
+ * search's cursor in the job's base records (ls_manifest_find_in): siblings
+ * come in walk order, so that the next file's entry, right after the last
+ * one found or a subtree further on, costs a comparison or a short gallop,
+ * not a binary search with a cache miss at every step. */
 static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struct thread_ctx *c, size_t *hint)
 {
 	const ls_manifest *base = j->w->p->base;
@@ -477,7 +488,8 @@ static const struct ls_rec *base_entry(struct dir_job *j, struct child *k, struc
 	const char *path = kid_path(c, j, k, &len);
 	if (!path)
 		return NULL;
-	ssize_t bi = ls_manifest_find_from(base, hint, path, len);
+	ssize_t bi = ls_manifest_find_in(base, j->base_lo, j->base_hi, hint, path, len);
+	k->base_pos = bi < 0 ? *hint : (size_t)bi;
 	return bi < 0 ? NULL : &base->recs[bi];
 }
 
@@ -697,7 +709,7 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 {
 	struct walker *w = j->w;
 	bool full = w->mode->fields & LS_F_HASH;
-	size_t *to_hash = NULL, n_hash = 0, hint = SIZE_MAX;
+	size_t *to_hash = NULL, n_hash = 0, hint = j->base_lo;
 	if (full && to > from && !(to_hash = malloc((to - from) * sizeof(*to_hash)))) {
 		for (size_t i = from; i < to; i++)
 			j->kids[i].err = -ENOMEM;
@@ -993,6 +1005,7 @@ static struct dir_job *new_job(struct walker *w, const char *path, size_t len, u
 	j->dev = dev;
 	j->ino = ino;
 	j->fd = -1;
+	j->base_hi = w->p->base ? w->p->base->n : 0;
 	j->task.fn = run_dir_job;
 	return j;
 }
@@ -1182,37 +1195,74 @@ static int take_child(struct walker *w, struct dir_job *j, struct child *k, stru
 
 /* ---- --only: known paths, the rest of the base carried over ------------------- */
 
+/* Child k's base record among its job's (k->base_pos: found, or where it
+ * would go), looked up unless its worker did; *found: the base has its
+ * path.  *cursor: the caller's in the job's records (children come in walk
+ * order).  Returns 0 or -ENOMEM. */
+static int locate_kid(struct walker *w, struct dir_job *j, struct child *k, struct thread_ctx *c, size_t *cursor,
+		      bool *found)
+{
+	const ls_manifest *b = w->p->base;
+	size_t len;
+	const char *path = kid_path(c, j, k, &len);
+	if (!path)
+		return -ENOMEM;
+	if (k->base_pos == SIZE_MAX) {
+		ssize_t bi = ls_manifest_find_in(b, j->base_lo, j->base_hi, cursor, path, len);
+		k->base_pos = bi < 0 ? *cursor : (size_t)bi;
+		*found = bi >= 0;
+		return 0;
+	}
+	const struct ls_rec *r = k->base_pos < j->base_hi ? &b->recs[k->base_pos] : NULL;
+	*found = r && r->path_len == len && memcmp(ls_rec_path(b, r), path, len) == 0;
+	*cursor = *found ? k->base_pos + 1 : k->base_pos;
+	return 0;
+}
+
+/* Gives subdirectory k's job its base records: the subtree of its base
+ * entry when that is a directory, none (where they would be) otherwise.
+ * Returns 0 or -ENOMEM. */
+static int place_sub(struct walker *w, struct dir_job *j, struct child *k, struct thread_ctx *c, size_t *cursor)
+{
+	const ls_manifest *b = w->p->base;
+	bool found;
+	int rc = locate_kid(w, j, k, c, cursor, &found);
+	if (rc)
+		return rc;
+	bool dir = found && S_ISDIR(b->recs[k->base_pos].mode);
+	k->sub->base_lo = dir ? k->base_pos + 1 : k->base_pos;
+	k->sub->base_hi = dir ? ls_manifest_subtree_end(b, k->base_pos) : k->base_pos;
+	if (dir)
+		*cursor = k->sub->base_hi;  /* the next sibling sorts after the subtree */
+	return 0;
+}
+
 /* An --only job's children and the base's other children of its directory,
  * merged in walk order: the base's are carried over with their subtrees, the
  * job's (listed paths, and directories on the way to them) replace theirs.
- * The base records between two of the job's children are found by bisection
+ * The job's base records are its directory's subtree (place_sub); those
+ * between two of its children are found by galloping from the one before
  * and carried as one range: the cost is the job's children, not the base's
  * (a changed file in node_modules/x does not pass node_modules' thousands of
  * other packages one by one). */
 static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *c, struct ls_error *err)
 {
 	const ls_manifest *b = w->p->base;
-	size_t at = 0, dir_end = b->n;
-	if (j->path_len) {
-		ssize_t bi = ls_manifest_find_from(b, &w->only_cursor, j->path, j->path_len);
-		bool dir = bi >= 0 && S_ISDIR(b->recs[bi].mode);
-		at = dir ? (size_t)bi + 1 : b->n;
-		dir_end = dir ? ls_manifest_subtree_end(b, (size_t)bi) : b->n;
-	}
+	size_t at = j->base_lo, dir_end = j->base_hi, cursor = at;
 	int rc = 0;
 	for (size_t i = 0; i <= j->n && rc == 0; i++) {
 		/* The base's children before this one, and this one's own. */
 		size_t next = dir_end, own_end = dir_end;
 		if (i < j->n && at < dir_end) {
-			size_t len;
-			const char *path = kid_path(c, j, &j->kids[i], &len);
-			if (!path)
-				return ls_fail(err, ENOMEM, "walker: out of memory");
-			next = ls_manifest_lower_bound_from(b, at, dir_end, path, len);
-			own_end = next;
-			if (next < dir_end && b->recs[next].path_len == len &&
-			    memcmp(ls_rec_path(b, &b->recs[next]), path, len) == 0)
-				own_end = ls_manifest_subtree_end(b, next);
+			struct child *k = &j->kids[i];
+			bool found;
+			if ((rc = locate_kid(w, j, k, c, &cursor, &found)))
+				return ls_fail(err, -rc, "walker: out of memory");
+			next = own_end = k->base_pos;
+			if (found)
+				own_end = k->sub && S_ISDIR(b->recs[next].mode) ? k->sub->base_hi
+										 : ls_manifest_subtree_end(b, next);
+			cursor = own_end;
 		}
 		if (next > at) {
 			rc = carry_range(w, at, next, err);
@@ -1251,10 +1301,12 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		}
 		return ls_fail_errno(err, -j->err, "%s/%s", w->root, j->path);
 	}
-	/* Queue subdirectories in reverse so the first is taken first.  Below
-	 * an --only job, a listed directory is walked whole, one on the way
-	 * to listed paths is another --only job. */
-	for (size_t i = j->n; i-- > 0;) {
+	/* Below an --only job, a listed directory is walked whole, one on the
+	 * way to listed paths is another --only job.  Jobs that look up the
+	 * base (full mode, --only) get their directory's base records. */
+	bool locate = w->p->base && (j->only || (w->mode->fields & LS_F_HASH));
+	size_t cursor = j->base_lo;
+	for (size_t i = 0; i < j->n; i++) {
 		struct child *k = &j->kids[i];
 		if (k->gone || k->err || !S_ISDIR(k->st.mode) || k->mountpoint)
 			continue;
@@ -1262,7 +1314,7 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		size_t len;
 		const char *path = kid_path(c, j, k, &len);
 		k->sub = path ? new_job(w, path, len, k->st.dev, k->st.ino) : NULL;
-		if (!k->sub)
+		if (!k->sub || (locate && place_sub(w, j, k, c, &cursor)))
 			return ls_fail(err, ENOMEM, "walker: out of memory");
 		k->sub->only = node;
 		k->sub->fd = k->fd;
@@ -1270,6 +1322,7 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		if (k->sub->dev == j->dev)
 			k->sub->racy_from_ns = j->racy_from_ns;
 	}
+	/* Queued in reverse so the first is taken first. */
 	for (size_t i = j->n; i-- > 0;)
 		if (j->kids[i].sub)
 			ls_pool_push(w->pool, &j->kids[i].sub->task);

@@ -1416,9 +1416,11 @@ static void test_lookup_cursors(void **state)
 			size_t hi = want + (size_t)(seed >> 13) % (n - want + 1);
 			assert_int_equal(ls_manifest_lower_bound_in(m, lo, hi, key, len), want < hi ? want : hi);
 			assert_int_equal(ls_manifest_lower_bound_from(m, lo, hi, key, len), want < hi ? want : hi);
-			/* any cursor: before the answer, after it, past the end */
-			size_t cursor = t == 7 ? SIZE_MAX : (size_t)(seed >> 21) % (n + 2);
-			assert_int_equal(ls_manifest_find_from(m, &cursor, key, len), present ? (ssize_t)want : -1);
+			/* A range that holds the answer, any cursor: the range's
+			 * start, before the answer, after it, past the end. */
+			size_t in_hi = present && hi == want ? want + 1 : hi;
+			size_t cursor = t == 7 ? SIZE_MAX : t == 6 ? lo : (size_t)(seed >> 21) % (n + 2);
+			assert_int_equal(ls_manifest_find_in(m, lo, in_hi, &cursor, key, len), present ? (ssize_t)want : -1);
 			assert_int_equal(cursor, present ? want + 1 : want);
 		}
 	}
