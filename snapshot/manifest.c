@@ -14,6 +14,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "xxh.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -103,11 +106,21 @@ static bool xattrs_from_code(uint8_t code, enum ls_xattrs *out)
 }
 
 /* The length of the longest common prefix of a and b, both at least n
- * bytes long (at most n): eight bytes at a time, the first differing byte
- * of a word found from its lowest set bit (the format is little-endian). */
+ * bytes long (at most n): sixteen bytes at a time where SSE2 compares them
+ * (every x86-64), then eight, the first differing byte of a word found from
+ * its lowest set bit (the format is little-endian). */
 static size_t common_prefix(const char *a, const char *b, size_t n)
 {
 	size_t i = 0;
+#ifdef __SSE2__
+	for (; i + 16 <= n; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(a + i));
+		__m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
+		unsigned differ = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) ^ 0xffffu;
+		if (differ)
+			return i + (size_t)__builtin_ctz(differ);
+	}
+#endif
 	for (uint64_t x, y; i + sizeof(x) <= n; i += sizeof(x)) {
 		memcpy(&x, a + i, sizeof(x));
 		memcpy(&y, b + i, sizeof(y));
@@ -749,7 +762,8 @@ static bool xattrs_allowed(enum ls_xattrs policy, uint32_t mode, const unsigned 
 /* What the writer guarantees of one record beyond its bounds and form, each
  * check O(1) (but for a capability blob's names): NULL, or why the record
  * could not have been written. */
-static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *r, const unsigned char *xattrs)
+static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *r, bool has_link,
+				     const unsigned char *xattrs)
 {
 	bool reg = S_ISREG(r->mode);
 	/* full mode hashes every regular file it records (or fails the run):
@@ -761,7 +775,7 @@ static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *
 	if ((r->mode & LS_REC_MOUNTPOINT) && !S_ISDIR(r->mode))
 		return "a mount point that is not a directory";
 	/* the walk reads a target for a symlink and nothing else */
-	if (!S_ISLNK(r->mode) && *ls_rec_link(m, r))
+	if (!S_ISLNK(r->mode) && has_link)
 		return "a symlink target on an entry that is not a symlink";
 	if (!xattrs_allowed(m->xattrs, r->mode, xattrs, r->xattr_len))
 		return m->xattrs == LS_XATTRS_NONE ? "xattrs in a manifest recorded with --xattrs none"
@@ -771,7 +785,7 @@ static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *
 }
 
 /* Adds record r, whose last component is name (len bytes), to f. */
-static void facts_add(struct ls_manifest_facts *f, const struct ls_rec *r, const char *name, size_t len)
+static inline void facts_add(struct ls_manifest_facts *f, const struct ls_rec *r, const char *name, size_t len)
 {
 	bool dir = S_ISDIR(r->mode);
 	bool *any = dir ? &f->any_dir : &f->any_other, *differ = dir ? &f->dir_devs_differ : &f->other_devs_differ;
@@ -816,7 +830,23 @@ static bool path_in_pool(const ls_manifest *m, const struct ls_rec *r)
  * from, found by bisection (they are in walk order then).  Stops at the
  * first ancestor not there, as that check would find no parent; returns 0
  * or -ENOMEM. */
-static int seed_chain(const ls_manifest *m, size_t from, size_t **chain, size_t *depth, size_t *cap)
+struct ancestor {
+	size_t index;
+	uint32_t path_len;      /* its record's, here at hand */
+	bool mountpoint;
+};
+
+/* Pushes record i, a directory, onto the ancestor stack; 0 or -ENOMEM. */
+static int push_ancestor(const ls_manifest *m, size_t i, struct ancestor **chain, size_t *depth, size_t *cap)
+{
+	if (ls_grow((void **)chain, cap, *depth + 1, sizeof(**chain)))
+		return -ENOMEM;
+	(*chain)[(*depth)++] = (struct ancestor){ .index = i, .path_len = m->recs[i].path_len,
+						  .mountpoint = (m->recs[i].mode & LS_REC_MOUNTPOINT) != 0 };
+	return 0;
+}
+
+static int seed_chain(const ls_manifest *m, size_t from, struct ancestor **chain, size_t *depth, size_t *cap)
 {
 	const struct ls_rec *r = &m->recs[from];
 	if (!path_in_pool(m, r))
@@ -843,17 +873,17 @@ static int seed_chain(const ls_manifest *m, size_t from, size_t **chain, size_t 
 		if (!a || !path_in_pool(m, a) || a->path_len != q || memcmp(ls_rec_path(m, a), p, q) != 0 ||
 		    !S_ISDIR(a->mode))
 			return 0;
-		if (ls_grow((void **)chain, cap, *depth + 1, sizeof(**chain)))
+		if (push_ancestor(m, lo, chain, depth, cap))
 			return -ENOMEM;
-		(*chain)[(*depth)++] = lo;
 	}
 	return 0;
 }
 
 /* Whether name (len bytes, the last component of a path whose parent was
  * found) holds a '/' or a NUL: eight bytes at a time (a word has a zero
- * byte exactly when (w - 0x01..) & ~w & 0x80.. is not 0). */
-static bool name_has_slash_or_nul(const char *name, size_t len)
+ * byte exactly when (w - 0x01..) & ~w & 0x80.. is not 0), the last ones
+ * too when a word's worth can be read there (before readable_end). */
+static bool name_has_slash_or_nul(const char *name, size_t len, const char *readable_end)
 {
 	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull, slashes = ones * '/';
 	size_t k = 0;
@@ -862,6 +892,15 @@ static bool name_has_slash_or_nul(const char *name, size_t len)
 		v = w ^ slashes;
 		if (((w - ones) & ~w & highs) | ((v - ones) & ~v & highs))
 			return true;
+	}
+	size_t left = len - k;
+	if (left && (size_t)(readable_end - (name + k)) >= sizeof(uint64_t)) {
+		/* the bytes past the name become 0x01: neither '/' nor NUL */
+		uint64_t w, v, keep = (1ull << (8 * left)) - 1;
+		memcpy(&w, name + k, sizeof(w));
+		w = (w & keep) | (ones & ~keep);
+		v = w ^ slashes;
+		return (((w - ones) & ~w & highs) | ((v - ones) & ~v & highs)) != 0;
 	}
 	for (; k < len; k++)
 		if (name[k] == '/' || name[k] == '\0')
@@ -877,7 +916,8 @@ static bool name_has_slash_or_nul(const char *name, size_t len)
 static int check_structure(const ls_manifest *m, size_t from, size_t to, struct ls_manifest_facts *f,
 			   const char *name, struct ls_error *err)
 {
-	size_t *chain = NULL, depth = 0, cap = 0;
+	struct ancestor *chain = NULL;
+	size_t depth = 0, cap = 0;
 	/* Excluded paths are never recorded (nor, by the parent check, anything
 	 * below one).  Both lists are in walk order: one merge-join. */
 	const char *ex = m->options;
@@ -925,19 +965,19 @@ static int check_structure(const ls_manifest *m, size_t from, size_t to, struct 
 			}
 		}
 		while (depth > 0) {
-			const struct ls_rec *a = &m->recs[chain[depth - 1]];
+			const struct ancestor *a = &chain[depth - 1];
 			if (after_prev ? a->path_len <= shared && a->path_len < r->path_len && p[a->path_len] == '/'
-				       : ls_path_is_under(p, r->path_len, ls_rec_path(m, a), a->path_len))
+				       : ls_path_is_under(p, r->path_len, ls_rec_path(m, &m->recs[a->index]), a->path_len))
 				break;
 			depth--;
 		}
-		size_t have = depth ? m->recs[chain[depth - 1]].path_len : 0;
+		size_t have = depth ? chain[depth - 1].path_len : 0;
 		/* This record's name: what follows the last ancestor found.  A
 		 * '/' in it means the path's parent is not that directory (or,
 		 * at the top, a path starting with '/'): which one, by its last '/'. */
 		const char *nm = depth ? p + have + 1 : p;
 		size_t nm_len = r->path_len - (size_t)(nm - p);
-		if (name_has_slash_or_nul(nm, nm_len)) {
+		if (name_has_slash_or_nul(nm, nm_len, m->pool + m->pool_len)) {
 			const char *slash = memrchr(p, '/', r->path_len);
 			bool no_parent = slash && (size_t)(slash - p) != have;
 			rc = ls_fail(err, EINVAL, no_parent ? "%s: corrupt manifest (entry %zu has no parent)"
@@ -949,8 +989,8 @@ static int check_structure(const ls_manifest *m, size_t from, size_t to, struct 
 			break;
 		}
 		facts_add(f, r, nm, nm_len);
-		const char *why = rec_inconsistency(m, r, xattrs);
-		if (!why && depth && (m->recs[chain[depth - 1]].mode & LS_REC_MOUNTPOINT))
+		const char *why = rec_inconsistency(m, r, link_end != p + r->path_len + 1, xattrs);
+		if (!why && depth && chain[depth - 1].mountpoint)
 			why = "below a mount point, which is not descended";
 		if (why) {
 			rc = ls_fail(err, EINVAL, "%s: corrupt manifest (entry %zu, %.*s: %s)", name, i,
@@ -966,18 +1006,9 @@ static int check_structure(const ls_manifest *m, size_t from, size_t to, struct 
 				     SHOWN(r->path_len), p);
 			break;
 		}
-		if (S_ISDIR(r->mode)) {
-			if (depth == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				size_t *n = realloc(chain, ncap * sizeof(*n));
-				if (!n) {
-					rc = ls_fail(err, ENOMEM, "%s: out of memory", name);
-					break;
-				}
-				chain = n;
-				cap = ncap;
-			}
-			chain[depth++] = i;
+		if (S_ISDIR(r->mode) && push_ancestor(m, i, &chain, &depth, &cap)) {
+			rc = ls_fail(err, ENOMEM, "%s: out of memory", name);
+			break;
 		}
 	}
 	free(chain);

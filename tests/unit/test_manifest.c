@@ -843,9 +843,10 @@ static void refuse_built(const char *const *paths, const uint32_t *modes, size_t
 	ls_manifest_free(m);
 }
 
-/* A manifest holding a file at path (len bytes, a NUL among them), below
- * directory dir (or at the top): the reader must refuse it. */
-static void refuse_nul_path(const char *dir, const char *path, size_t len)
+/* A manifest holding a file at path (len bytes, a NUL or a stray '/' among
+ * them), below directory dir (or at the top), and then the file after when
+ * not NULL: the reader must refuse it. */
+static void refuse_nul_path(const char *dir, const char *path, size_t len, const char *after)
 {
 	struct ls_error err = { 0 };
 	ls_manifest *m = NULL;
@@ -858,6 +859,8 @@ static void refuse_nul_path(const char *dir, const char *path, size_t len)
 	}
 	r.mode = S_IFREG | 0644;
 	assert_int_equal(ls_manifest_append(m, &r, path, len, NULL, 0, NULL, 0, &err), 0);
+	if (after)
+		assert_int_equal(ls_manifest_append(m, &r, after, strlen(after), NULL, 0, NULL, 0, &err), 0);
 	struct buf b = serialise(m);
 	expect_refused(b.p, b.n, "corrupt");
 	free(b.p);
@@ -937,12 +940,24 @@ static void test_corrupt_built(void **state)
 		const uint32_t mo[] = { F };
 		refuse_built(p, mo, 1, "corrupt", NULL, 0);
 	}
-	/* a NUL inside a path; at each byte of a long name below a directory */
-	refuse_nul_path(NULL, "a\0b", 3);
-	for (size_t at = 0; at < 20; at++) {
-		char name[] = "dir/index-of-everything.js";
-		name[4 + at] = '\0';
-		refuse_nul_path("dir", name, sizeof(name) - 1);
+	/* A NUL inside a path; a NUL or a '/' at each byte of names of every
+	 * length to 24 below a directory, the last record (the check reads the
+	 * last bytes of a name one by one) or one before another (a word at a
+	 * time). */
+	refuse_nul_path(NULL, "a\0b", 3, NULL);
+	for (size_t len = 1; len <= 24; len++) {
+		for (size_t at = 0; at < len; at++) {
+			char path[32] = "dir/";
+			memset(path + 4, 'x', len);
+			path[4 + len] = '\0';
+			for (int last = 0; last < 2; last++) {
+				path[4 + at] = '\0';
+				refuse_nul_path("dir", path, 4 + len, last ? NULL : "dir/zzzzzzzzzzzzzzzzzzzz");
+				path[4 + at] = '/';
+				refuse_nul_path("dir", path, 4 + len, last ? NULL : "dir/zzzzzzzzzzzzzzzzzzzz");
+				path[4 + at] = 'x';
+			}
+		}
 	}
 	/* Bad xattr blobs: unsorted, duplicate, empty name, NUL in the name,
 	 * value running past the end, a partial header. */
