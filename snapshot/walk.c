@@ -85,6 +85,7 @@ struct dir_job {
 	size_t n, cap;
 	struct arena arena;
 	int err;                /* opening or reading the directory failed */
+	bool spawned;           /* its subdirectories' jobs are queued */
 };
 
 struct walker {
@@ -958,6 +959,8 @@ static int examine_kids(struct dir_job *j, int dfd, struct thread_ctx *c)
 	return rc;
 }
 
+static int spawn_subs(struct walker *w, struct dir_job *j, struct thread_ctx *c);
+
 static void run_dir_job(struct ls_task *t, void *vctx)
 {
 	struct dir_job *j = (struct dir_job *)t;
@@ -983,6 +986,11 @@ static void run_dir_job(struct ls_task *t, void *vctx)
 		j->err = rc;
 	else if (!w->ring_meta)
 		open_subdirs(j, dfd);
+	/* An --only job's subdirectories are few, and each waits for its
+	 * parent: queued as soon as the parent is read, not when it is
+	 * consumed, they keep every thread busy. */
+	if (rc == 0 && j->only && spawn_subs(w, j, c))
+		j->err = -ENOMEM;
 	/* -EBUSY: the ring had no room and the close never ran. */
 	if (!(w->ring_meta && c->ring && !atomic_load(&w->ring_failed)) || ls_ring_close(c->ring, dfd) == -EBUSY)
 		close(dfd);
@@ -1277,6 +1285,42 @@ static int consume_only(struct walker *w, struct dir_job *j, struct thread_ctx *
 	return rc;
 }
 
+/* Creates and queues the jobs of j's subdirectories.  Below an --only job,
+ * a listed directory is walked whole, one on the way to listed paths is
+ * another --only job.  Jobs that look up the base (full mode, --only) get
+ * their directory's base records.  Returns 0, or -ENOMEM with none created. */
+static int spawn_subs(struct walker *w, struct dir_job *j, struct thread_ctx *c)
+{
+	bool locate = w->p->base && (j->only || (w->mode->fields & LS_F_HASH));
+	size_t cursor = j->base_lo;
+	for (size_t i = 0; i < j->n; i++) {
+		struct child *k = &j->kids[i];
+		if (k->gone || k->err || !S_ISDIR(k->st.mode) || k->mountpoint)
+			continue;
+		size_t len;
+		const char *path = kid_path(c, j, k, &len);
+		k->sub = path ? new_job(w, path, len, k->st.dev, k->st.ino) : NULL;
+		if (!k->sub || (locate && place_sub(w, j, k, c, &cursor))) {
+			for (size_t e = 0; e <= i; e++) {
+				free_job(j->kids[e].sub);
+				j->kids[e].sub = NULL;
+			}
+			return -ENOMEM;
+		}
+		k->sub->only = kid_only_node(j, k);
+		k->sub->fd = k->fd;
+		k->fd = -1;
+		if (k->sub->dev == j->dev)
+			k->sub->racy_from_ns = j->racy_from_ns;
+	}
+	j->spawned = true;
+	/* Queued in reverse so the first is taken first. */
+	for (size_t i = j->n; i-- > 0;)
+		if (j->kids[i].sub)
+			ls_pool_push(w->pool, &j->kids[i].sub->task);
+	return 0;
+}
+
 /* Consumes job j (waiting for it), appending its children in walk order and
  * descending into subdirectories as they come.  Its own record, appended by
  * the parent, is the manifest's last one when this starts. */
@@ -1301,32 +1345,8 @@ static int consume(struct walker *w, struct dir_job *j, struct thread_ctx *c, st
 		}
 		return ls_fail_errno(err, -j->err, "%s/%s", w->root, j->path);
 	}
-	/* Below an --only job, a listed directory is walked whole, one on the
-	 * way to listed paths is another --only job.  Jobs that look up the
-	 * base (full mode, --only) get their directory's base records. */
-	bool locate = w->p->base && (j->only || (w->mode->fields & LS_F_HASH));
-	size_t cursor = j->base_lo;
-	for (size_t i = 0; i < j->n; i++) {
-		struct child *k = &j->kids[i];
-		if (k->gone || k->err || !S_ISDIR(k->st.mode) || k->mountpoint)
-			continue;
-		const struct only_node *node = kid_only_node(j, k);
-		size_t len;
-		const char *path = kid_path(c, j, k, &len);
-		k->sub = path ? new_job(w, path, len, k->st.dev, k->st.ino) : NULL;
-		if (!k->sub || (locate && place_sub(w, j, k, c, &cursor)))
-			return ls_fail(err, ENOMEM, "walker: out of memory");
-		k->sub->only = node;
-		k->sub->fd = k->fd;
-		k->fd = -1;
-		if (k->sub->dev == j->dev)
-			k->sub->racy_from_ns = j->racy_from_ns;
-	}
-	/* Queued in reverse so the first is taken first. */
-	for (size_t i = j->n; i-- > 0;)
-		if (j->kids[i].sub)
-			ls_pool_push(w->pool, &j->kids[i].sub->task);
-
+	if (!j->spawned && spawn_subs(w, j, c))
+		return ls_fail(err, ENOMEM, "walker: out of memory");
 	if (j->only)
 		return consume_only(w, j, c, err);
 	int rc = 0;
