@@ -150,9 +150,40 @@ static unsigned char *reserve(struct ls_readahead *ra, size_t size)
 	return ra->ring + start % LS_READAHEAD_BYTES;
 }
 
+/* Reads size bytes of fd into data: 0, -EAGAIN when the file ended
+ * early (it changed while being read), or another -errno. */
+static int read_exactly(int fd, unsigned char *data, size_t size)
+{
+	for (size_t got = 0; got < size;) {
+		ssize_t n = read(fd, data + got, size - got);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0)
+			return -EAGAIN;
+		if (n > 0)
+			got += (size_t)n;
+	}
+	return 0;
+}
+
+/* Whether st, an fstat after the bytes were read, shows the file the walk
+ * recorded in rec unchanged: the same inode, size and mtime, and a ctime
+ * that did not move (or moved with the link count, ls_changed_since). */
+static bool unchanged_since_walk(const struct ls_rec *rec, const struct stat *st)
+{
+	int64_t ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+	return ls_same_inode(rec, st) && (uint64_t)st->st_size == rec->size &&
+	       (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec == rec->mtime_ns &&
+	       (ctime_ns == rec->ctime_ns || (uint64_t)st->st_nlink != rec->nlink);
+}
+
 /* Reads the whole file of record rec, as ls_content_open's caller would:
  * before.st_size bytes between two fstats that agree, read twice when it was
- * stamped in the last second.  A directory: its fstat only. */
+ * stamped in the last second.  The walk's statx serves as the first fstat
+ * when the one after the bytes agrees with it (the file then stayed as it
+ * was from the walk on, longer than an fstat before would show); when it
+ * does not, the file is read again between two fstats of its own.  A
+ * directory: its fstat only. */
 static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 {
 	const struct ls_rec *rec = &ra->m->recs[i];
@@ -173,42 +204,60 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 		return;
 	}
 	const char *slash = memrchr(path, '/', rec->path_len);
+	const char *name = slash ? slash + 1 : path;
 	int dirfd = ls_dirchain_get(ra->dirs, path, slash ? (size_t)(slash - path) : 0);
 	if (dirfd < 0) {
 		out->err = dirfd;
 		return;
 	}
-	int fd = ls_content_open(dirfd, slash ? slash + 1 : path, rec, &out->before);
+	int fd = -1, err = 0;
+	unsigned char *data = NULL;
+	struct stat after;
+	if (rec->size <= LS_READAHEAD_WHOLE) {
+		fd = ls_open_noatime(dirfd, name);
+		if (fd < 0) {
+			out->err = fd;
+			return;
+		}
+		if (!(data = reserve(ra, (size_t)rec->size))) {
+			close(fd);
+			out->err = -ECANCELED;  /* stopped: nobody asks for it */
+			return;
+		}
+		err = read_exactly(fd, data, (size_t)rec->size);
+		if (!err && fstat(fd, &after) != 0)
+			err = -errno;
+		if (!err && unchanged_since_walk(rec, &after)) {
+			out->before = after;
+		} else {
+			close(fd);  /* changed since the walk (or failed): the full protocol */
+			fd = -1;
+			err = 0;
+			data = NULL;
+		}
+	}
 	if (fd < 0) {
-		out->err = fd;
-		return;
+		fd = ls_content_open(dirfd, name, rec, &out->before);
+		if (fd < 0) {
+			out->err = fd;
+			return;
+		}
+		if (out->before.st_size > (off_t)LS_READAHEAD_WHOLE) {
+			out->fd = fd;  /* the caller streams it */
+			return;
+		}
+		if (!(data = reserve(ra, (size_t)out->before.st_size))) {
+			close(fd);
+			out->err = -ECANCELED;
+			return;
+		}
+		err = read_exactly(fd, data, (size_t)out->before.st_size);
+		if (!err && fstat(fd, &after) != 0)
+			err = -errno;
+		if (!err && ls_changed_since(&out->before, &after))
+			err = -EAGAIN;
 	}
 	size_t size = (size_t)out->before.st_size;
-	if (out->before.st_size > (off_t)LS_READAHEAD_WHOLE) {
-		out->fd = fd;  /* the caller streams it */
-		return;
-	}
-	unsigned char *data = reserve(ra, size);
-	if (!data) {
-		close(fd);
-		out->err = -ECANCELED;  /* stopped: nobody asks for it */
-		return;
-	}
-	int err = 0;
-	for (size_t got = 0; got < size && !err;) {
-		ssize_t n = read(fd, data + got, size - got);
-		if (n < 0 && errno != EINTR)
-			err = -errno;
-		else if (n == 0)
-			err = -EAGAIN;  /* ended early: changed while being read */
-		else if (n > 0)
-			got += (size_t)n;
-	}
-	struct stat after;
-	if (!err && fstat(fd, &after) != 0)
-		err = -errno;
-	if (!err && ls_changed_since(&out->before, &after))
-		err = -EAGAIN;
 	bool recent = ls_stamped_recently((int64_t)out->before.st_ctim.tv_sec * 1000000000 +
 					  out->before.st_ctim.tv_nsec);
 	if (!err && (ra->hash || recent)) {

@@ -313,6 +313,61 @@ static void test_directories(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Rewrites file i with n bytes of value v. */
+static void rewrite_file(int i, size_t n, unsigned char v)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/d/f%04d", root, i);
+	unsigned char *b = malloc(n + 1);
+	assert_non_null(b);
+	memset(b, v, n);
+	int fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	close(fd);
+	free(b);
+}
+
+/* Files rewritten after the walk (longer, shorter, the same size with other
+ * bytes, and one to be read whole that grew past LS_READAHEAD_WHOLE): each
+ * comes back as it is now, its bytes and `before` agreeing, not as the
+ * walk recorded it. */
+static void test_changed_since_walk(void **state)
+{
+	ls_manifest *m = scan_root();
+	int rootfd = rootfd_open();
+	static const int files[] = { 1, 2, 3, 4 };
+	const size_t sizes[] = { size_of(1) + 5000, size_of(2) / 2, size_of(3), LS_READAHEAD_WHOLE + 1 };
+	size_t idx[4];
+	for (int k = 0; k < 4; k++) {
+		idx[k] = index_of(m, files[k]);
+		assert_true(m->recs[idx[k]].size <= LS_READAHEAD_WHOLE);
+		rewrite_file(files[k], sizes[k], (unsigned char)(0xa0 + k));
+	}
+	struct ls_readahead *ra = NULL;
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 4, true), 0);
+	for (int k = 0; k < 4; k++) {
+		struct ls_read *r = ls_readahead_get(ra, idx[k]);
+		assert_non_null(r);
+		assert_int_equal(r->err, 0);
+		assert_int_equal((size_t)r->before.st_size, sizes[k]);
+		if (sizes[k] > LS_READAHEAD_WHOLE) {
+			assert_true(r->fd >= 0);  /* grown too large: handed over open */
+		} else {
+			assert_int_equal(r->fd, -1);
+			for (size_t b = 0; b < sizes[k]; b++)
+				if (r->data[b] != 0xa0 + k)
+					fail_msg("f%04d: byte %zu is not the new one", files[k], b);
+		}
+		ls_readahead_release(ra, r);
+	}
+	ls_readahead_free(ra);
+	close(rootfd);
+	ls_manifest_free(m);
+	for (int k = 0; k < 4; k++)
+		write_file(files[k]);
+}
+
 /* A file stamped just now is read twice; the two agree on a quiet file. */
 static void test_recent_file_confirmed(void **state)
 {
@@ -338,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_order_and_skips),
 		cmocka_unit_test(test_stop_while_full),
 		cmocka_unit_test(test_vanished_and_replaced),
+		cmocka_unit_test(test_changed_since_walk),
 		cmocka_unit_test(test_recent_file_confirmed),
 		cmocka_unit_test(test_directories),
 	};
