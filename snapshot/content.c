@@ -166,6 +166,19 @@ static int read_exactly(int fd, unsigned char *data, size_t size)
 	return 0;
 }
 
+/* Reserves size bytes of the ring and reads them from fd, then fstats it
+ * into *after: 0, -ECANCELED when stopped (nobody asks for the file),
+ * -EAGAIN when it ended early, or another -errno. */
+static int read_into_ring(struct ls_readahead *ra, int fd, size_t size, unsigned char **data, struct stat *after)
+{
+	if (!(*data = reserve(ra, size)))
+		return -ECANCELED;
+	int err = read_exactly(fd, *data, size);
+	if (!err && fstat(fd, after) != 0)
+		err = -errno;
+	return err;
+}
+
 /* Whether st, an fstat after the bytes were read, shows the file the walk
  * recorded in rec unchanged: the same inode, size and mtime, and a ctime
  * that did not move (or moved with the link count, ls_changed_since). */
@@ -219,14 +232,12 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 			out->err = fd;
 			return;
 		}
-		if (!(data = reserve(ra, (size_t)rec->size))) {
+		err = read_into_ring(ra, fd, (size_t)rec->size, &data, &after);
+		if (err == -ECANCELED) {  /* stopped: no second try */
 			close(fd);
-			out->err = -ECANCELED;  /* stopped: nobody asks for it */
+			out->err = err;
 			return;
 		}
-		err = read_exactly(fd, data, (size_t)rec->size);
-		if (!err && fstat(fd, &after) != 0)
-			err = -errno;
 		if (!err && unchanged_since_walk(rec, &after)) {
 			out->before = after;
 		} else {
@@ -246,14 +257,7 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 			out->fd = fd;  /* the caller streams it */
 			return;
 		}
-		if (!(data = reserve(ra, (size_t)out->before.st_size))) {
-			close(fd);
-			out->err = -ECANCELED;
-			return;
-		}
-		err = read_exactly(fd, data, (size_t)out->before.st_size);
-		if (!err && fstat(fd, &after) != 0)
-			err = -errno;
+		err = read_into_ring(ra, fd, (size_t)out->before.st_size, &data, &after);
 		if (!err && ls_changed_since(&out->before, &after))
 			err = -EAGAIN;
 	}

@@ -785,7 +785,7 @@ static const char *rec_inconsistency(const ls_manifest *m, const struct ls_rec *
 }
 
 /* Adds record r, whose last component is name (len bytes), to f. */
-static inline void facts_add(struct ls_manifest_facts *f, const struct ls_rec *r, const char *name, size_t len)
+static void facts_add(struct ls_manifest_facts *f, const struct ls_rec *r, const char *name, size_t len)
 {
 	bool dir = S_ISDIR(r->mode);
 	bool *any = dir ? &f->any_dir : &f->any_other, *differ = dir ? &f->dir_devs_differ : &f->other_devs_differ;
@@ -825,11 +825,7 @@ static bool path_in_pool(const ls_manifest *m, const struct ls_rec *r)
 	return r->aux_off <= m->pool_len && r->path_len < m->pool_len - r->aux_off;
 }
 
-/* The ancestor stack a check of records [0, from) leaves for record from,
- * when those records pass: the directories among them that are ancestors of
- * from, found by bisection (they are in walk order then).  Stops at the
- * first ancestor not there, as that check would find no parent; returns 0
- * or -ENOMEM. */
+/* One directory of the ancestor stack of the record check. */
 struct ancestor {
 	size_t index;
 	uint32_t path_len;      /* its record's, here at hand */
@@ -846,6 +842,11 @@ static int push_ancestor(const ls_manifest *m, size_t i, struct ancestor **chain
 	return 0;
 }
 
+/* The ancestor stack a check of records [0, from) leaves for record from,
+ * when those records pass: the directories among them that are ancestors of
+ * from, found by bisection (they are in walk order then).  Stops at the
+ * first ancestor not there, as that check would find no parent; returns 0
+ * or -ENOMEM. */
 static int seed_chain(const ls_manifest *m, size_t from, struct ancestor **chain, size_t *depth, size_t *cap)
 {
 	const struct ls_rec *r = &m->recs[from];
