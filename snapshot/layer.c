@@ -78,19 +78,25 @@ struct slot {
 /*
  * The ring: chunk number k lives in slot k % nslots.  The writing thread
  * fills chunk `submitted`; gzip workers take chunks in order from `taken`;
- * the stream thread consumes them in order from `consumed`, after which the
- * slot is free again.  The counters only grow and change under lock.
+ * the stream thread consumes them in order from `consumed` (hashes them);
+ * with an output thread, that one writes them in order from `written`.  A
+ * slot is free again once consumed, or written when there is an output
+ * thread.  The counters only grow and change under lock.
  */
 struct pipe {
 	pthread_mutex_t lock;
-	pthread_cond_t wake_stream, wake_worker, wake_writer;
+	pthread_cond_t wake_stream, wake_worker, wake_writer, wake_output;
 	bool sync_ready;
 	struct slot *slots;
 	unsigned int nslots;
-	uint64_t submitted, taken, consumed;
+	uint64_t submitted, taken, consumed, written;
 	bool stop;
-	pthread_t stream;
-	bool stream_running;
+	pthread_t stream, output;
+	bool stream_running, output_running;
+	/* The output thread's job, known before the threads start: a plain or
+	 * gzip blob written to an fd (zstd's blob comes out of the stream
+	 * thread's compressor, a write callback runs on the caller's thread). */
+	bool split;
 };
 
 /* A gzip worker and its compressor (not shareable between threads). */
@@ -129,7 +135,8 @@ struct ls_layer {
 	bool finished;
 	bool failed;                    /* stream may be inconsistent: refuse more */
 	atomic_bool discard;            /* being freed: drop everything */
-	atomic_bool sink_failed;
+	atomic_bool sink_claimed;        /* sink_err is being filled */
+	atomic_bool sink_failed;        /* sink_err is filled */
 	struct ls_error sink_err;       /* first failure of the stream side */
 	struct pipe pipe;
 };
@@ -139,20 +146,29 @@ struct ls_layer {
 /* Records the first failure of the sink; libarchive only sees "-1". */
 static int sink_fail(struct ls_layer *l, int code, const char *what, const char *why)
 {
-	if (!atomic_load(&l->sink_failed)) {
+	/* The stream and output threads may both fail: the first one tells. */
+	bool first = false;
+	if (atomic_compare_exchange_strong(&l->sink_claimed, &first, true)) {
 		ls_fail(&l->sink_err, code, "layer: %s: %s", what, why);
 		atomic_store(&l->sink_failed, true);
 	}
-	return -l->sink_err.code;
+	return -code;
 }
 
-static int emit(struct ls_layer *l, const void *buf, size_t len)
+/* The digest side of a piece of the blob. */
+static int hash_blob(struct ls_layer *l, const void *buf, size_t len)
+{
+	/* Uncompressed, the blob is the tar: its digest is the diff_id. */
+	if (l->compress != LS_COMPRESS_NONE && len > 0 && EVP_DigestUpdate(l->sha_blob, buf, len) != 1)
+		return sink_fail(l, EIO, "sha256", "update failed");
+	return 0;
+}
+
+/* The write side of a piece of the blob, in blob order. */
+static int write_blob(struct ls_layer *l, const void *buf, size_t len)
 {
 	if (len == 0)
 		return 0;
-	/* Uncompressed, the blob is the tar: its digest is the diff_id. */
-	if (l->compress != LS_COMPRESS_NONE && EVP_DigestUpdate(l->sha_blob, buf, len) != 1)
-		return sink_fail(l, EIO, "sha256", "update failed");
 	int r = l->write ? l->write(l->write_ctx, buf, len) : ls_write_all(l->fd, buf, len);
 	if (r > 0)
 		r = -EIO;
@@ -160,6 +176,12 @@ static int emit(struct ls_layer *l, const void *buf, size_t len)
 		return sink_fail(l, -r, "write", strerror(-r));
 	l->size += len;
 	return 0;
+}
+
+static int emit(struct ls_layer *l, const void *buf, size_t len)
+{
+	int r = hash_blob(l, buf, len);
+	return r < 0 ? r : write_blob(l, buf, len);
 }
 
 static int flush_out(struct ls_layer *l)
@@ -229,13 +251,17 @@ static void stream_chunk(struct ls_layer *l, const struct slot *s)
 		sink_fail(l, EIO, "sha256", "update failed");
 		return;
 	}
+	bool split = l->pipe.split;
 	switch (l->compress) {
 	case LS_COMPRESS_NONE:
-		emit(l, s->in, s->in_len);
+		if (!split)
+			write_blob(l, s->in, s->in_len);
 		break;
 	case LS_COMPRESS_GZIP:
 		if (s->out_len == 0)
 			sink_fail(l, EIO, "gzip", "compression failed");
+		else if (split)
+			hash_blob(l, s->out, s->out_len);
 		else
 			emit(l, s->out, s->out_len);
 		break;
@@ -277,10 +303,47 @@ static void *stream_main(void *arg)
 			continue;
 		}
 		consume_slot(l, s);
+		pthread_cond_signal(p->split ? &p->wake_output : &p->wake_writer);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* The output thread: writes the consumed chunks in order, so that the
+ * stream thread's hashing overlaps the copy into the page cache (on a warm
+ * tree the two are most of a plain layer's time, each about as long). */
+static void *output_main(void *arg)
+{
+	struct ls_layer *l = arg;
+	struct pipe *p = &l->pipe;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		if (p->written == p->consumed) {
+			if (p->stop && !p->stream_running)
+				break;
+			pthread_cond_wait(&p->wake_output, &p->lock);
+			continue;
+		}
+		struct slot *s = &p->slots[p->written % p->nslots];
+		pthread_mutex_unlock(&p->lock);
+		if (!atomic_load(&l->discard) && !atomic_load(&l->sink_failed)) {
+			if (l->compress == LS_COMPRESS_GZIP)
+				write_blob(l, s->out, s->out_len);
+			else
+				write_blob(l, s->in, s->in_len);
+		}
+		pthread_mutex_lock(&p->lock);
+		p->written++;
 		pthread_cond_signal(&p->wake_writer);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+/* Chunks handed over and not yet free again. */
+static uint64_t in_flight(const struct pipe *p)
+{
+	return p->submitted - (p->split ? p->written : p->consumed);
 }
 
 static void *worker_main(void *arg)
@@ -345,7 +408,7 @@ static void pipe_submit(struct ls_layer *l)
 		pthread_mutex_unlock(&p->lock);
 		stream_drain(l, false);
 	} else {
-		while (p->submitted - p->consumed == p->nslots)
+		while (in_flight(p) == p->nslots)
 			pthread_cond_wait(&p->wake_writer, &p->lock);
 		pthread_mutex_unlock(&p->lock);
 	}
@@ -371,7 +434,15 @@ static void pipe_stop(struct ls_layer *l)
 	pthread_mutex_unlock(&p->lock);
 	if (p->stream_running)
 		pthread_join(p->stream, NULL);
+	/* Every chunk is consumed: the output thread writes the last ones,
+	 * then sees the stream thread gone. */
+	pthread_mutex_lock(&p->lock);
 	p->stream_running = false;
+	pthread_cond_broadcast(&p->wake_output);
+	pthread_mutex_unlock(&p->lock);
+	if (p->output_running)
+		pthread_join(p->output, NULL);
+	p->output_running = false;
 	for (unsigned int i = 0; i < l->nworkers; i++) {
 		if (l->workers[i].running)
 			pthread_join(l->workers[i].thread, NULL);
@@ -387,6 +458,7 @@ static void pipe_free(struct ls_layer *l)
 		pthread_cond_destroy(&p->wake_stream);
 		pthread_cond_destroy(&p->wake_worker);
 		pthread_cond_destroy(&p->wake_writer);
+		pthread_cond_destroy(&p->wake_output);
 		p->sync_ready = false;
 	}
 	for (unsigned int i = 0; p->slots && i < p->nslots; i++) {
@@ -438,6 +510,7 @@ static int pipe_start(struct ls_layer *l, unsigned int threads, int level, struc
 	pthread_cond_init(&p->wake_stream, NULL);
 	pthread_cond_init(&p->wake_worker, NULL);
 	pthread_cond_init(&p->wake_writer, NULL);
+	pthread_cond_init(&p->wake_output, NULL);
 	p->sync_ready = true;
 
 	int rc;
@@ -446,6 +519,14 @@ static int pipe_start(struct ls_layer *l, unsigned int threads, int level, struc
 		if (rc != 0)
 			return ls_fail(err, rc, "layer: cannot start a thread: %s", strerror(rc));
 		p->stream_running = true;
+		/* Without the output thread the stream thread writes: the same
+		 * bytes in the same order, only later. */
+		if (l->compress != LS_COMPRESS_ZSTD) {
+			pthread_mutex_lock(&p->lock);
+			p->split = pthread_create(&p->output, NULL, output_main, l) == 0;
+			p->output_running = p->split;
+			pthread_mutex_unlock(&p->lock);
+		}
 	}
 	for (unsigned int i = 0; i < l->nworkers; i++) {
 		rc = pthread_create(&l->workers[i].thread, NULL, worker_main, &l->workers[i]);
