@@ -6,7 +6,7 @@
 #         full:  synthetic 100k (5 runs), the npm tree (bench/npm-tree, when the registry
 #                is reachable or it is cached; before the 1M tree, not in its wake) and
 #                synthetic 1M (3 runs).
-#   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit,floor-hash,floor-upper}.
+#   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit,floor-hash,floor-upper,floor-layer}.
 #
 # Every scenario runs beside its peers in the same loop, alternating commands within each
 # run:
@@ -27,7 +27,10 @@
 # output is removed and the disk synced before each run (ext4 flushes a file that replaces
 # another, by rename or O_TRUNC, inside the run).  The floor loops are bench/floor-hash:
 # getdents64 + statx of every entry, and open + 256 KiB reads + XXH3-128 + close of every
-# file, with one thread and with one per CPU.
+# file, with one thread and with one per CPU; bench/floor-upper, the syscalls of the
+# overlay step; bench/floor-layer, a full layer's unavoidable work (read every file,
+# SHA-256 the stream, with -z zstd it and hash the blob, write it) on three threads, with
+# no walk, no tar headers and no checks: a lower bound, beside the layer rows.
 #
 # Reports the median wall time, median CPU time (user+sys), peak RSS, ratios against the
 # peers and a table of the targets (DESIGN.md "Performance", the performance issue), as
@@ -87,7 +90,8 @@ MUT=$BUILD/bench/mutate
 TIMEIT=$BUILD/bench/timeit
 FLOOR=$BUILD/bench/floor-hash
 FLOOR_UP=$BUILD/bench/floor-upper
-for b in "$LS" "$GEN" "$MUT" "$TIMEIT" "$FLOOR" "$FLOOR_UP"; do
+FLOOR_LAYER=$BUILD/bench/floor-layer
+for b in "$LS" "$GEN" "$MUT" "$TIMEIT" "$FLOOR" "$FLOOR_UP" "$FLOOR_LAYER"; do
 	[ -x "$b" ] || die "$b is missing: run 'make bench' or 'make bench-quick'"
 done
 export LC_ALL=C
@@ -637,8 +641,14 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		JSONCHK[ls-layer-zst$x]=1
 		have tar && have zstd && def tar-zstd$x "full layer, $st" "tar (same options) -cf - \\| zstd -3 -T0 > FILE" \
 			"set -o pipefail; $TAR_OPTS -cf - -C $(q "$root") . | zstd -q -3 -T0 >$(q "$o/tar-layer.tar.zst")" "$(fresh tar-layer.tar.zst)$pre"
+		def floor-layer$x "full layer, $st" "floor: read + SHA-256 + write, 3 threads, no walk or headers" \
+			"exec $(q "$FLOOR_LAYER" "$WORK/files.list" "$o/floor-layer.tar")" "$(fresh floor-layer.tar)$pre"
+		def floor-layer-zst$x "full layer, $st" "floor: the same + zstd -3 (a worker per CPU) + SHA-256 of the blob" \
+			"exec $(q "$FLOOR_LAYER" -z "$WORK/files.list" "$o/floor-layer.tar.zst")" "$(fresh floor-layer.tar.zst)$pre"
 	}
 	if want layer; then
+		# The floor loops read the regular files from a list made beforehand.
+		find "$root" -type f -print0 | LC_ALL=C sort -z >"$WORK/files.list"
 		warm_cold "full layer" layer_defs layer_w layer_c
 	fi   # layer
 
@@ -707,8 +717,10 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		x=${id: -2}
 		case $id in
 		ls-layer-gz-?) row "$id" "tar-pigz$x:tar\|pigz" ;;
-		ls-layer-zst-?) row "$id" "tar-zstd$x:tar\|zstd" ;;
-		ls-layer-?) row "$id" "tar-layer$x:tar" ;;
+		ls-layer-zst-?) row "$id" "tar-zstd$x:tar\|zstd floor-layer-zst$x:floor" ;;
+		ls-layer-?) row "$id" "tar-layer$x:tar floor-layer$x:floor" ;;
+		floor-layer-zst-?) row "$id" "tar-zstd$x:tar\|zstd" ;;
+		floor-layer-?) row "$id" "tar-layer$x:tar" ;;
 		*) row "$id" "" ;;
 		esac
 	done
@@ -725,10 +737,13 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	trow "\`scan --mode redo\` vs the $NPROC-thread getdents+statx loop" ls-redo floor-statN "floor, $NPROC threads" ""
 	trow "full layer, uncompressed, warm, vs GNU tar (reproducible options)" ls-layer-w tar-layer-w tar 0.7
 	trow "the same, cold" ls-layer-c tar-layer-c tar ""
+	trow "the floor of a layer (bench/floor-layer: read, SHA-256, write; no walk, no headers), warm, vs GNU tar" floor-layer-w tar-layer-w tar ""
+	trow "full layer, uncompressed, warm, vs that floor loop" ls-layer-w floor-layer-w "floor" ""
 	trow "full layer, \`--compress gzip\`, warm, vs \`tar ... \\| pigz -6 -n\`" ls-layer-gz-w tar-pigz-w "tar \\| pigz" 0.5
 	trow "the same, cold" ls-layer-gz-c tar-pigz-c "tar \\| pigz" ""
 	trow "full layer, \`--compress zstd\`, warm, vs \`tar ... \\| zstd -3 -T0\`" ls-layer-zst-w tar-zstd-w "tar \\| zstd" 1.0
 	trow "the same, cold" ls-layer-zst-c tar-zstd-c "tar \\| zstd" ""
+	trow "the floor with zstd (bench/floor-layer -z), warm, vs \`tar ... \\| zstd -3 -T0\`" floor-layer-zst-w tar-zstd-w "tar \\| zstd" ""
 	trow "\`diff --mode redo\` after the build step vs \`tar --listed-incremental\` level 1" ls-diff-redo tar-inc tar 0.5
 	trow "\`diff --mode full\` vs \`diff --mode redo\`, base scanned right after the tree was written" ls-diff-fresh ls-diff-redo redo 1.1
 	trow "\`diff --mode full\` vs \`diff --mode redo\`, base scanned after a pause" ls-diff-full ls-diff-redo redo 1.15
@@ -838,7 +853,7 @@ out="# layersnap benchmark, $MODE, $(date -u +%Y-%m-%d)"$'\n\n'
 out+="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ver ($(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"$'\n'
 out+="- machine: $(nproc) CPUs ($cpu), $mem memory, kernel $(uname -r), trees on $fs"$'\n'
 out+="- page cache: warm (a warm-up run first$(want scan && echo "; the just-written rows: the tree written just before, no warm-up, writeback pending"))$([ $COLD = 1 ] && { want scan || want layer; } && echo "; the 'cold' rows: caches dropped before each run, no warm-up, $([ "$COLD_RUNS" -lt 999 ] && echo "at most $COLD_RUNS run(s)" || echo "as many runs")")"$'\n'
-out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(pigz --version 2>&1 | head -1), $(zstd --version 2>/dev/null | head -1 | sed 's/^\*\** *//; s/ *\**$//'), $(umoci --version 2>/dev/null); floor loops: bench/floor-hash, bench/floor-upper"$'\n'
+out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(pigz --version 2>&1 | head -1), $(zstd --version 2>/dev/null | head -1 | sed 's/^\*\** *//; s/ *\**$//'), $(umoci --version 2>/dev/null); floor loops: bench/floor-hash, bench/floor-upper, bench/floor-layer"$'\n'
 out+="- wall and CPU (user+sys of the command and its children) are medians; peak RSS is the largest of the runs; ratios are layersnap's median wall time over the peer's (below 1 is faster)"$'\n'
 for n in "${NOTES[@]}"; do out+="- note: $n"$'\n'; done
 for t in "${TABLES[@]}"; do out+=$'\n'"$t"; done
