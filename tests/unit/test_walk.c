@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -611,6 +612,69 @@ static void test_big_directory(void **state)
 	rm_rf(p);
 }
 
+static int cmp_bytes(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);  /* unsigned bytes, as memcmp */
+}
+
+/* Siblings come in name-bytes order whatever their number (the insertion
+ * sort of small directories, the merge passes of large ones) and however
+ * long the prefixes they share (the key's first eight bytes, then the rest):
+ * names of 1 to 20 bytes from a small alphabet, high bytes included. */
+static void test_sibling_order(void **state)
+{
+	(void)state;
+	static const char alphabet[] = "ab.-0\x80\xff";
+	static const size_t counts[] = { 2, 15, 16, 17, 33, 300 };
+	unsigned seed = 7;
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		size_t n = counts[c];
+		char dir[64];
+		snprintf(dir, sizeof(dir), "order%zu", n);
+		make_dir(dir);
+		char **names = calloc(n, sizeof(*names));
+		assert_non_null(names);
+		for (size_t i = 0; i < n;) {
+			char name[24];
+			size_t len = 1 + rand_r(&seed) % 20;
+			/* Shared heads: most names start with one of a few 9-byte prefixes. */
+			size_t k = 0;
+			if (len > 9 && rand_r(&seed) % 4) {
+				memcpy(name, rand_r(&seed) % 2 ? "abababab." : "abababab-", 9);
+				k = 9;
+			}
+			for (; k < len; k++)
+				name[k] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+			name[len] = '\0';
+			if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+				continue;
+			char rel[96];
+			snprintf(rel, sizeof(rel), "%s/%s", dir, name);
+			char path[PATH_MAX];
+			snprintf(path, sizeof(path), "%s/%s", root, rel);
+			int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+			if (fd < 0 && errno == EEXIST)
+				continue;  /* drawn twice */
+			assert_true(fd >= 0);
+			close(fd);
+			names[i++] = strdup(rel);
+		}
+		qsort(names, n, sizeof(*names), cmp_bytes);
+		ls_manifest *m = scan(LS_MODE_REDO, LS_IO_SYNC, false, NULL);
+		ssize_t at = ls_manifest_find(m, dir, strlen(dir));
+		assert_true(at >= 0);
+		for (size_t i = 0; i < n; i++)
+			assert_string_equal(ls_rec_path(m, &m->recs[(size_t)at + 1 + i]), names[i]);
+		ls_manifest_free(m);
+		char p[256];
+		snprintf(p, sizeof(p), "%s/%s", root, dir);
+		rm_rf(p);
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -618,6 +682,7 @@ int main(void)
 		cmocka_unit_test(test_cache_racy),
 		cmocka_unit_test(test_fs_granularity),
 		cmocka_unit_test(test_walk_order),
+		cmocka_unit_test(test_sibling_order),
 		cmocka_unit_test(test_scan_reuses_hashes),
 		cmocka_unit_test(test_read_xattrs),
 		cmocka_unit_test(test_scan_checks_base),
