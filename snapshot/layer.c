@@ -93,9 +93,10 @@ struct pipe {
 	bool stop;
 	pthread_t stream, output;
 	bool stream_running, output_running;
-	/* The output thread's job, known before the threads start: a plain or
-	 * gzip blob written to an fd (zstd's blob comes out of the stream
-	 * thread's compressor, a write callback runs on the caller's thread). */
+	/* An output thread writes: set when it starts, before any chunk is
+	 * handed over.  Only for a plain or gzip blob written to an fd (zstd's
+	 * blob comes out of the stream thread's compressor, a write callback
+	 * runs on the caller's thread). */
 	bool split;
 };
 
@@ -135,7 +136,7 @@ struct ls_layer {
 	bool finished;
 	bool failed;                    /* stream may be inconsistent: refuse more */
 	atomic_bool discard;            /* being freed: drop everything */
-	atomic_bool sink_claimed;        /* sink_err is being filled */
+	atomic_bool sink_claimed;       /* sink_err is being filled */
 	atomic_bool sink_failed;        /* sink_err is filled */
 	struct ls_error sink_err;       /* first failure of the stream side */
 	struct pipe pipe;

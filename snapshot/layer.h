@@ -6,7 +6,8 @@
  * with libdeflate (gzip: concatenated members of fixed-size chunks) or
  * libzstd (with worker threads and a fixed job size) called directly, hashes
  * the compressed blob (digest), counts it and writes it to the output fd.
- * Compression runs on several threads; the bytes never depend on how many.
+ * Compression runs on several threads, and writing to an fd on a thread of
+ * its own beside the hashing; the bytes never depend on how many.
  * The caller decides what goes in the layer and in which order; this module
  * only makes each entry byte-for-byte reproducible.
  */
