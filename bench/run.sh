@@ -648,7 +648,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	}
 	if want layer; then
 		# The floor loops read the regular files from a list made beforehand.
-		find "$root" -type f -print0 | LC_ALL=C sort -z >"$WORK/files.list"
+		find "$root" -type f -print0 | sort -z >"$WORK/files.list"
 		warm_cold "full layer" layer_defs layer_w layer_c
 	fi   # layer
 

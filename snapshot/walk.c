@@ -419,7 +419,7 @@ static uint64_t name_head(const char *name, size_t len)
 
 /* Whether x sorts after y: name bytes order, a prefix first (the walk order
  * of siblings).  names: the arena the offsets point into. */
-static inline bool key_after(const char *names, const struct sort_key *x, const struct sort_key *y)
+static bool key_after(const char *names, const struct sort_key *x, const struct sort_key *y)
 {
 	if (x->head != y->head)
 		return x->head > y->head;

@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -650,13 +649,12 @@ static void test_sibling_order(void **state)
 				continue;
 			char rel[96];
 			snprintf(rel, sizeof(rel), "%s/%s", dir, name);
-			char path[PATH_MAX];
-			snprintf(path, sizeof(path), "%s/%s", root, rel);
-			int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-			if (fd < 0 && errno == EEXIST)
-				continue;  /* drawn twice */
-			assert_true(fd >= 0);
-			close(fd);
+			bool drawn = false;
+			for (size_t d = 0; d < i && !drawn; d++)
+				drawn = strcmp(names[d], rel) == 0;
+			if (drawn)
+				continue;
+			write_str(rel, "");
 			names[i++] = strdup(rel);
 		}
 		qsort(names, n, sizeof(*names), cmp_bytes);
