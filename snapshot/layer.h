@@ -1,7 +1,8 @@
 /*
  * Deterministic OCI layer writer (DESIGN.md "The layer").
  *
- * Entries are written through libarchive's pax_restricted writer into a sink
+ * Entries are written as libarchive's pax_restricted writer writes them (a
+ * plain ustar header built here when the entry needs no extension) into a sink
  * that, in one pass, hashes the uncompressed stream (diff_id), compresses it
  * with libdeflate (gzip: concatenated members of fixed-size chunks) or
  * libzstd (with worker threads and a fixed job size) called directly, hashes

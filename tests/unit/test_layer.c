@@ -1319,6 +1319,251 @@ static void test_large_size(void **state)
 	archive_read_free(a);
 }
 
+/* ---- ustar headers written like libarchive's ------------------------------ */
+
+/* The reference: libarchive's restricted pax writer, configured as the
+ * layer's (unbuffered, SCHILY xattrs, names encoded under "C"). */
+struct oracle {
+	struct archive *a;
+	struct archive_entry *ae;
+	struct blob out;
+	locale_t c;
+};
+
+static la_ssize_t oracle_write(struct archive *a, void *ctx, const void *buf, size_t n)
+{
+	(void)a;
+	blob_append(ctx, buf, n);
+	return (la_ssize_t)n;
+}
+
+static void oracle_open(struct oracle *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+	assert_non_null(o->c);
+	o->a = archive_write_new();
+	o->ae = archive_entry_new();
+	assert_non_null(o->a);
+	assert_non_null(o->ae);
+	assert_int_equal(archive_write_set_format_pax_restricted(o->a), ARCHIVE_OK);
+	assert_int_equal(archive_write_set_format_option(o->a, "pax", "xattrheader", "SCHILY"),
+			 ARCHIVE_OK);
+	assert_int_equal(archive_write_set_bytes_per_block(o->a, 0), ARCHIVE_OK);
+	assert_int_equal(archive_write_set_bytes_in_last_block(o->a, 1), ARCHIVE_OK);
+	assert_int_equal(archive_write_open2(o->a, &o->out, NULL, oracle_write, NULL, NULL),
+			 ARCHIVE_OK);
+}
+
+static void oracle_add(struct oracle *o, const struct ls_layer_entry *e, const void *data)
+{
+	unsigned type = e->mode & S_IFMT;
+	char name[1024];
+	snprintf(name, sizeof(name), "%s%s", e->path, type == S_IFDIR ? "/" : "");
+	bool copy = type == S_IFREG && !e->hardlink;
+	struct archive_entry *ae = o->ae;
+	archive_entry_clear(ae);
+	archive_entry_set_pathname(ae, name);
+	archive_entry_set_mode(ae, e->mode);
+	archive_entry_set_uid(ae, e->uid);
+	archive_entry_set_gid(ae, e->gid);
+	archive_entry_set_mtime(ae, e->mtime_sec, 0);
+	archive_entry_set_size(ae, copy ? (la_int64_t)e->size : 0);
+	if (e->hardlink)
+		archive_entry_set_hardlink(ae, e->hardlink);
+	else if (type == S_IFLNK)
+		archive_entry_set_symlink(ae, e->link_target);
+	else if (type == S_IFCHR || type == S_IFBLK) {
+		archive_entry_set_rdevmajor(ae, major(e->rdev));
+		archive_entry_set_rdevminor(ae, minor(e->rdev));
+	}
+	for (size_t i = e->n_xattrs; i-- > 0;)
+		archive_entry_xattr_add_entry(ae, e->xattrs[i].name, e->xattrs[i].value,
+					      e->xattrs[i].value_len);
+	locale_t old = uselocale(o->c);
+	int r = archive_write_header(o->a, ae);
+	uselocale(old);
+	assert_true(r == ARCHIVE_OK || r == ARCHIVE_WARN);
+	if (copy && e->size)
+		assert_int_equal(archive_write_data(o->a, data, e->size), (la_ssize_t)e->size);
+	assert_int_equal(archive_write_finish_entry(o->a), ARCHIVE_OK);
+}
+
+static struct blob oracle_close(struct oracle *o)
+{
+	assert_int_equal(archive_write_close(o->a), ARCHIVE_OK);
+	archive_write_free(o->a);
+	archive_entry_free(o->ae);
+	freelocale(o->c);
+	return o->out;
+}
+
+/* A random relative path: ASCII with many '/', now and then a high byte. */
+static void random_path(uint32_t *x, char *out, size_t max)
+{
+	static const char chars[] = "ab/c.d-e_f/g/0/";
+	size_t len = 1 + prng(x) % max;
+	for (size_t i = 0; i < len; i++)
+		out[i] = chars[prng(x) % (sizeof(chars) - 1)];
+	if (prng(x) % 16 == 0)
+		out[prng(x) % len] = (char)(0x80 | prng(x));
+	out[0] = out[0] == '/' ? 'r' : out[0];
+	out[len - 1] = out[len - 1] == '/' ? 'z' : out[len - 1];
+	out[len] = '\0';
+}
+
+/* A path of len bytes whose last '/' is at slash (or none when slash < 0). */
+static void path_with_slash(char *out, size_t len, long slash)
+{
+	memset(out, 'p', len);
+	if (slash >= 0)
+		out[slash] = '/';
+	out[len] = '\0';
+}
+
+/*
+ * The writer builds plain ustar headers itself for the entries that need no
+ * pax extension, and leaves the rest to libarchive: either way the bytes
+ * must be libarchive's.  Both sides of every limit (name split, link length,
+ * ids, times, device numbers, non-ASCII), then random entries.
+ */
+static void test_ustar_like_libarchive(void **state)
+{
+	(void)state;
+	enum { PATHS = 48, RANDOM = 600 };
+	static char paths[PATHS + RANDOM][400], links[PATHS + RANDOM][160];
+	static const uint32_t ids[] = { 0, 1, 0777777, 01000000, 65534, UINT32_MAX };
+	static const int64_t times[] = { 0, 1, 1700000000, 0x7ffffffe, 0x7fffffff, -1,
+					 INT64_C(1) << 33, INT64_MIN / 2 };
+	static const uint64_t sizes[] = { 0, 1, 511, 512, 513, 1500 };
+	static const unsigned int devs[] = { 0, 7, 0777777, 01000000 };
+	static const uint32_t types[] = { S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO };
+	unsigned char data[1500];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i * 7 + 3);
+
+	struct ls_layer_entry ents[PATHS + RANDOM];
+	size_t n = 0;
+	/* names: at the 100-byte field, and split into prefix (<= 155) and name
+	 * (<= 100) at the first '/' that allows it */
+	static const struct {
+		size_t len;
+		long slash;
+	} edges[] = {
+		{ 99, -1 },   { 100, -1 },  { 101, -1 },  { 101, 0 },   { 101, 1 },   { 102, 100 },
+		{ 150, 49 },  { 150, 50 },  { 150, 48 },  { 200, 99 },  { 200, 155 }, { 256, 155 },
+		{ 256, 156 }, { 255, 154 }, { 256, 100 }, { 300, 200 }, { 101, 99 },  { 257, 156 },
+	};
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++, n++) {
+		path_with_slash(paths[n], edges[i].len, edges[i].slash);
+		paths[n][0] = paths[n][0] == '/' ? 'q' : paths[n][0];
+		ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFREG | 0644,
+						   .size = sizes[i % 6] };
+	}
+	/* directories: their '/' counts */
+	path_with_slash(paths[n], 99, -1);
+	ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFDIR | 0755 }, n++;
+	path_with_slash(paths[n], 100, -1);
+	ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFDIR | 0755 }, n++;
+	path_with_slash(paths[n], 155, 54);
+	ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFDIR | 0755 }, n++;
+	/* link names at 100 and 101 bytes, ASCII or not */
+	for (int k = 0; k < 4; k++, n++) {
+		snprintf(paths[n], sizeof(paths[n]), "link%d", k);
+		path_with_slash(links[n], k & 1 ? 101 : 100, 40);
+		if (k & 2)
+			links[n][7] = (char)0xe9;
+		ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFLNK | 0777,
+						   .link_target = links[n] };
+		if (k == 3) {
+			ents[n].mode = S_IFREG | 0644;
+			ents[n].hardlink = "hard/link/target";
+			ents[n].link_target = NULL;
+		} else if (k == 1) {
+			ents[n].hardlink = links[n];
+			ents[n].link_target = NULL;
+		}
+	}
+	/* a hard link to a device carries no device numbers */
+	snprintf(paths[n], sizeof(paths[n]), "devlink");
+	ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFCHR | 0600,
+					   .rdev = makedev(01000000, 3), .hardlink = "dev" }, n++;
+	/* a name with a high byte */
+	snprintf(paths[n], sizeof(paths[n]), "caf\xc3\xa9");
+	ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFREG | 0644, .size = 5 }, n++;
+	/* xattrs need an extension */
+	snprintf(paths[n], sizeof(paths[n]), "cap");
+	ents[n] = (struct ls_layer_entry){ .path = paths[n], .mode = S_IFREG | 04755, .size = 3,
+					   .xattrs = sample_xattrs, .n_xattrs = 1 }, n++;
+	assert_true(n <= PATHS);
+
+	/* random entries: every type, ids, times and devices from the edges */
+	uint32_t x = 4242;
+	for (size_t i = 0; i < RANDOM; i++, n++) {
+		random_path(&x, paths[n], i % 3 == 0 ? 90 : 300);
+		uint32_t type = types[prng(&x) % 6];
+		struct ls_layer_entry *e = &ents[n];
+		*e = (struct ls_layer_entry){
+			.path = paths[n],
+			.mode = type | (prng(&x) & 07777),
+			.uid = prng(&x) % 3 ? ids[prng(&x) % 4] : ids[prng(&x) % 6],
+			.gid = prng(&x) % 3 ? ids[prng(&x) % 4] : ids[prng(&x) % 6],
+			.mtime_sec = prng(&x) % 4 ? times[prng(&x) % 3] : times[prng(&x) % 8],
+		};
+		if (type == S_IFREG)
+			e->size = sizes[prng(&x) % 6];
+		if (type == S_IFCHR || type == S_IFBLK)
+			e->rdev = makedev(devs[prng(&x) % 4], devs[prng(&x) % 4]);
+		if (type == S_IFLNK) {
+			random_path(&x, links[n], 120);
+			e->link_target = links[n];
+		} else if (type != S_IFDIR && prng(&x) % 8 == 0) {
+			random_path(&x, links[n], 120);
+			e->hardlink = links[n];
+		}
+	}
+
+	int out = new_memfd();
+	struct ls_error err = { 0 };
+	struct ls_layer_options opts = { 0 };
+	struct ls_layer *l = NULL;
+	struct oracle o;
+	oracle_open(&o);
+	assert_int_equal(ls_layer_open(&l, out, &opts, &err), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (ls_layer_add_data(l, &ents[i], data, &err))
+			fail_msg("add %s: %s", ents[i].path, err.msg);
+		oracle_add(&o, &ents[i], data);
+		if (i % 50 == 0) {
+			/* whiteouts, and an opaque marker, of the same name */
+			assert_int_equal(ls_layer_add_whiteout(l, ents[i].path, &err), 0);
+			const char *slash = strrchr(ents[i].path, '/');
+			char wh[512];
+			snprintf(wh, sizeof(wh), "%.*s.wh.%s",
+				 slash ? (int)(slash - ents[i].path + 1) : 0, ents[i].path,
+				 slash ? slash + 1 : ents[i].path);
+			struct ls_layer_entry m = { .path = wh, .mode = S_IFREG };
+			oracle_add(&o, &m, NULL);
+			assert_int_equal(ls_layer_add_opaque(l, ents[i].path, &err), 0);
+			snprintf(wh, sizeof(wh), "%s/.wh..wh..opq", ents[i].path);
+			oracle_add(&o, &m, NULL);
+		}
+	}
+	assert_int_equal(ls_layer_finish(l, NULL, &err), 0);
+	ls_layer_free(l);
+	struct blob got = read_fd_all(out);
+	close(out);
+	struct blob want = oracle_close(&o);
+	size_t first = 0;
+	while (first < got.n && first < want.n && got.p[first] == want.p[first])
+		first++;
+	if (got.n != want.n || first < got.n)
+		fail_msg("tar differs from libarchive's at byte %zu (block %zu): %zu against %zu bytes",
+			 first, first / 512, got.n, want.n);
+	free(got.p);
+	free(want.p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1340,6 +1585,7 @@ int main(void)
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_write_error),
 		cmocka_unit_test(test_locale),
+		cmocka_unit_test(test_ustar_like_libarchive),
 		cmocka_unit_test(test_large_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
