@@ -2,6 +2,7 @@
 #include "ioq.h"
 #include "path.h"
 #include "walk.h"
+#include "xattr.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,6 +65,7 @@ struct ls_readahead {
 	const size_t *idx;
 	size_t n;
 	bool hash;
+	enum ls_xattrs xattrs;
 
 	/* The reading thread's own. */
 	struct ls_dirchain *dirs;
@@ -123,6 +125,8 @@ static void drop_head(struct ls_readahead *ra)
 	size_t k = ra->head % LS_READAHEAD_FILES;
 	struct ls_read *r = &ra->slots[k];
 	r->data = NULL;
+	free(r->xattrs);  /* rarely any: a file with a capability */
+	r->xattrs = NULL;
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = -1;
@@ -190,6 +194,17 @@ static bool unchanged_since_walk(const struct ls_rec *rec, const struct stat *st
 	       (ctime_ns == rec->ctime_ns || (uint64_t)st->st_nlink != rec->nlink);
 }
 
+/* The xattrs of the regular file open at fd, when asked for: from the inode
+ * itself, with no lookup by name (and off the writer's thread).  A failure
+ * leaves them to the writer, which reads them by name and reports it. */
+static void read_xattrs(const struct ls_readahead *ra, int fd, struct ls_read *out)
+{
+	if (ra->xattrs == LS_XATTRS_NONE)
+		return;
+	if (ls_xattrs_read(fd, "", S_IFREG, ra->xattrs, &out->xattrs, &out->xattr_len) == 0)
+		out->xattrs_read = true;
+}
+
 /* Reads the whole file of record rec, as ls_content_open's caller would:
  * before.st_size bytes between two fstats that agree, read twice when it was
  * stamped in the last second.  The walk's statx serves as the first fstat
@@ -254,6 +269,7 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 			return;
 		}
 		if (out->before.st_size > (off_t)LS_READAHEAD_WHOLE) {
+			read_xattrs(ra, fd, out);
 			out->fd = fd;  /* the caller streams it */
 			return;
 		}
@@ -282,6 +298,8 @@ static void read_one(struct ls_readahead *ra, size_t i, struct ls_read *out)
 			 memcmp(again, out->hash, 16) != 0)
 			err = -EAGAIN;
 	}
+	if (!err)
+		read_xattrs(ra, fd, out);
 	close(fd);
 	if (err)
 		out->err = err;
@@ -318,7 +336,7 @@ static void *reader_main(void *arg)
 }
 
 int ls_readahead_start(struct ls_readahead **out, int rootfd, const ls_manifest *m, const size_t *idx,
-		       size_t n, bool hash)
+		       size_t n, bool hash, enum ls_xattrs xattrs)
 {
 	*out = NULL;
 	struct ls_readahead *ra = calloc(1, sizeof(*ra));
@@ -329,6 +347,7 @@ int ls_readahead_start(struct ls_readahead **out, int rootfd, const ls_manifest 
 	ra->idx = idx;
 	ra->n = n;
 	ra->hash = hash;
+	ra->xattrs = xattrs;
 	for (size_t i = 0; i < LS_READAHEAD_FILES; i++)
 		ra->slots[i].fd = -1;
 	ra->xxh = XXH3_createState();

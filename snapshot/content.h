@@ -59,6 +59,14 @@ struct ls_read {
 	const unsigned char *data;  /**< fd < 0: the before.st_size bytes */
 	bool hashed;                /**< hash holds their XXH3-128 (canonical) */
 	uint8_t hash[16];
+	/** A regular file's xattrs under the policy given to
+	 *  ls_readahead_start, read from the open file: a blob as
+	 *  ls_xattrs_read makes (NULL and 0: none).  false when they were not
+	 *  read (no policy, no open file, or the read failed): the caller
+	 *  reads them by name. */
+	bool xattrs_read;
+	void *xattrs;
+	size_t xattr_len;
 };
 
 struct ls_readahead;
@@ -69,10 +77,12 @@ struct ls_readahead;
  *  chain of its own.  A directory among them is fstat'ed only (its fd from
  *  that chain), into `before`; -ENOENT when it is not the recorded inode.
  *  hash: also compute each whole file's XXH3-128 (a file stamped in the
- *  last second is hashed and confirmed by a second read either way).  Returns 0 or -ENOMEM / a pthread error as a negative code;
- *  the caller then reads synchronously. */
+ *  last second is hashed and confirmed by a second read either way).
+ *  xattrs: also read each regular file's xattrs under this policy, from the
+ *  file it opened (LS_XATTRS_NONE: none read).  Returns 0 or -ENOMEM / a
+ *  pthread error as a negative code; the caller then reads synchronously. */
 int ls_readahead_start(struct ls_readahead **out, int rootfd, const ls_manifest *m, const size_t *idx,
-		       size_t n, bool hash);
+		       size_t n, bool hash, enum ls_xattrs xattrs);
 
 /** The file at manifest index i, waiting for it to be read; files listed
  *  before i that were not asked for are dropped.  NULL when i was not

@@ -59,6 +59,9 @@ struct plan {
 	struct whiteout *wh;
 	size_t n_wh, cap_wh;
 	uint64_t added, modified, deleted;
+	/* The layer reads xattrs (under cur's policy) as it writes entries:
+	 * the mode does not record them, or the walk left them out. */
+	bool xattrs_now;
 };
 
 static void plan_free(struct plan *p)
@@ -454,7 +457,7 @@ static int parent_of(struct writer *w, const char *path, size_t len, const char 
 	return ls_dirchain_get(w->dirs, path, slash ? (size_t)(slash - path) : 0);
 }
 
-/* Whether the layer reads xattrs now (the mode does not record them). */
+/* Whether the layer reads xattrs now: the mode does not record them. */
 static bool xattrs_read_now(const ls_manifest *c)
 {
 	return !(ls_mode_ops_of(c->mode)->fields & LS_F_XATTRS) && c->xattrs != LS_XATTRS_NONE;
@@ -470,7 +473,7 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	const char *path = ls_rec_path(c, r);
 	if (S_ISSOCK(r->mode))
 		return WRITTEN; /* sockets cannot be carried by a layer */
-	const bool xattrs_now = xattrs_read_now(c);
+	const bool xattrs_now = p->xattrs_now;
 	/* The parent directory is opened (the writer's chain) only for what is
 	 * done by name here: what the read-ahead opened and stat'ed needs none. */
 	const char *name = NULL;  /* set with dirfd */
@@ -516,7 +519,9 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	/* Read ahead: whole (data), or opened and checked (fd), or failed. */
 	struct ls_read *ahead = read_content && w->ra && (p->flags[i] & AHEAD) ? ls_readahead_get(w->ra, i) : NULL;
 	int rc = 0;
-	if (!S_ISDIR(r->mode) && ((read_content && !ahead) || first >= 0 || xattrs_now)) {
+	/* The read-ahead read them from the file it opened. */
+	const bool xattrs_by_name = xattrs_now && !(ahead && ahead->xattrs_read);
+	if (!S_ISDIR(r->mode) && ((read_content && !ahead) || first >= 0 || xattrs_by_name)) {
 		dirfd = parent_of(w, path, r->path_len, &name);
 		if (dirfd < 0 && !is_vanished(dirfd)) {
 			rc = ls_fail_errno(err, -dirfd, "%s/%s", w->root, path);
@@ -570,7 +575,10 @@ static int write_entry(struct writer *w, size_t i, struct ls_error *err)
 	/* xattrs: recorded in full mode, read now otherwise. */
 	const unsigned char *xb = ls_rec_xattrs(c, r);
 	size_t xl = r->xattr_len;
-	if (xattrs_now && dirfd >= 0) {
+	if (xattrs_now && !xattrs_by_name) {
+		xb = ahead->xattrs;
+		xl = ahead->xattr_len;
+	} else if (xattrs_now && dirfd >= 0) {
 		rc = ls_xattrs_read(dirfd, name, r->mode, c->xattrs, &blob, &blob_len);
 		if (rc && rc != -ENOENT) {
 			rc = ls_fail_errno(err, -rc, "%s/%s: reading xattrs", w->root, path);
@@ -905,7 +913,7 @@ static bool read_ahead(const struct plan *p, size_t i)
 	if (S_ISREG(r->mode))
 		return (p->flags[i] & IN_LAYER) && p->link_first[i] < 0;
 	return S_ISDIR(r->mode) && (p->flags[i] & (IN_LAYER | ANCESTOR)) && r->path_len &&
-	       !xattrs_read_now(p->cur);
+	       !p->xattrs_now;
 }
 
 /* Lists the regular files whose bytes go in the layer (hard-link members
@@ -925,7 +933,8 @@ static void start_readahead(struct writer *w)
 	for (size_t i = 0; i < c->n; i++)
 		if (read_ahead(p, i))
 			w->ra_idx[n++] = i;
-	if (ls_readahead_start(&w->ra, w->rootfd, c, w->ra_idx, n, w->want_hash) != 0)
+	if (ls_readahead_start(&w->ra, w->rootfd, c, w->ra_idx, n, w->want_hash,
+			       p->xattrs_now ? c->xattrs : LS_XATTRS_NONE) != 0)
 		return;
 	for (size_t k = 0; k < n; k++)
 		p->flags[w->ra_idx[k]] |= AHEAD;
@@ -1106,6 +1115,10 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 		return rc;
 	}
 	wp.base = base;
+	/* With no base there is nothing to compare xattrs with, and with no
+	 * new manifest nothing to record them in: the layer reads them from
+	 * the files its read-ahead opens, instead of the walk by name. */
+	wp.defer_xattrs = !base && !nm && walk.xattrs != LS_XATTRS_NONE;
 	struct ls_carry carried = { 0 };
 	wp.carry = base ? &carried : NULL;
 	struct plan p = { .base = base, .skip = walk.skip_paths, .n_skip = walk.n_skip, .carry = wp.carry };
@@ -1129,6 +1142,7 @@ int ls_diff_parts(const char *root, const struct ls_diff_options *opts, const ls
 		ls_manifest_facts(base, &bf);
 	for (size_t k = 0; rc == 0 && bf.whiteout_names && k < carried.n; k++)
 		rc = check_names(base, carried.runs[k].from, carried.runs[k].to, root, err);
+	p.xattrs_now = wp.defer_xattrs || xattrs_read_now(p.cur);
 	if (rc == 0)
 		rc = make_plan(&p, walk.mode, o.opaque, err);
 	if (rc)

@@ -827,7 +827,8 @@ static void inspect_kids(struct dir_job *j, struct arena *a, int dfd, struct thr
 		const struct ls_rec *b = S_ISREG(mode) ? base_entry(j, k, c, &hint) : NULL;
 		if (b && take_from_cache(j, a, k, b))
 			continue;
-		if (w->o->xattrs == LS_XATTRS_ALL || (w->o->xattrs == LS_XATTRS_CAPABILITY && S_ISREG(mode))) {
+		if (!w->p->defer_xattrs &&
+		    (w->o->xattrs == LS_XATTRS_ALL || (w->o->xattrs == LS_XATTRS_CAPABILITY && S_ISREG(mode)))) {
 			int rc = read_kid_xattrs(j, a, k, dfd);
 			if (rc) {
 				k->err = rc;

@@ -21,6 +21,9 @@ struct ls_walk_params {
 	const struct ls_walk_options *opts;
 	const ls_manifest *base;          /* stat cache and --ignore-errors carry-over; may be NULL */
 	bool defer_changed;
+	/* No xattrs read, whatever the mode and policy (the manifest keeps the
+	 * policy, its records none): the caller reads them itself. */
+	bool defer_xattrs;
 	const char *const *skip_paths;    /* relative paths never recorded (outputs inside ROOT) */
 	size_t n_skip;
 	/* --only (needs base): only these paths (each a file or a whole

@@ -38,6 +38,10 @@ static int proc_path(char *buf, size_t len, int dirfd, const char *name)
 
 static ssize_t get_at(int dirfd, const char *name, const char *attr, void *val, size_t size)
 {
+	if (!name[0]) {
+		ssize_t n = fgetxattr(dirfd, attr, val, size);
+		return n < 0 ? -errno : n;
+	}
 	struct xattr_args args = { .value = (uintptr_t)val, .size = (uint32_t)size };
 	long n = syscall(SYS_getxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, attr, &args, sizeof(args));
 	if (n >= 0)
@@ -60,6 +64,10 @@ ssize_t ls_xattr_get(int dirfd, const char *name, const char *attr, void *val, s
 
 static ssize_t list_at(int dirfd, const char *name, char *list, size_t size)
 {
+	if (!name[0]) {
+		ssize_t n = flistxattr(dirfd, list, size);
+		return n < 0 ? -errno : n;
+	}
 	long n = syscall(SYS_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, list, size);
 	if (n >= 0)
 		return n;

@@ -22,21 +22,22 @@
  *  frees it), *len its length; NULL and 0 when there are none.  Uses
  *  getxattrat/listxattrat (Linux 6.13) and, where they are missing, the same
  *  calls through /proc/self/fd/DIRFD/NAME, which resolves nothing but name.
- *  mode is the entry's st_mode.  Returns 0 or -errno (-ENOENT: the entry is
+ *  name "": the file open at dirfd itself (not an O_PATH fd), by
+ *  fgetxattr/flistxattr, with no lookup.  mode is the entry's st_mode.  Returns 0 or -errno (-ENOENT: the entry is
  *  gone). */
 int ls_xattrs_read(int dirfd, const char *name, uint32_t mode, enum ls_xattrs policy, void **blob,
 		   size_t *len);
 
 /** One attribute `attr` of the entry `name` in dirfd (not following a
- *  symlink) into val[0..size), by the same calls as ls_xattrs_read.  Returns
- *  the value's length, -ENODATA when the entry has no such attribute (also
+ *  symlink; "": of the file open at dirfd) into val[0..size), by the same
+ *  calls as ls_xattrs_read.  Returns the value's length, -ENODATA when the entry has no such attribute (also
  *  where the file system has none: -ENOTSUP is returned as -ENODATA),
  *  -ERANGE when the value is longer than size, or -errno. */
 ssize_t ls_xattr_get(int dirfd, const char *name, const char *attr, void *val, size_t size);
 
 /** The attribute names of the entry `name` in dirfd (not following a
- *  symlink), each NUL-terminated, into *buf (*cap bytes, malloc'ed and grown
- *  here as needed; the caller frees it), by the same calls as
+ *  symlink; "": of the file open at dirfd), each NUL-terminated, into *buf
+ *  (*cap bytes, malloc'ed and grown here as needed; the caller frees it), by the same calls as
  *  ls_xattrs_read: one call when they fit.  Returns their total length (0:
  *  none, also where the file system has none) or -errno. */
 ssize_t ls_xattr_list(int dirfd, const char *name, char **buf, size_t *cap);

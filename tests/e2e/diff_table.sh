@@ -401,4 +401,46 @@ for mode in full redo time; do
 	[ "$(stat -c %i "$X/a/aa")" = "$(stat -c %i "$X/b/y")" ] || fail "hardlink_before/$mode: not one inode"
 done
 [ "$(cd "$T/x.setcap.full" && getcap a/f)" = "a/f cap_net_raw=ep" ] || fail "setcap/full: capability lost"
+
+# 5. No base and no new manifest: the walk leaves xattrs to the layer, which
+# reads them from the files it opens.  Every entry of a full layer carries
+# the tree's xattrs under the policy, in every mode (with a new manifest the
+# walk reads them: the same layer).
+NB=$T/nobase
+cp -a "$T/r.setcap.full" "$NB"
+$PY -c 'import os; os.setxattr("'"$NB"'/a/g", "user.k", b"v\0\xff"); os.setxattr("'"$NB"'/a/sub", "user.d", b"dir")'
+for mode in full redo time; do
+	for policy in capability all none; do
+		"$LAYERSNAP" diff -q --mode $mode --xattrs $policy "$NB" -o "$T/nb.tar" ||
+			fail "no base/$mode/$policy: diff failed"
+		"$LAYERSNAP" diff -q --mode $mode --xattrs $policy "$NB" -o "$T/nb-m.tar" \
+			--manifest-out "$T/nb.m" || fail "no base/$mode/$policy: diff --manifest-out failed"
+		cmp -s "$T/nb.tar" "$T/nb-m.tar" || fail "no base/$mode/$policy: another layer with --manifest-out"
+		$PY - "$T/nb.tar" "$NB" $policy <<'PYEOF' || fail "no base/$mode/$policy: xattrs differ from the tree"
+import os, stat, sys, tarfile
+layer, root, policy = sys.argv[1:]
+seen = 0
+with tarfile.open(layer, encoding="utf-8", errors="surrogateescape") as t:
+    for m in t:
+        p = os.path.join(root, m.name.rstrip("/"))
+        got = {k[len("SCHILY.xattr."):]: v.encode("utf-8", "surrogateescape")
+               for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+        st = os.lstat(p)
+        names = os.listxattr(p, follow_symlinks=False) if policy == "all" else \
+            ["security.capability"] if policy == "capability" and stat.S_ISREG(st.st_mode) else []
+        want = {}
+        for n in names:
+            try:
+                want[n] = os.getxattr(p, n, follow_symlinks=False)
+            except OSError:
+                pass
+        if got != want:
+            sys.exit("%s: layer %r, tree %r" % (m.name, got, want))
+        seen += bool(want)
+want_seen = {"all": 3, "capability": 1, "none": 0}[policy]
+if seen != want_seen:
+    sys.exit("%d entries with xattrs, not %d" % (seen, want_seen))
+PYEOF
+	done
+done
 echo "ok: $(wc -l <"$T/verify.list") diffs"

@@ -17,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "content.h"
 #include "walk.h"
+#include "xattr.h"
 
 static char root[64];
 
@@ -167,7 +169,7 @@ static void test_order_and_skips(void **state)
 	for (int pass = 0; pass < 2; pass++) {
 		bool hash = pass == 1;
 		struct ls_readahead *ra = NULL;
-		assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, N_FILES, hash), 0);
+		assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, N_FILES, hash, LS_XATTRS_NONE), 0);
 		for (int i = 0; i < N_FILES; i++) {
 			if (i % 5 == 3)
 				continue;  /* not asked for: dropped when a later one is */
@@ -181,7 +183,7 @@ static void test_order_and_skips(void **state)
 	}
 	/* An index that was not listed: NULL, without waiting for the end. */
 	struct ls_readahead *ra = NULL;
-	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx + 1, 3, false), 0);
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx + 1, 3, false, LS_XATTRS_NONE), 0);
 	assert_null(ls_readahead_get(ra, idx[0]));
 	struct ls_read *r = ls_readahead_get(ra, idx[1]);
 	assert_non_null(r);
@@ -201,7 +203,7 @@ static void test_stop_while_full(void **state)
 	int rootfd = rootfd_open();
 	size_t *idx = all_indices(m);
 	struct ls_readahead *ra = NULL;
-	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, N_FILES, false), 0);
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, N_FILES, false, LS_XATTRS_NONE), 0);
 	struct ls_read *r = ls_readahead_get(ra, idx[0]);
 	assert_non_null(r);
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
@@ -229,7 +231,7 @@ static void test_vanished_and_replaced(void **state)
 	close(fd);
 	assert_int_equal(rename(q, p), 0);  /* a new inode under the name */
 	struct ls_readahead *ra = NULL;
-	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 3, true), 0);
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 3, true, LS_XATTRS_NONE), 0);
 	expect_failed(ra, idx[0], -ENOENT);
 	expect_failed(ra, idx[1], -ENOENT);
 	struct ls_read *r = ls_readahead_get(ra, idx[2]);
@@ -281,7 +283,7 @@ static void test_directories(void **state)
 	close(fd);
 
 	struct ls_readahead *ra = NULL;
-	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 6, true), 0);
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 6, true, LS_XATTRS_NONE), 0);
 	struct ls_read *r = ls_readahead_get(ra, idx[0]);
 	assert_non_null(r);
 	assert_int_equal(r->err, 0);
@@ -345,7 +347,7 @@ static void test_changed_since_walk(void **state)
 		rewrite_file(files[k], sizes[k], (unsigned char)(0xa0 + k));
 	}
 	struct ls_readahead *ra = NULL;
-	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 4, true), 0);
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 4, true, LS_XATTRS_NONE), 0);
 	for (int k = 0; k < 4; k++) {
 		struct ls_read *r = ls_readahead_get(ra, idx[k]);
 		assert_non_null(r);
@@ -376,7 +378,7 @@ static void test_recent_file_confirmed(void **state)
 	int rootfd = rootfd_open();
 	size_t idx[1] = { index_of(m, 4) };
 	struct ls_readahead *ra = NULL;
-	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 1, false), 0);
+	assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 1, false, LS_XATTRS_NONE), 0);
 	struct ls_read *r = ls_readahead_get(ra, idx[0]);
 	assert_non_null(r);
 	assert_int_equal(r->err, 0);
@@ -387,9 +389,73 @@ static void test_recent_file_confirmed(void **state)
 	ls_manifest_free(m);
 }
 
+static void set_xattr(int i, const char *name, const char *value)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/d/f%04d", root, i);
+	if (lsetxattr(p, name, value, strlen(value), 0) != 0)
+		fail_msg("setxattr %s %s: %s", p, name, strerror(errno));
+}
+
+/*
+ * Asked for, each regular file's xattrs come with it, read from the file the
+ * read-ahead opened, under the policy given: the blob ls_xattrs_read makes
+ * by name, for files read whole and for one handed over open; not asked
+ * for, none are read.
+ */
+static void test_xattrs(void **state)
+{
+	(void)state;
+	set_xattr(3, "user.b", "two");
+	set_xattr(3, "user.a", "one");
+	set_xattr(5, "user.big", "x"); /* f0005 is too large to be read whole */
+	ls_manifest *m = scan_root();
+	int rootfd = rootfd_open();
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/d", root);
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dirfd >= 0);
+	const int files[] = { 3, 4, 5 };
+	size_t idx[3];
+	for (int k = 0; k < 3; k++)
+		idx[k] = index_of(m, files[k]);
+	static const enum ls_xattrs policies[] = { LS_XATTRS_NONE, LS_XATTRS_ALL, LS_XATTRS_CAPABILITY };
+	for (int p = 0; p < 3; p++) {
+		struct ls_readahead *ra = NULL;
+		assert_int_equal(ls_readahead_start(&ra, rootfd, m, idx, 3, false, policies[p]), 0);
+		for (int k = 0; k < 3; k++) {
+			struct ls_read *r = ls_readahead_get(ra, idx[k]);
+			assert_non_null(r);
+			check_read(r, files[k], false);
+			char name[16];
+			snprintf(name, sizeof(name), "f%04d", files[k]);
+			void *want = NULL;
+			size_t want_len = 0;
+			assert_int_equal(ls_xattrs_read(dirfd, name, S_IFREG, policies[p], &want, &want_len), 0);
+			/* by name, only the policy's: all for f0003 and f0005, none for f0004 */
+			assert_int_equal(want_len > 0, policies[p] == LS_XATTRS_ALL && files[k] != 4);
+			assert_int_equal(r->xattrs_read, policies[p] != LS_XATTRS_NONE);
+			if (r->xattrs_read) {
+				assert_int_equal(r->xattr_len, want_len);
+				if (want_len)
+					assert_memory_equal(r->xattrs, want, want_len);
+			} else {
+				assert_null(r->xattrs);
+			}
+			free(want);
+			ls_readahead_release(ra, r);
+		}
+		ls_readahead_free(ra);
+	}
+	close(dirfd);
+	close(rootfd);
+	ls_manifest_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_xattrs),
 		cmocka_unit_test(test_order_and_skips),
 		cmocka_unit_test(test_stop_while_full),
 		cmocka_unit_test(test_vanished_and_replaced),
