@@ -573,6 +573,24 @@ static void tar_put(struct ls_layer *l, const void *buf, size_t len)
 	l->bytes += len;
 }
 
+/* Room in the ring for bytes read straight into it: the slot being filled
+ * (never full: a full one is handed over at once), or NULL when bytes are
+ * being dropped.  tar_commit then takes the n bytes put there. */
+static struct slot *tar_room(struct ls_layer *l)
+{
+	if (atomic_load(&l->discard) || atomic_load(&l->sink_failed))
+		return NULL;
+	return &l->pipe.slots[l->pipe.submitted % l->pipe.nslots];
+}
+
+static void tar_commit(struct ls_layer *l, struct slot *s, size_t n)
+{
+	s->in_len += n;
+	l->bytes += n;
+	if (s->in_len == CHUNK)
+		pipe_submit(l);
+}
+
 static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, size_t len)
 {
 	(void)a;
@@ -1089,7 +1107,16 @@ static int add_entry(struct ls_layer *l, const struct ls_layer_entry *e, int con
 		uint64_t left = e->size;
 		while (left > 0) {
 			size_t want = left < CONTENT_CAP ? (size_t)left : CONTENT_CAP;
-			ssize_t n = read(content_fd, l->content, want);
+			/* Framed here: read straight into the ring, one copy fewer
+			 * (the large files, which come open, not read ahead). */
+			struct slot *s = raw ? tar_room(l) : NULL;
+			unsigned char *buf = l->content;
+			if (s) {
+				buf = s->in + s->in_len;
+				if (want > CHUNK - s->in_len)
+					want = CHUNK - s->in_len;
+			}
+			ssize_t n = read(content_fd, buf, want);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -1101,8 +1128,10 @@ static int add_entry(struct ls_layer *l, const struct ls_layer_entry *e, int con
 				return ls_fail(err, EIO, "%s: changed while being read", path);
 			}
 			if (hash)
-				XXH3_128bits_update(hash, l->content, (size_t)n);
-			if (put_data(l, raw, l->content, (size_t)n) < 0)
+				XXH3_128bits_update(hash, buf, (size_t)n);
+			if (s)
+				tar_commit(l, s, (size_t)n);
+			else if (put_data(l, raw, buf, (size_t)n) < 0)
 				return arch_fail(l, err, path);
 			left -= (uint64_t)n;
 		}
