@@ -605,10 +605,11 @@ static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, s
  * restricted pax writer emits a bare ustar header.  This builds that header
  * itself and so skips libarchive's per-entry clone, name conversions and
  * allocations (perf of the npm tree's full layer: malloc, free and
- * libarchive's header code took ~0.15 s of CPU for 91k entries).  The conditions are libarchive's own for needing no
- * extension (archive_write_pax_header in archive_write_set_format_pax.c,
- * 3.6.2; the layout is __archive_write_format_header_ustar's); any entry
- * outside them goes through libarchive.  test_ustar_like_libarchive writes
+ * libarchive's header code took ~0.15 s of CPU for 91k entries).  The
+ * conditions are libarchive's own for needing no extension
+ * (archive_write_pax_header in archive_write_set_format_pax.c, 3.6.2; the
+ * layout is __archive_write_format_header_ustar's); any entry outside them
+ * goes through libarchive.  test_ustar_like_libarchive writes
  * both sides of every edge through this writer and through libarchive and
  * compares the bytes.
  */
@@ -618,6 +619,13 @@ static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, s
 #define USTAR_ID_MAX  (1u << 18)     /* 6 octal digits: uid, gid, devices */
 #define USTAR_SIZE_MAX (UINT64_C(1) << 33) /* 11 octal digits */
 #define USTAR_MTIME_MAX 0x7fffffff   /* libarchive's cut-off, not the field's */
+
+/* Field offsets in a ustar header. */
+enum {
+	UO_NAME = 0, UO_MODE = 100, UO_UID = 108, UO_GID = 116, UO_SIZE = 124, UO_MTIME = 136,
+	UO_CHECKSUM = 148, UO_TYPE = 156, UO_LINK = 157, UO_MAGIC = 257, UO_DEVMAJOR = 329,
+	UO_DEVMINOR = 337, UO_PREFIX = 345,
+};
 
 static const unsigned char zero_block[TAR_BLOCK];
 
@@ -663,15 +671,15 @@ static bool ustar_header(unsigned char h[TAR_BLOCK], const char *name, size_t na
 			 const struct ls_layer_entry *e, int64_t mtime, uint64_t size)
 {
 	static const unsigned char template[TAR_BLOCK] = {
-		[100] = '0', '0', '0', '0', '0', '0', ' ', 0,                  /* mode */
-		[108] = '0', '0', '0', '0', '0', '0', ' ', 0,                  /* uid */
-		[116] = '0', '0', '0', '0', '0', '0', ' ', 0,                  /* gid */
-		[124] = '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', ' ', /* size */
-		[136] = '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', ' ', /* mtime */
-		[148] = ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',                /* checksum */
-		[257] = 'u', 's', 't', 'a', 'r', 0, '0', '0',                 /* magic, version */
-		[329] = '0', '0', '0', '0', '0', '0', ' ', 0,                  /* devmajor */
-		[337] = '0', '0', '0', '0', '0', '0', ' ', 0,                  /* devminor */
+		[UO_MODE] = '0', '0', '0', '0', '0', '0', ' ', 0,
+		[UO_UID] = '0', '0', '0', '0', '0', '0', ' ', 0,
+		[UO_GID] = '0', '0', '0', '0', '0', '0', ' ', 0,
+		[UO_SIZE] = '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', ' ',
+		[UO_MTIME] = '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', ' ',
+		[UO_CHECKSUM] = ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+		[UO_MAGIC] = 'u', 's', 't', 'a', 'r', 0, '0', '0',        /* and version */
+		[UO_DEVMAJOR] = '0', '0', '0', '0', '0', '0', ' ', 0,
+		[UO_DEVMINOR] = '0', '0', '0', '0', '0', '0', ' ', 0,
 	};
 	unsigned type = e->mode & S_IFMT;
 	const char *link = e->hardlink ? e->hardlink : type == S_IFLNK ? e->link_target : NULL;
@@ -689,23 +697,23 @@ static bool ustar_header(unsigned char h[TAR_BLOCK], const char *name, size_t na
 
 	memcpy(h, template, TAR_BLOCK);
 	if (split) {
-		memcpy(h + 345, name, (size_t)(split - name));
-		memcpy(h, split + 1, name_len - (size_t)(split - name) - 1);
+		memcpy(h + UO_PREFIX, name, (size_t)(split - name));
+		memcpy(h + UO_NAME, split + 1, name_len - (size_t)(split - name) - 1);
 	} else {
-		memcpy(h, name, name_len);
+		memcpy(h + UO_NAME, name, name_len);
 	}
-	put_octal(h + 100, 6, e->mode & 07777);
-	put_octal(h + 108, 6, e->uid);
-	put_octal(h + 116, 6, e->gid);
-	put_octal(h + 124, 11, size);
-	put_octal(h + 136, 11, (uint64_t)mtime);
+	put_octal(h + UO_MODE, 6, e->mode & 07777);
+	put_octal(h + UO_UID, 6, e->uid);
+	put_octal(h + UO_GID, 6, e->gid);
+	put_octal(h + UO_SIZE, 11, size);
+	put_octal(h + UO_MTIME, 11, (uint64_t)mtime);
 	if (link_len)
-		memcpy(h + 157, link, link_len);
+		memcpy(h + UO_LINK, link, link_len);
 	if (dev) {
-		put_octal(h + 329, 6, major(e->rdev));
-		put_octal(h + 337, 6, minor(e->rdev));
+		put_octal(h + UO_DEVMAJOR, 6, major(e->rdev));
+		put_octal(h + UO_DEVMINOR, 6, minor(e->rdev));
 	}
-	h[156] = e->hardlink ? '1'
+	h[UO_TYPE] = e->hardlink ? '1'
 		 : type == S_IFREG ? '0'
 		 : type == S_IFLNK ? '2'
 		 : type == S_IFCHR ? '3'
@@ -715,8 +723,9 @@ static bool ustar_header(unsigned char h[TAR_BLOCK], const char *name, size_t na
 	unsigned sum = 0;
 	for (size_t i = 0; i < TAR_BLOCK; i++)
 		sum += h[i];
-	put_octal(h + 148, 6, sum);
-	h[154] = 0;
+	/* six digits, NUL, and the template's space */
+	put_octal(h + UO_CHECKSUM, 6, sum);
+	h[UO_CHECKSUM + 6] = 0;
 	return true;
 }
 

@@ -1398,10 +1398,11 @@ static struct blob oracle_close(struct oracle *o)
 	return o->out;
 }
 
-/* A random relative path: ASCII with many '/', now and then a high byte. */
+/* A random relative path: ASCII (control bytes, spaces and backslashes
+ * too) with many '/', now and then a high byte. */
 static void random_path(uint32_t *x, char *out, size_t max)
 {
-	static const char chars[] = "ab/c.d-e_f/g/0/";
+	static const char chars[] = "ab/c.d-e_f/g/0/ \n\\\x01\x7f~";
 	size_t len = 1 + prng(x) % max;
 	for (size_t i = 0; i < len; i++)
 		out[i] = chars[prng(x) % (sizeof(chars) - 1)];
