@@ -543,39 +543,12 @@ static int pipe_start(struct ls_layer *l, unsigned int threads, int level, struc
 	return 0;
 }
 
-/* Appends tar bytes to the ring, from libarchive or from the ustar writer
- * below.  Never fails: a failure of the stream side is reported by the
- * next ls_layer_* call (check_usable). */
-static void tar_put(struct ls_layer *l, const void *buf, size_t len)
-{
-	/* After a failure of the stream side the bytes are dropped, not
-	 * refused: a -1 would put libarchive in its FATAL state, and 3.6.2
-	 * leaks its client state when freed in it. */
-	if (atomic_load(&l->discard) || atomic_load(&l->sink_failed))
-		return;
-	/* Full CHUNKs only, whatever sizes arrive: the chunk boundaries, and
-	 * so the blob, depend on the tar alone. */
-	struct pipe *p = &l->pipe;
-	const unsigned char *src = buf;
-	size_t left = len;
-	while (left > 0) {
-		struct slot *s = &p->slots[p->submitted % p->nslots];
-		size_t c = CHUNK - s->in_len;
-		if (c > left)
-			c = left;
-		memcpy(s->in + s->in_len, src, c);
-		s->in_len += c;
-		src += c;
-		left -= c;
-		if (s->in_len == CHUNK)
-			pipe_submit(l);
-	}
-	l->bytes += len;
-}
-
-/* Room in the ring for bytes read straight into it: the slot being filled
- * (never full: a full one is handed over at once), or NULL when bytes are
- * being dropped.  tar_commit then takes the n bytes put there. */
+/* Room in the ring for tar bytes: the slot being filled (never full: a full
+ * one is handed over at once), or NULL when bytes are being dropped.  After
+ * a failure of the stream side the bytes are dropped, not refused: a -1
+ * would put libarchive in its FATAL state, and 3.6.2 leaks its client state
+ * when freed in it; the next ls_layer_* call reports the failure
+ * (check_usable).  tar_commit then takes the n bytes put there. */
 static struct slot *tar_room(struct ls_layer *l)
 {
 	if (atomic_load(&l->discard) || atomic_load(&l->sink_failed))
@@ -583,12 +556,31 @@ static struct slot *tar_room(struct ls_layer *l)
 	return &l->pipe.slots[l->pipe.submitted % l->pipe.nslots];
 }
 
+/* Full CHUNKs only are handed over, whatever sizes arrive: the chunk
+ * boundaries, and so the blob, depend on the tar alone. */
 static void tar_commit(struct ls_layer *l, struct slot *s, size_t n)
 {
 	s->in_len += n;
 	l->bytes += n;
 	if (s->in_len == CHUNK)
 		pipe_submit(l);
+}
+
+/* Appends tar bytes to the ring, from libarchive or from the ustar writer
+ * below. */
+static void tar_put(struct ls_layer *l, const void *buf, size_t len)
+{
+	const unsigned char *src = buf;
+	struct slot *s;
+	while (len > 0 && (s = tar_room(l))) {
+		size_t c = CHUNK - s->in_len;
+		if (c > len)
+			c = len;
+		memcpy(s->in + s->in_len, src, c);
+		tar_commit(l, s, c);
+		src += c;
+		len -= c;
+	}
 }
 
 static la_ssize_t sink_write(struct archive *a, void *client, const void *buf, size_t len)
