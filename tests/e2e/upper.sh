@@ -216,9 +216,9 @@ cmp -s "$T/dev.tar" "$T/dev-walk.tar" || fail "a device and a deleted directory:
 # An opaque marker on a file, in a copied upper directory.
 mkdir -p "$S/copy"
 echo f >"$S/copy/f"
-setfattr -n trusted.overlay.opaque -v y "$S/copy/f" 2>/dev/null &&
-	{ expect_error "$L" diff --upper "$S/copy" --upper-unchecked "$S/m" --base "$S/base" -o "$T/x.tar"
-	  grep -q 'opaque marker on an entry that is not a directory' "$T/stderr" || fail "opaque file: $(cat "$T/stderr")"; }
+setfattr -n trusted.overlay.opaque -v y "$S/copy/f" || fail "setfattr trusted.overlay.opaque on a file failed"
+expect_error "$L" diff --upper "$S/copy" --upper-unchecked "$S/m" --base "$S/base" -o "$T/x.tar"
+grep -q 'opaque marker on an entry that is not a directory' "$T/stderr" || fail "opaque file: $(cat "$T/stderr")"
 # A redirect (a lower directory renamed under redirect_dir=on).
 mkdir -p "$S"/{u2,w2,m2}
 if mount -t overlay overlay -o "lowerdir=$S/lower,upperdir=$S/u2,workdir=$S/w2,redirect_dir=on" "$S/m2" 2>/dev/null; then
