@@ -9,6 +9,7 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -169,6 +170,25 @@ void ls_pool_wait(struct ls_pool *p, struct ls_task *t, void *ctx)
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
+}
+
+void ls_fd_table_reserve(int fds)
+{
+	if (fds < 2)
+		return;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (rlim_t)fds > rl.rlim_cur)
+		fds = (int)rl.rlim_cur;
+	/* Any descriptor will do: a duplicate at fds - 1 makes the table hold it. */
+	int fd = open("/", O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fd < fds - 1) {
+		int top = fcntl(fd, F_DUPFD_CLOEXEC, fds - 1);
+		if (top >= 0)
+			close(top);
+	}
+	close(fd);
 }
 
 void ls_pool_destroy(struct ls_pool *p)

@@ -1,5 +1,6 @@
 /* layersnap command line: a thin layer over the library (layersnap.h). */
 #include "layersnap.h"
+#include "ioq.h"
 #include "manifest.h"
 #include "output.h"
 #include "strfmt.h"
@@ -74,6 +75,11 @@ static void raise_nofile_limit(void)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 }
+
+/* Descriptors the CLI's commands hold at most at once (the walker's budget,
+ * the read-ahead's and the layer's files, outputs); the table is grown for
+ * them before any thread starts (ls_fd_table_reserve says why). */
+#define CLI_FDS 1024
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -1421,6 +1427,7 @@ int main(int argc, char **argv)
 	setlocale(LC_CTYPE, "C.UTF-8");
 	install_signals();
 	raise_nofile_limit();
+	ls_fd_table_reserve(CLI_FDS);
 	if (argc < 2)
 		return die("missing command (see --help)");
 	const char *cmd = argv[1];

@@ -1904,8 +1904,9 @@ static int ncpus(void)
 
 /* Fits the threads and the subdirectory fds held ahead of their jobs into the
  * soft RLIMIT_NOFILE, leaving CALLER_FDS to the caller: each thread holds a
- * directory and a file, plus a ring and its files in flight when it has one.
- * Returns the number of threads to run. */
+ * directory and a file, plus a ring and its files in flight when it has one;
+ * then grows the descriptor table to hold all of them, before the threads
+ * start (ls_fd_table_reserve).  Returns the number of threads to run. */
 static int size_fd_budgets(struct walker *w, int jobs)
 {
 	struct rlimit rl;
@@ -1923,6 +1924,7 @@ static int size_fd_budgets(struct walker *w, int jobs)
 		jobs = (int)fit;
 	long held = avail - (long)jobs * per_thread;
 	w->held_budget = held < 0 ? 0 : held > MAX_HELD_FDS ? MAX_HELD_FDS : (int)held;
+	ls_fd_table_reserve(CALLER_FDS + jobs * (int)per_thread + w->held_budget);
 	return jobs;
 }
 

@@ -1,5 +1,6 @@
 /* Unit tests for the walker (snapshot/walk.c): the stat cache's racy rule,
- * hash reuse through ls_scan, walk order and xattr blobs. */
+ * hash reuse through ls_scan, walk order and xattr blobs, and the descriptor
+ * table grown before its threads start (ls_fd_table_reserve, ioq.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -15,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
@@ -23,6 +27,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "ioq.h"
 #include "ls_skip.h"
 #include "walk.h"
 #include "xattr.h"
@@ -673,6 +678,132 @@ static void test_sibling_order(void **state)
 	}
 }
 
+/* ---- the descriptor table ---------------------------------------------------- */
+
+/* The process's descriptor table size (FDSize in /proc/self/status), or -1. */
+static long fd_table_size(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	if (!f)
+		return -1;
+	char line[256];
+	long n = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "FDSize: %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/* Descriptors open now (the one listing them not counted), or -1. */
+static long open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	long n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+/* In a child, so that the parent's table stays as it is.  A fork's table
+ * holds what the parent has open (from a shell, fd 255: 256 slots), so
+ * sizes are checked against the one it starts with.  Exit codes name the
+ * failed check (cmocka's asserts do not belong in a child). */
+static int reserve_checks(void)
+{
+	long fds = open_fds(), size = fd_table_size();
+	if (fds < 0 || size < 64)
+		return 10;
+	/* capped at the soft limit */
+	struct rlimit rl, low;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 11;
+	low = rl;
+	low.rlim_cur = (rlim_t)(2 * size);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < low.rlim_cur)
+		return 0;  /* the hard limit leaves nothing to check */
+	if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+		return 12;
+	ls_fd_table_reserve((int)(8 * size));
+	if (fd_table_size() != 2 * size)
+		return 13;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 14;
+	/* nothing to do, and nonsense, change nothing */
+	ls_fd_table_reserve(0);
+	ls_fd_table_reserve(-7);
+	ls_fd_table_reserve((int)size);
+	if (fd_table_size() != 2 * size)
+		return 15;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)(4 * size)) {
+		ls_fd_table_reserve((int)(4 * size));
+		if (fd_table_size() < 4 * size)
+			return 16;
+	}
+	if (open_fds() != fds)
+		return 17;  /* a descriptor left open */
+	return 0;
+}
+
+static int child_status(int (*checks)(void))
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(checks());
+	assert_true(pid > 0);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void test_fd_table_reserve(void **state)
+{
+	(void)state;
+	assert_int_equal(child_status(reserve_checks), 0);
+}
+
+/* A walk grows the table for its whole budget (some hundred descriptors)
+ * before its threads start, though this small tree needs a few.  Returns
+ * 20 when the table is too large already to tell. */
+static int walk_checks(void)
+{
+	long fds = open_fds(), size = fd_table_size();
+	if (fds < 0 || size < 64)
+		return 10;
+	if (size >= 512)
+		return 20;
+	struct ls_walk_options o = LS_WALK_OPTIONS_INIT;
+	o.mode = LS_MODE_REDO;
+	o.io = LS_IO_SYNC;
+	o.jobs = 2;
+	struct ls_error err = { 0 };
+	ls_manifest *m = NULL;
+	if (ls_scan(root, &o, NULL, &m, &err) != 0)
+		return 12;
+	ls_manifest_free(m);
+	if (fd_table_size() <= size)
+		return 13;
+	if (open_fds() != fds)
+		return 14;
+	return 0;
+}
+
+static void test_walk_reserves_fds(void **state)
+{
+	(void)state;
+	int rc = child_status(walk_checks);
+	if (rc == 20) {
+		ls_skip_part("fdtable", "this process's descriptor table holds 512 or more already: a walk's growth of it");
+		return;
+	}
+	assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -685,6 +816,8 @@ int main(void)
 		cmocka_unit_test(test_read_xattrs),
 		cmocka_unit_test(test_scan_checks_base),
 		cmocka_unit_test(test_big_directory),
+		cmocka_unit_test(test_fd_table_reserve),
+		cmocka_unit_test(test_walk_reserves_fds),
 	};
 	return cmocka_run_group_tests(tests, setup_tree, teardown_tree);
 }
