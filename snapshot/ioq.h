@@ -56,11 +56,12 @@ void ls_pool_destroy(struct ls_pool *p);
 /** Grows the process's descriptor table to hold at least `fds` descriptors
  *  (at most the soft RLIMIT_NOFILE), before threads that will open many of
  *  them start.  Linux grows a table that several threads share only after an
- *  RCU grace period, during which the thread opening the descriptor past the
- *  table's end sleeps: 6-13 ms here on 2 vCPUs, at each doubling from 64
- *  (the npm tree's redo scan spent 12% of its time so).  A table grown while
- *  the process has one thread needs no wait, and it never shrinks.  Leaves no
- *  descriptor open; best effort: a failure changes nothing. */
+ *  RCU grace period (expand_fdtable), and every thread that opens a file
+ *  meanwhile waits too: 6-13 ms here on 2 vCPUs, each time the table doubles
+ *  (past 64, 128, 256 descriptors; the npm tree's redo scan spent 12% of its
+ *  time so).  A table grown while the process has one thread needs no grace
+ *  period, and tables never shrink.  Leaves no descriptor open; best effort:
+ *  a failure changes nothing. */
 void ls_fd_table_reserve(int fds);
 
 /* ---- io_uring ----------------------------------------------------------- */
