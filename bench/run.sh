@@ -42,7 +42,11 @@
 # the layer (entry count or diff_id), the diffs against the two full bases disagree, the
 # full layers disagree on the tar, or a full layer's entry count differs from the tree's.
 # A missing peer is noted and skipped.  Environment: LAYERSNAP_BENCH_RUNS=N overrides the
-# run count, LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES ... npm" the trees;
+# run count, LAYERSNAP_BENCH_SHORT_RUNS=N that of the rows of under a second (metadata
+# scans, the just-written scans, the diffs, the COPY and overlay steps; default 2N+1 on
+# trees below BIG_ENTRIES: such rows swing by a fifth from run to run on a small VM, and
+# their medians are what the targets compare), LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES
+# ... npm" the trees;
 # LAYERSNAP_BENCH_COLD=0 skips the cold rows, LAYERSNAP_BENCH_COLD_RUNS=N caps their runs;
 # LAYERSNAP_BENCH_GROUPS="GROUP ..." (space- or comma-separated) runs only those scenario
 # groups on every tree (default: all of them), preparing what they need (the work tree,
@@ -388,7 +392,10 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	nent=$(($(find "$root" | wc -l) - 1))
 	bytes=$(du -s --apparent-size --block-size=1M "$root" | cut -f1)
 	shape=$(tree_shape "$root")
-	echo "bench: === $TREE_NAME: $root, $nent entries, $bytes MB, $runs runs ($cruns cold)" >&2
+	# the rows of under a second: more runs, on trees where they are that short
+	local sruns=$runs
+	[ "$nent" -lt "$BIG_ENTRIES" ] && sruns=${LAYERSNAP_BENCH_SHORT_RUNS:-$((2 * runs + 1))}
+	echo "bench: === $TREE_NAME: $root, $nent entries, $bytes MB, $runs runs ($sruns for the short rows, $cruns cold)" >&2
 
 	# fresh NAME...: the set-up step of a command writing $o/NAME...: remove the last
 	# run's output and sync
@@ -442,7 +449,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 			have xxh128sum && def xxh128sum-jw "scan, full, just-written tree" "find -type f -print0 \\| xargs -0 xxh128sum > FILE" "set -o pipefail; find $(q "$W") -type f -print0 | xargs -0 xxh128sum >$(q "$o/jw-xxh.out")" "rm -f $(q "$o/jw-xxh.out")"
 			meta_jw=("${IDS[@]}")
 			echo "bench: $TREE_NAME: scans of the just-written tree" >&2
-			run_group "$runs" 0 "${meta_jw[@]}"
+			run_group "$sruns" 0 "${meta_jw[@]}"
 			rm -f "$o"/jw-*
 		fi
 
@@ -483,7 +490,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		[ "$NPROC" -gt 1 ] && def floor-statN "scan, metadata" "floor: getdents64 + statx loop, $NPROC threads" "exec $(q "$FLOOR" -s -t "$NPROC" "$root")" "sync"
 		meta=("${IDS[@]}")
 		echo "bench: $TREE_NAME: scan, metadata only" >&2
-		run_group "$runs" 1 "${meta[@]}"
+		run_group "$sruns" 1 "${meta[@]}"
 
 		# --- scan, full (hash every byte): warm, then cold
 		# full_defs SUFFIX STATE-TEXT PRE-EXTRA
@@ -527,7 +534,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		fi
 		diff=("${IDS[@]}")
 		echo "bench: $TREE_NAME: diff after mutate" >&2
-		run_group "$runs" 1 "${diff[@]}"
+		run_group "$sruns" 1 "${diff[@]}"
 	fi   # diff
 
 	# --- a COPY step of 50 files into the tree: diff --only the copied
@@ -556,7 +563,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 			"exec $(q "$LS" diff --json "$W" --base "$WORK/base.copy.man" -o "$o/c-full.tar")" "$(fresh c-full.tar)"
 		JSONCHK[ls-copy-full]=1
 		echo "bench: $TREE_NAME: COPY step" >&2
-		run_group "$runs" 1 "${IDS[@]}"
+		run_group "$sruns" 1 "${IDS[@]}"
 		if [ -s "$o/c-only.tar" ] && [ -s "$o/c-full.tar" ] && ! cmp -s "$o/c-only.tar" "$o/c-full.tar"; then
 			fail "$TREE_NAME: diff --only of the COPY step wrote another layer than the full diff"
 		fi
@@ -604,7 +611,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 						"$(fresh u-tar-inc.tar); $(q cp "$WORK/snar.ov0" "$o/snar.ov1")"
 				fi
 				echo "bench: $TREE_NAME: build step in an overlay" >&2
-				run_group "$runs" 1 "${IDS[@]}"
+				run_group "$sruns" 1 "${IDS[@]}"
 				if [ -s "$o/u-upper.tar" ] && [ -s "$o/u-walk.tar" ] && ! cmp -s "$o/u-upper.tar" "$o/u-walk.tar"; then
 					fail "$TREE_NAME: diff --upper wrote another layer than the walk diff"
 				fi
