@@ -17,6 +17,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 #   overlay  no overlayfs                   large    LAYERSNAP_TEST_LARGE unset (unit)
 #   devfull  no /dev/full (ENOSPC)          locale   no C.UTF-8 locale (unit)
 #   cold     a tree's page cache cannot be dropped (tmpfs: tests/tools/evict)
+#   rlimit   RLIMIT_NOFILE too low (unit)   fdtable  the descriptor table is large
+#                                                    already (unit: its growth)
 #   TOOL     TOOL is not installed: its command's name (mtree, umoci, skopeo,
 #            git, clang, bsdtar, python3, setpriv, ...)
 # skip KEYWORD WHY: the whole script is skipped (exit 77).
