@@ -76,9 +76,10 @@ static void raise_nofile_limit(void)
 	}
 }
 
-/* Descriptors the CLI's commands hold at most at once (the walker's budget,
- * the read-ahead's and the layer's files, outputs); the table is grown for
- * them before any thread starts (ls_fd_table_reserve says why). */
+/* The descriptor table is grown to this before any thread starts
+ * (ls_fd_table_reserve says why): more than a command holds at once (the
+ * walker's budget is a few hundred, the read-ahead's and the layer's files
+ * and the outputs a few dozen). */
 #define CLI_FDS 1024
 
 /* ---- messages ------------------------------------------------------------ */

@@ -37,6 +37,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "ls_fds.h"
 #include "ls_skip.h"
 #include "path.h"
 #include "xattr.h"
@@ -158,18 +159,6 @@ static int open_dir_at(int dfd, const char *name)
 	return fd;
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return -1;
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
 
 static bool same_inode(const struct stat *a, const struct stat *b)
 {
@@ -768,7 +757,7 @@ static void expect_symlink(int dfd, const char *path, const char *where)
 
 static void check_open_beneath(void)
 {
-	int fds0 = count_fds();
+	int fds0 = ls_count_fds();
 	struct stat st;
 
 	/* Plain nested paths. */
@@ -902,7 +891,7 @@ static void check_open_beneath(void)
 	expect_open(bndfd, bnd_p4, O_RDONLY, &bnd_p4_st, "p4\n");
 
 	/* Nothing leaked, on success or failure. */
-	CHECK_EQ(count_fds(), fds0);
+	CHECK_EQ(ls_count_fds(), fds0);
 }
 
 static void test_open_beneath(void **state)
@@ -1008,7 +997,7 @@ static void make_dirchain_tree(void)
 
 static void check_dirchain(void)
 {
-	int fds0 = count_fds();
+	int fds0 = ls_count_fds();
 	struct ls_dirchain *c = NULL;
 	CHECK_EQ(ls_dirchain_create(&c, dcfd), 0);
 	if (!c)
@@ -1041,7 +1030,7 @@ static void check_dirchain(void)
 	for (int d = 0; d <= DEEP; d++) {
 		deep_path(p, d, 0);
 		expect_get(c, p);
-		CHECK(count_fds() <= fds0 + LS_DIRCHAIN_FDS);
+		CHECK(ls_count_fds() <= fds0 + LS_DIRCHAIN_FDS);
 	}
 	for (int d = DEEP; d >= 0; d--) {
 		deep_path(p, d, 0);
@@ -1069,7 +1058,7 @@ static void check_dirchain(void)
 		deep_path(p, depth, sib);
 		expect_get(c, p);
 	}
-	CHECK(count_fds() <= fds0 + LS_DIRCHAIN_FDS);
+	CHECK(ls_count_fds() <= fds0 + LS_DIRCHAIN_FDS);
 
 	/* Errors leave a chain that still works. */
 	expect_get_fails(c, "f", ENOTDIR, ENOTDIR);
@@ -1141,7 +1130,7 @@ static void check_dirchain(void)
 
 	ls_dirchain_free(c);
 	ls_dirchain_free(NULL);
-	CHECK_EQ(count_fds(), fds0);
+	CHECK_EQ(ls_count_fds(), fds0);
 	/* The root stays open (borrowed). */
 	CHECK(fcntl(dcfd, F_GETFD) >= 0);
 }
@@ -1344,7 +1333,7 @@ static void expect_xattrs(int ri, int dfd, const char *name, uint32_t mode, enum
 
 static void check_xattrs(void)
 {
-	int fds0 = count_fds();
+	int fds0 = ls_count_fds();
 	unsigned char want[4096];
 	size_t wl;
 	void *blob;
@@ -1438,7 +1427,7 @@ static void check_xattrs(void)
 		wl = put(want, 0, "trusted.t", "target", 6);
 		expect_xattrs(15, xafd, "xt", S_IFREG | 0644, LS_XATTRS_ALL, want, wl, false);
 	}
-	CHECK_EQ(count_fds(), fds0);
+	CHECK_EQ(ls_count_fds(), fds0);
 }
 
 static void test_xattrs(void **state)

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +27,7 @@
 #include <xxhash.h>
 
 #include "ioq.h"
+#include "ls_fds.h"
 #include "ls_skip.h"
 #include "walk.h"
 #include "xattr.h"
@@ -695,19 +695,6 @@ static long fd_table_size(void)
 	return n;
 }
 
-/* Descriptors open now (the one listing them not counted), or -1. */
-static long open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return -1;
-	long n = 0;
-	for (struct dirent *e; (e = readdir(d));)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1;
-}
-
 /* In a child, so that the parent's table stays as it is.  A fork's table
  * holds what the parent has open (from a shell, fd 255: 256 slots), so
  * sizes are checked against the one it starts with; the kernel may round a
@@ -715,7 +702,7 @@ static long open_fds(void)
  * check (cmocka's asserts do not belong in a child); 20: cannot check. */
 static int reserve_checks(void)
 {
-	long fds = open_fds(), size = fd_table_size();
+	long fds = ls_count_fds(), size = fd_table_size();
 	if (fds < 0 || size < 64)
 		return 10;
 	/* Capped at the soft limit: uncapped, the duplicate at 8 * size - 1
@@ -746,7 +733,7 @@ static int reserve_checks(void)
 	ls_fd_table_reserve((int)(4 * size));
 	if (fd_table_size() < 4 * size)
 		return 16;
-	if (open_fds() != fds)
+	if (ls_count_fds() != fds)
 		return 17;  /* a descriptor left open */
 	return 0;
 }
@@ -764,15 +751,22 @@ static int child_status(int (*checks)(void))
 	return WEXITSTATUS(st);
 }
 
-static void test_fd_table_reserve(void **state)
+/* Runs checks in a child: exit 0 passes, 20 is a counted skip (keyword,
+ * what), any other code names the failed check. */
+static void run_in_child(int (*checks)(void), const char *keyword, const char *what)
 {
-	(void)state;
-	int rc = child_status(reserve_checks);
+	int rc = child_status(checks);
 	if (rc == 20) {
-		ls_skip_part("rlimit", "RLIMIT_NOFILE below 4 times this process's descriptor table: its growth");
+		ls_skip_part(keyword, "%s", what);
 		return;
 	}
 	assert_int_equal(rc, 0);
+}
+
+static void test_fd_table_reserve(void **state)
+{
+	(void)state;
+	run_in_child(reserve_checks, "rlimit", "RLIMIT_NOFILE below 4 times this process's descriptor table: its growth");
 }
 
 /* A walk grows the table for its whole budget (some hundred descriptors)
@@ -780,7 +774,7 @@ static void test_fd_table_reserve(void **state)
  * 20 when the table is too large already to tell. */
 static int walk_checks(void)
 {
-	long fds = open_fds(), size = fd_table_size();
+	long fds = ls_count_fds(), size = fd_table_size();
 	if (fds < 0 || size < 64)
 		return 10;
 	if (size >= 512)
@@ -796,7 +790,7 @@ static int walk_checks(void)
 	ls_manifest_free(m);
 	if (fd_table_size() <= size)
 		return 13;
-	if (open_fds() != fds)
+	if (ls_count_fds() != fds)
 		return 14;
 	return 0;
 }
@@ -804,12 +798,7 @@ static int walk_checks(void)
 static void test_walk_reserves_fds(void **state)
 {
 	(void)state;
-	int rc = child_status(walk_checks);
-	if (rc == 20) {
-		ls_skip_part("fdtable", "this process's descriptor table holds 512 or more already: a walk's growth of it");
-		return;
-	}
-	assert_int_equal(rc, 0);
+	run_in_child(walk_checks, "fdtable", "this process's descriptor table holds 512 or more already: a walk's growth of it");
 }
 
 int main(void)
