@@ -9,7 +9,7 @@
 #   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit,floor-hash,floor-upper,floor-layer}.
 #
 # Every scenario runs beside its peers in the same loop, alternating commands within each
-# run:
+# run, each round starting one command later than the round before:
 #   - scan, metadata (redo, time; --io auto, sync, uring) vs bfs and find -printf of the
 #     same fields, and the floor loops: of the cached tree (warm, a warm-up run first),
 #     and (with scan --mode full vs xxh128sum) of the diff scenarios' work tree right
@@ -181,17 +181,17 @@ synth_tree() {
 	mv "$d.tmp" "$d" && echo "$gen_key" >"$d.stamp" && echo "$d"
 }
 
-# warm_cold WHAT DEFS WARM COLD: the scenarios DEFS defines (called with -w warm "" and
-# -c cold "; $DROP"), run warm and, unless LAYERSNAP_BENCH_COLD=0, cold; their ids go into
-# the arrays named WARM and COLD.
+# warm_cold WHAT DEFS WARM COLD [WARM_RUNS]: the scenarios DEFS defines (called with -w
+# warm "" and -c cold "; $DROP"), run warm (WARM_RUNS times, $runs by default) and, unless
+# LAYERSNAP_BENCH_COLD=0, cold; their ids go into the arrays named WARM and COLD.
 warm_cold() {
-	local what=$1 defs=$2
+	local what=$1 defs=$2 wruns=${5:-$runs}
 	local -n warm_ids=$3 cold_ids=$4
 	IDS=()
 	"$defs" -w warm ""
 	warm_ids=("${IDS[@]}")
 	echo "bench: $TREE_NAME: $what, warm" >&2
-	run_group "$runs" 1 "${warm_ids[@]}"
+	run_group "$wruns" 1 "${warm_ids[@]}"
 	if [ $COLD = 1 ]; then
 		IDS=()
 		"$defs" -c cold "; $DROP"
@@ -256,12 +256,18 @@ def() {
 	: >"$WORK/m/$1.json"
 }
 
-# run_group RUNS WARMUP ID... : with WARMUP=1 run 0 is a warm-up, not recorded
+# run_group RUNS WARMUP ID... : with WARMUP=1 run 0 is a warm-up, not recorded.  Each
+# round starts one command later than the one before (a rotation), so that no command
+# always runs right after the same one: on this kind of machine a command pays for the
+# one before it (the pages it freed, the CPU time it used up), and a fixed order gave
+# one engine's row 1.05x in one run and 1.00x by hand, interleaved the other way.
 run_group() {
-	local runs=$1 warm=$2 r id rc
+	local runs=$1 warm=$2 r id rc k
 	shift 2
+	local -a order=("$@")
 	for ((r = 1 - warm; r <= runs; r++)); do
-		for id in "$@"; do
+		for ((k = 0; k < ${#order[@]}; k++)); do
+			id=${order[$(((k + r) % ${#order[@]}))]}
 			[ -n "${FAILED[$id]:-}" ] && continue
 			if [ "${CAP[$id]}" -lt 999 ]; then
 				# capped (umoci): no warm-up, at most CAP timed runs
@@ -506,7 +512,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 			def floor-hash1$x "scan, full, $st" "floor: open + read 256 KiB + XXH3-128 loop, 1 thread" "exec $(q "$FLOOR" -t 1 "$root")" "sync$pre"
 			[ "$NPROC" -gt 1 ] && def floor-hashN$x "scan, full, $st" "floor: the same, $NPROC threads" "exec $(q "$FLOOR" -t "$NPROC" "$root")" "sync$pre"
 		}
-		warm_cold "scan, full" full_defs full_w full_c
+		warm_cold "scan, full" full_defs full_w full_c "$sruns"   # warm: under a second
 	fi   # scan
 
 	# --- diff after a build step (warm)
