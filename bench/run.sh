@@ -9,7 +9,7 @@
 #   BUILD the build directory holding layersnap and bench/{gen-tree,mutate,timeit,floor-hash,floor-upper,floor-layer}.
 #
 # Every scenario runs beside its peers in the same loop, alternating commands within each
-# run, each round starting one command later than the round before:
+# run, the rounds going forwards and backwards through them in turn:
 #   - scan, metadata (redo, time; --io auto, sync, uring) vs bfs and find -printf of the
 #     same fields, and the floor loops: of the cached tree (warm, a warm-up run first),
 #     and (with scan --mode full vs xxh128sum) of the diff scenarios' work tree right
@@ -256,18 +256,20 @@ def() {
 	: >"$WORK/m/$1.json"
 }
 
-# run_group RUNS WARMUP ID... : with WARMUP=1 run 0 is a warm-up, not recorded.  Each
-# round starts one command later than the one before (a rotation), so that no command
-# always runs right after the same one: on this kind of machine a command pays for the
-# one before it (the pages it freed, the CPU time it used up), and a fixed order gave
-# one engine's row 1.05x in one run and 1.00x by hand, interleaved the other way.
+# run_group RUNS WARMUP ID... : with WARMUP=1 run 0 is a warm-up, not recorded.  The
+# rounds go through the commands forwards and backwards in turn (the first timed round
+# forwards), so that each command follows one neighbour in half of its runs and the other
+# in the rest: on this kind of machine a command pays for the one before it (the pages it
+# freed, the CPU time it used up), and in one fixed order --io auto's warm full scan
+# measured 1.05x --io sync where interleaving them by hand gave 1.00x.  (A rotation would
+# not do: it keeps every predecessor but at the turn of a round.)
 run_group() {
-	local runs=$1 warm=$2 r id rc k
+	local runs=$1 warm=$2 r id rc k n=$(($# - 2))
 	shift 2
 	local -a order=("$@")
 	for ((r = 1 - warm; r <= runs; r++)); do
-		for ((k = 0; k < ${#order[@]}; k++)); do
-			id=${order[$(((k + r) % ${#order[@]}))]}
+		for ((k = 0; k < n; k++)); do
+			if ((r % 2)); then id=${order[k]}; else id=${order[n - 1 - k]}; fi
 			[ -n "${FAILED[$id]:-}" ] && continue
 			if [ "${CAP[$id]}" -lt 999 ]; then
 				# capped (umoci): no warm-up, at most CAP timed runs
