@@ -48,6 +48,7 @@
 # their medians are what the targets compare), LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES
 # ... npm" the trees;
 # LAYERSNAP_BENCH_COLD=0 skips the cold rows, LAYERSNAP_BENCH_COLD_RUNS=N caps their runs;
+# LAYERSNAP_BENCH_REPORTING=keep leaves a VM's free page reporting on (see below);
 # LAYERSNAP_BENCH_GROUPS="GROUP ..." (space- or comma-separated) runs only those scenario
 # groups on every tree (default: all of them), preparing what they need (the work tree,
 # the build step, their bases) and nothing else:
@@ -107,7 +108,36 @@ case $(mkdir -p "$CACHE" && cd "$CACHE" && pwd)/ in
 esac
 CACHE=$(cd "$CACHE" && pwd)
 WORK=$(mktemp -d "$CACHE/run.XXXXXX") || die "cannot make a scratch directory in $CACHE"
-trap 'umount "$WORK/ov/m" 2>/dev/null; chmod -R u+rwX "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+# Free page reporting (virtio-balloon): a VM's kernel hands memory that has stayed free
+# for about two seconds back to its host, and the first write into such memory costs the
+# host's fault and zeroing; here ~1.3 s a GB, in system time.  Which command found its
+# pages handed back depended on what ran before it: one full layer took 0.9 s or 2.0 s in
+# turn (16 of 16 runs at 1.0 s with reporting paused).  The run pauses it, as a benchmark
+# pins a CPU governor, by raising the order of the blocks reported above the largest
+# there is, and puts the setting back at exit.
+PR_ORDER=/sys/module/page_reporting/parameters/page_reporting_order
+PR_SAVED=
+restore_reporting() { [ -z "$PR_SAVED" ] || echo "$PR_SAVED" >"$PR_ORDER" 2>/dev/null || true; }
+trap 'umount "$WORK/ov/m" 2>/dev/null; chmod -R u+rwX "$WORK" 2>/dev/null; rm -rf "$WORK"; restore_reporting' EXIT
+if [ "${LAYERSNAP_BENCH_REPORTING:-pause}" = pause ] && [ -w "$PR_ORDER" ]; then
+	PR_SAVED=$(cat "$PR_ORDER")
+	pr_off=$(awk 'NR == 1 { print NF - 4; exit }' /proc/buddyinfo)   # max order + 1
+	# A run killed before its exit left it paused: put back the kernel's default then
+	# (pageblock_order).
+	if [ -n "$pr_off" ] && [ "$PR_SAVED" -ge "$pr_off" ] 2>/dev/null; then
+		PR_SAVED=$(awk '/^Page block order:/ { print $4; exit }' /proc/pagetypeinfo 2>/dev/null)
+	fi
+	if [ -n "$pr_off" ] && (echo "$pr_off" >"$PR_ORDER") 2>/dev/null; then
+		REPORTING="free page reporting paused for the run (page_reporting_order $PR_SAVED -> $pr_off)"
+	else
+		PR_SAVED=
+		REPORTING="free page reporting could not be paused: write-heavy rows may swing"
+	fi
+elif [ -e "$PR_ORDER" ]; then
+	REPORTING="free page reporting left on$([ "${LAYERSNAP_BENCH_REPORTING:-pause}" = pause ] && echo " (not root)"): write-heavy rows may swing"
+else
+	REPORTING="no free page reporting"
+fi
 mkdir -p "$WORK/m" "$WORK/o" "$WORK/log"
 
 if [ "$MODE" = quick ]; then
@@ -868,6 +898,7 @@ out="# layersnap benchmark, $MODE, $(date -u +%Y-%m-%d)"$'\n\n'
 out+="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ver ($(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"$'\n'
 out+="- machine: $(nproc) CPUs ($cpu), $mem memory, kernel $(uname -r), trees on $fs"$'\n'
 out+="- page cache: warm (a warm-up run first$(want scan && echo "; the just-written rows: the tree written just before, no warm-up, writeback pending"))$([ $COLD = 1 ] && { want scan || want layer; } && echo "; the 'cold' rows: caches dropped before each run, no warm-up, $([ "$COLD_RUNS" -lt 999 ] && echo "at most $COLD_RUNS run(s)" || echo "as many runs")")"$'\n'
+out+="- memory: $REPORTING"$'\n'
 out+="- peers: $(bfs --version 2>/dev/null | head -1), $(find --version 2>/dev/null | head -1), $(xxh128sum --version 2>&1 | head -1 | cut -c1-40), mtree-netbsd, $(tar --version 2>/dev/null | head -1), $(pigz --version 2>&1 | head -1), $(zstd --version 2>/dev/null | head -1 | sed 's/^\*\** *//; s/ *\**$//'), $(umoci --version 2>/dev/null); floor loops: bench/floor-hash, bench/floor-upper, bench/floor-layer"$'\n'
 out+="- wall and CPU (user+sys of the command and its children) are medians; peak RSS is the largest of the runs; ratios are layersnap's median wall time over the peer's (below 1 is faster)"$'\n'
 for n in "${NOTES[@]}"; do out+="- note: $n"$'\n'; done
