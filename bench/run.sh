@@ -43,10 +43,10 @@
 # full layers disagree on the tar, or a full layer's entry count differs from the tree's.
 # A missing peer is noted and skipped.  Environment: LAYERSNAP_BENCH_RUNS=N overrides the
 # run count, LAYERSNAP_BENCH_SHORT_RUNS=N that of the rows of under a second (metadata
-# scans, the just-written scans, the diffs, the COPY and overlay steps; default 2N+1 on
-# trees below BIG_ENTRIES: such rows swing by a fifth from run to run on a small VM, and
-# their medians are what the targets compare), LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES
-# ... npm" the trees;
+# scans, warm full scans, the just-written scans, the diffs, the COPY and overlay steps;
+# default 2N+1 on trees below BIG_ENTRIES: such rows swing by a fifth from run to run on a
+# small VM, and their medians are what the targets compare),
+# LAYERSNAP_BENCH_TREES="synth:SEED:ENTRIES ... npm" the trees;
 # LAYERSNAP_BENCH_COLD=0 skips the cold rows, LAYERSNAP_BENCH_COLD_RUNS=N caps their runs;
 # LAYERSNAP_BENCH_REPORTING=keep leaves a VM's free page reporting on (see below);
 # LAYERSNAP_BENCH_GROUPS="GROUP ..." (space- or comma-separated) runs only those scenario
@@ -289,10 +289,11 @@ def() {
 # run_group RUNS WARMUP ID... : with WARMUP=1 run 0 is a warm-up, not recorded.  The
 # rounds go through the commands forwards and backwards in turn (the first timed round
 # forwards), so that each command follows one neighbour in half of its runs and the other
-# in the rest: on this kind of machine a command pays for the one before it (the pages it
-# freed, the CPU time it used up), and in one fixed order --io auto's warm full scan
-# measured 1.05x --io sync where interleaving them by hand gave 1.00x.  (A rotation would
-# not do: it keeps every predecessor but at the turn of a round.)
+# in the rest: on this kind of machine a command pays for the one before it (the CPU time
+# it used up; the memory it freed, with free page reporting on), and in one fixed order
+# --io auto's warm full scan measured 1.05x --io sync where interleaving them by hand
+# gave 1.00x.  (A rotation would not do: it keeps every predecessor but at the turn of a
+# round.)
 run_group() {
 	local runs=$1 warm=$2 r id rc k n=$(($# - 2))
 	shift 2
