@@ -119,7 +119,18 @@ PR_ORDER=/sys/module/page_reporting/parameters/page_reporting_order
 PR_SAVED=
 restore_reporting() { [ -z "$PR_SAVED" ] || echo "$PR_SAVED" >"$PR_ORDER" 2>/dev/null || true; }
 trap 'umount "$WORK/ov/m" 2>/dev/null; chmod -R u+rwX "$WORK" 2>/dev/null; rm -rf "$WORK"; restore_reporting' EXIT
-if [ "${LAYERSNAP_BENCH_REPORTING:-pause}" = pause ] && [ -w "$PR_ORDER" ]; then
+PR_MODE=${LAYERSNAP_BENCH_REPORTING:-pause}
+case $PR_MODE in
+pause | keep) ;;
+*) die "LAYERSNAP_BENCH_REPORTING: '$PR_MODE': pause or keep" ;;
+esac
+if [ ! -e "$PR_ORDER" ]; then
+	REPORTING="no free page reporting"
+elif [ "$PR_MODE" = keep ]; then
+	REPORTING="free page reporting left on (LAYERSNAP_BENCH_REPORTING=keep): write-heavy rows may swing"
+elif [ ! -w "$PR_ORDER" ]; then
+	REPORTING="free page reporting left on (not root): write-heavy rows may swing"
+else
 	PR_SAVED=$(cat "$PR_ORDER")
 	pr_off=$(awk 'NR == 1 { print NF - 4; exit }' /proc/buddyinfo)   # max order + 1
 	# A run killed before its exit left it paused: put back the kernel's default then
@@ -133,10 +144,6 @@ if [ "${LAYERSNAP_BENCH_REPORTING:-pause}" = pause ] && [ -w "$PR_ORDER" ]; then
 		PR_SAVED=
 		REPORTING="free page reporting could not be paused: write-heavy rows may swing"
 	fi
-elif [ -e "$PR_ORDER" ]; then
-	REPORTING="free page reporting left on$([ "${LAYERSNAP_BENCH_REPORTING:-pause}" = pause ] && echo " (not root)"): write-heavy rows may swing"
-else
-	REPORTING="no free page reporting"
 fi
 mkdir -p "$WORK/m" "$WORK/o" "$WORK/log"
 
