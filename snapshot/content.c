@@ -119,8 +119,10 @@ static void reader_wait(struct ls_readahead *ra, uint64_t want_end)
 	ra->reader_waits = false;
 }
 
-/* Releases the oldest slot; locked. */
-static void drop_head(struct ls_readahead *ra)
+/* Releases the oldest slot; locked.  Returns whether the reader is to be
+ * woken: its caller signals after unlocking, since a reader woken while
+ * the lock is held would only run to block on it again. */
+static bool drop_head(struct ls_readahead *ra)
 {
 	size_t k = ra->head % LS_READAHEAD_FILES;
 	struct ls_read *r = &ra->slots[k];
@@ -132,8 +134,7 @@ static void drop_head(struct ls_readahead *ra)
 	r->fd = -1;
 	ra->rpos = ra->ends[k];
 	ra->head++;
-	if (ra->reader_waits && reader_may_go(ra, BATCH_FILES, BATCH_BYTES))
-		pthread_cond_signal(&ra->wake_reader);
+	return ra->reader_waits && reader_may_go(ra, BATCH_FILES, BATCH_BYTES);
 }
 
 /* Room for size contiguous bytes in the ring, waiting for the writer to
@@ -324,9 +325,10 @@ static void *reader_main(void *arg)
 		pthread_mutex_lock(&ra->lock);
 		ra->ends[ra->tail % LS_READAHEAD_FILES] = ra->wpos;
 		ra->tail++;
-		if (ra->writer_waits && ra->tail - ra->head >= BATCH_FILES)
-			pthread_cond_signal(&ra->wake_writer);
+		bool wake = ra->writer_waits && ra->tail - ra->head >= BATCH_FILES;
 		pthread_mutex_unlock(&ra->lock);
+		if (wake)
+			pthread_cond_signal(&ra->wake_writer);
 	}
 	pthread_mutex_lock(&ra->lock);
 	ra->done = true;
@@ -373,10 +375,11 @@ int ls_readahead_start(struct ls_readahead **out, int rootfd, const ls_manifest 
 struct ls_read *ls_readahead_get(struct ls_readahead *ra, size_t i)
 {
 	struct ls_read *found = NULL;
+	bool wake = false;
 	pthread_mutex_lock(&ra->lock);
 	for (;;) {
 		while (ra->head < ra->tail && ra->slots[ra->head % LS_READAHEAD_FILES].index < i)
-			drop_head(ra);
+			wake |= drop_head(ra);
 		if (ra->head < ra->tail) {
 			struct ls_read *r = &ra->slots[ra->head % LS_READAHEAD_FILES];
 			found = r->index == i ? r : NULL;
@@ -387,6 +390,9 @@ struct ls_read *ls_readahead_get(struct ls_readahead *ra, size_t i)
 		/* Empty (so the reader may go): wait for a batch, or for the end,
 		 * or for the reader to be blocked on the bytes of the files it
 		 * read meanwhile. */
+		if (wake)
+			pthread_cond_signal(&ra->wake_reader);
+		wake = false;
 		ra->writer_waits = true;
 		while (!ra->done && ra->tail - ra->head < BATCH_FILES &&
 		       !(ra->reader_waits && ra->head < ra->tail))
@@ -394,15 +400,20 @@ struct ls_read *ls_readahead_get(struct ls_readahead *ra, size_t i)
 		ra->writer_waits = false;
 	}
 	pthread_mutex_unlock(&ra->lock);
+	if (wake)
+		pthread_cond_signal(&ra->wake_reader);
 	return found;
 }
 
 void ls_readahead_release(struct ls_readahead *ra, struct ls_read *r)
 {
+	bool wake = false;
 	pthread_mutex_lock(&ra->lock);
 	if (ra->head < ra->tail && r == &ra->slots[ra->head % LS_READAHEAD_FILES])
-		drop_head(ra);
+		wake = drop_head(ra);
 	pthread_mutex_unlock(&ra->lock);
+	if (wake)
+		pthread_cond_signal(&ra->wake_reader);
 }
 
 void ls_readahead_free(struct ls_readahead *ra)
@@ -422,7 +433,7 @@ void ls_readahead_free(struct ls_readahead *ra)
 		pthread_cond_destroy(&ra->wake_writer);
 	}
 	while (ra->head < ra->tail)
-		drop_head(ra);
+		(void)drop_head(ra);
 	ls_dirchain_free(ra->dirs);
 	free(ra->ring);
 	if (ra->xxh)

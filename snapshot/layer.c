@@ -8,9 +8,12 @@
  *                  building the tar overlap the rest)
  *               -> gzip only: worker threads compress each chunk into one
  *                  complete gzip member (libdeflate), any order
- *               -> stream thread, in chunk order: sha256 (diff_id);
- *                  none: the chunk; zstd: libzstd with its own workers;
- *                  gzip: the member -> sha256 (digest), byte count, write(2)
+ *               -> stream thread, in chunk order: sha256 (diff_id)
+ *               -> output thread, in chunk order: none: the chunk; zstd:
+ *                  libzstd with its own workers; gzip: the member
+ *                  -> sha256 (digest), byte count, write(2)
+ *               (with a write callback, or without an output thread, the
+ *               stream side does both, on one thread)
  *
  * The bytes do not depend on the number of threads: chunk boundaries depend
  * only on the tar, each gzip member depends only on its chunk, members are
@@ -94,10 +97,9 @@ struct pipe {
 	bool stop;
 	pthread_t stream, output;
 	bool stream_running, output_running;
-	/* An output thread writes: set when it starts, before any chunk is
-	 * handed over.  Only for a plain or gzip blob written to an fd (zstd's
-	 * blob comes out of the stream thread's compressor, a write callback
-	 * runs on the caller's thread). */
+	/* An output thread compresses (zstd) and writes: set when it starts,
+	 * before any chunk is handed over.  Only for a blob written to an fd
+	 * (a write callback runs on the caller's thread). */
 	bool split;
 };
 
@@ -268,7 +270,8 @@ static void stream_chunk(struct ls_layer *l, const struct slot *s)
 			emit(l, s->out, s->out_len);
 		break;
 	case LS_COMPRESS_ZSTD:
-		zstd_block(l, s->in, s->in_len, false);
+		if (!split)
+			zstd_block(l, s->in, s->in_len, false);
 		break;
 	}
 }
@@ -305,15 +308,22 @@ static void *stream_main(void *arg)
 			continue;
 		}
 		consume_slot(l, s);
+		/* Signalled unlocked: a thread woken with the lock held would
+		 * only run to block on it (a context switch each way, a chunk
+		 * at a time). */
+		pthread_mutex_unlock(&p->lock);
 		pthread_cond_signal(p->split ? &p->wake_output : &p->wake_writer);
+		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
-/* The output thread: writes the consumed chunks in order, so that the
- * stream thread's hashing overlaps the copy into the page cache (on a warm
- * tree the two are most of a plain layer's time, each about as long). */
+/* The output thread: writes the consumed chunks in order (zstd: feeds them
+ * to libzstd, which writes), so that the stream thread's hashing overlaps
+ * the copy into the page cache (on a warm tree the two are most of a plain
+ * layer's time, each about as long) and, with zstd, the hand-over of input
+ * to libzstd's workers, which then wait less for their next job. */
 static void *output_main(void *arg)
 {
 	struct ls_layer *l = arg;
@@ -331,12 +341,16 @@ static void *output_main(void *arg)
 		if (!atomic_load(&l->discard) && !atomic_load(&l->sink_failed)) {
 			if (l->compress == LS_COMPRESS_GZIP)
 				write_blob(l, s->out, s->out_len);
+			else if (l->compress == LS_COMPRESS_ZSTD)
+				zstd_block(l, s->in, s->in_len, false);
 			else
 				write_blob(l, s->in, s->in_len);
 		}
 		pthread_mutex_lock(&p->lock);
 		p->written++;
-		pthread_cond_signal(&p->wake_writer);
+		pthread_mutex_unlock(&p->lock);
+		pthread_cond_signal(&p->wake_writer);  /* unlocked: see stream_main */
+		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -370,8 +384,11 @@ static void *worker_main(void *arg)
 			s->out_len = gzip_member(w->c, s->in, s->in_len, s->out, cap);
 		pthread_mutex_lock(&p->lock);
 		s->done = true;
-		/* The stream thread may wait for this very chunk. */
+		pthread_mutex_unlock(&p->lock);
+		/* The stream thread may wait for this very chunk (unlocked: see
+		 * stream_main). */
 		pthread_cond_signal(&p->wake_stream);
+		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -404,12 +421,14 @@ static void pipe_submit(struct ls_layer *l)
 	struct pipe *p = &l->pipe;
 	pthread_mutex_lock(&p->lock);
 	p->submitted++;
+	pthread_mutex_unlock(&p->lock);
+	/* Unlocked: see stream_main. */
 	pthread_cond_signal(&p->wake_worker);
 	pthread_cond_signal(&p->wake_stream);
 	if (l->write) {
-		pthread_mutex_unlock(&p->lock);
 		stream_drain(l, false);
 	} else {
+		pthread_mutex_lock(&p->lock);
 		while (in_flight(p) == p->nslots)
 			pthread_cond_wait(&p->wake_writer, &p->lock);
 		pthread_mutex_unlock(&p->lock);
@@ -521,14 +540,12 @@ static int pipe_start(struct ls_layer *l, unsigned int threads, int level, struc
 		if (rc != 0)
 			return ls_fail(err, rc, "layer: cannot start a thread: %s", strerror(rc));
 		p->stream_running = true;
-		/* Without the output thread the stream thread writes: the same
-		 * bytes in the same order, only later. */
-		if (l->compress != LS_COMPRESS_ZSTD) {
-			pthread_mutex_lock(&p->lock);
-			p->split = pthread_create(&p->output, NULL, output_main, l) == 0;
-			p->output_running = p->split;
-			pthread_mutex_unlock(&p->lock);
-		}
+		/* Without the output thread the stream thread writes (and feeds
+		 * libzstd): the same bytes in the same order, only later. */
+		pthread_mutex_lock(&p->lock);
+		p->split = pthread_create(&p->output, NULL, output_main, l) == 0;
+		p->output_running = p->split;
+		pthread_mutex_unlock(&p->lock);
 	}
 	for (unsigned int i = 0; i < l->nworkers; i++) {
 		rc = pthread_create(&l->workers[i].thread, NULL, worker_main, &l->workers[i]);
