@@ -352,6 +352,22 @@ stats() {
 
 wall_of() { stats "$1" | awk '{print $2}'; }
 
+# warm_disk_reads ID... -> one sentence: which of these (warm or just-written)
+# rows' timed runs read from storage (timeit's INBLOCK), and how much.  A warm
+# row that did was partly cold: something evicted the tree meanwhile.
+warm_disk_reads() {
+	local id mb list=
+	for id; do
+		mb=$(awk '{ b += $6 } END { if (b > 0) printf "%.1f", b * 512 / 1048576 }' "$WORK/m/$id")
+		[ -n "$mb" ] && list+="${list:+, }$id $mb MB"
+	done
+	if [ -n "$list" ]; then
+		echo "Storage reads during the warm and just-written rows' timed runs (rusage ru_inblock, all runs together): $list."
+	else
+		echo "Storage reads during the warm and just-written rows' timed runs (rusage ru_inblock): none."
+	fi
+}
+
 fmt_s() { awk -v x="$1" 'BEGIN { if (x >= 100) printf "%.0f", x; else if (x >= 10) printf "%.1f", x; else if (x >= 1) printf "%.2f", x; else printf "%.3f", x }'; }
 
 # ratio A B -> "0.42x"
@@ -429,7 +445,7 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 	TREE_NAME=$1
 	local kind=$2 root=$3 runs=$4 seed=${5:-} entries=${6:-}
 	local t0 nent bytes shape W umoci=0 o=$WORK/o cruns=$runs m mut=
-	local meta_jw=() meta=() full_w=() full_c=() diff=() layer_w=() layer_c=()
+	local meta_jw=() meta=() full_w=() full_c=() diff=() ovl=() layer_w=() layer_c=()
 	[ "$COLD_RUNS" -lt "$cruns" ] && cruns=$COLD_RUNS
 	t0=$(date +%s)
 	IDS=()
@@ -656,8 +672,9 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 						"exec $(q tar --listed-incremental="$o/snar.ov1" -cf "$o/u-tar-inc.tar" -C "$OV/m" .)" \
 						"$(fresh u-tar-inc.tar); $(q cp "$WORK/snar.ov0" "$o/snar.ov1")"
 				fi
+				ovl=("${IDS[@]}")
 				echo "bench: $TREE_NAME: build step in an overlay" >&2
-				run_group "$sruns" 1 "${IDS[@]}"
+				run_group "$sruns" 1 "${ovl[@]}"
 				if [ -s "$o/u-upper.tar" ] && [ -s "$o/u-walk.tar" ] && ! cmp -s "$o/u-upper.tar" "$o/u-walk.tar"; then
 					fail "$TREE_NAME: diff --upper wrote another layer than the walk diff"
 				fi
@@ -855,10 +872,11 @@ bench_tree() {  # NAME KIND ROOT RUNS [SEED ENTRIES]
 		t+="| target | layersnap | peer | ratio | target | met |"$'\n'"|---|---|---|---|---|---|"
 		for r in "${TROWS[@]}"; do t+=$'\n'"$r"; done
 	fi
+	t+=$'\n\n'"$(warm_disk_reads "${meta_jw[@]}" "${meta[@]}" "${full_w[@]}" "${diff[@]}" "${ovl[@]}" "${layer_w[@]}")"
 	t+=$'\n\n'"($(($(date +%s) - t0)) s for this tree)"$'\n'
 	TABLES+=("$t")
 	echo "$t"
-	for id in "${meta_jw[@]}" "${meta[@]}" "${full_w[@]}" "${full_c[@]}" "${diff[@]}" "${layer_w[@]}" "${layer_c[@]}"; do
+	for id in "${meta_jw[@]}" "${meta[@]}" "${full_w[@]}" "${full_c[@]}" "${diff[@]}" "${ovl[@]}" "${layer_w[@]}" "${layer_c[@]}"; do
 		local c=${CMD[$id]#exec } p=${PRE[$id]}
 		COMMANDS+=("- \`${c% }\`${p:+ (before each run: \`${p% }\`)}")
 	done

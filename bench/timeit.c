@@ -6,9 +6,10 @@
  * -o FILE: the command's standard output goes to FILE (created or truncated),
  * as a shell's "> FILE" would send it; bench/run.sh then runs a single
  * command without a shell in between, whose start-up (~2 ms) is no part of
- * the command's cost.  Writes one line "WALL_S USER_S SYS_S MAXRSS_KB STATUS" to OUT (wall clock from
- * CLOCK_MONOTONIC, CPU and peak RSS from wait4's rusage of the command and every
- * descendant it waited for, microsecond resolution), and exits with the command's status
+ * the command's cost.  Writes one line "WALL_S USER_S SYS_S MAXRSS_KB STATUS INBLOCK" to OUT (wall
+ * clock from CLOCK_MONOTONIC, CPU, peak RSS and the 512-byte blocks read from storage from wait4's
+ * rusage of the command and every descendant it waited for, microsecond resolution; INBLOCK shows
+ * whether a warm run really was), and exits with the command's status
  * (128+N when killed by signal N).  /usr/bin/time -f '%e %U %S %M' rounds to 10 ms,
  * too coarse for the small trees.
  */
@@ -70,9 +71,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	fprintf(f, "%.6f %ld.%06ld %ld.%06ld %ld %d\n", wall,
+	fprintf(f, "%.6f %ld.%06ld %ld.%06ld %ld %d %ld\n", wall,
 	        (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec,
-	        (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, ru.ru_maxrss, rc);
+	        (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, ru.ru_maxrss, rc, ru.ru_inblock);
 	fclose(f);
 	return rc;
 }
