@@ -390,7 +390,7 @@ struct ls_read *ls_readahead_get(struct ls_readahead *ra, size_t i)
 		/* Empty (so the reader may go): wait for a batch, or for the end,
 		 * or for the reader to be blocked on the bytes of the files it
 		 * read meanwhile. */
-		if (wake)
+		if (wake)  /* locked, but the wait below releases it at once */
 			pthread_cond_signal(&ra->wake_reader);
 		wake = false;
 		ra->writer_waits = true;
