@@ -356,10 +356,11 @@ wall_of() { stats "$1" | awk '{print $2}'; }
 # rows' timed runs read from storage (timeit's INBLOCK), and how much.  A warm
 # row that did was partly cold: something evicted the tree meanwhile.
 warm_disk_reads() {
-	local id mb list=
+	local id amount list=
 	for id; do
-		mb=$(awk '{ b += $6 } END { if (b > 0) printf "%.1f", b * 512 / 1048576 }' "$WORK/m/$id")
-		[ -n "$mb" ] && list+="${list:+, }$id $mb MB"
+		amount=$(awk '{ b += $6 } END { if (b * 512 >= 104858) printf "%.1f MB", b * 512 / 1048576;
+			else if (b > 0) printf "%d KiB", (b * 512 + 1023) / 1024 }' "$WORK/m/$id")
+		[ -n "$amount" ] && list+="${list:+, }$id $amount"
 	done
 	if [ -n "$list" ]; then
 		echo "Storage reads during the warm and just-written rows' timed runs (rusage ru_inblock, all runs together): $list."
