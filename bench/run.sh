@@ -358,15 +358,11 @@ wall_of() { stats "$1" | awk '{print $2}'; }
 warm_disk_reads() {
 	local id amount list=
 	for id; do
-		amount=$(awk '{ b += $6 } END { if (b * 512 >= 104858) printf "%.1f MB", b * 512 / 1048576;
-			else if (b > 0) printf "%d KiB", (b * 512 + 1023) / 1024 }' "$WORK/m/$id")
+		amount=$(awk '{ b += $6 * 512 } END { if (b >= 0.1 * 1048576) printf "%.1f MB", b / 1048576;
+			else if (b > 0) printf "%d KiB", (b + 1023) / 1024 }' "$WORK/m/$id")
 		[ -n "$amount" ] && list+="${list:+, }$id $amount"
 	done
-	if [ -n "$list" ]; then
-		echo "Storage reads during the warm and just-written rows' timed runs (rusage ru_inblock, all runs together): $list."
-	else
-		echo "Storage reads during the warm and just-written rows' timed runs (rusage ru_inblock): none."
-	fi
+	echo "Storage reads during the warm and just-written rows' timed runs (rusage ru_inblock${list:+, all runs together}): ${list:-none}."
 }
 
 fmt_s() { awk -v x="$1" 'BEGIN { if (x >= 100) printf "%.0f", x; else if (x >= 10) printf "%.1f", x; else if (x >= 1) printf "%.2f", x; else printf "%.3f", x }'; }
